@@ -1,0 +1,171 @@
+"""The one place that changes a job's status.
+
+    queued ──claim──▶ running ──succeed──▶ succeeded
+      │                  │
+      └──────fail────────┴──────fail─────▶ failed
+
+Every change is a conditional UPDATE (``WHERE status = ...``), so two workers that receive the same
+job id cannot both claim it, and a worker that lost its claim cannot write a result.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import uuid
+from typing import Iterable, Sequence
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from shared.models import Batch, Finding, Job, JobStatus, utcnow
+
+
+class InvalidTransition(Exception):
+    """The job is not in a state that allows the requested change."""
+
+
+@dataclasses.dataclass(frozen=True)
+class NewJob:
+    """An upload as the web recorded it. ``error`` set means it was rejected at upload and never runs."""
+
+    original_filename: str
+    content_sha256: str
+    size_bytes: int
+    image_key: str | None = None
+    content_type: str | None = None
+    width: int | None = None
+    height: int | None = None
+    error: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class FindingResult:
+    label: str
+    probability: float
+    threshold: float
+    positive: bool
+    overlay_key: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Timings:
+    decode_ms: float
+    inference_ms: float
+    overlay_ms: float
+
+
+def create_batch(session: Session, owner: str, uploads: Sequence[NewJob]) -> Batch:
+    """Record a batch and its jobs; jobs rejected at upload are failed at once, the rest queued."""
+    if not uploads:
+        raise ValueError("a batch needs at least one file")
+    now = utcnow()
+    batch = Batch(owner=owner, job_count=len(uploads), created_at=now)
+    for position, upload in enumerate(uploads):
+        rejected = upload.error is not None
+        batch.jobs.append(
+            Job(
+                position=position,
+                image_key=upload.image_key,
+                original_filename=upload.original_filename[:300],
+                content_sha256=upload.content_sha256,
+                content_type=upload.content_type,
+                size_bytes=upload.size_bytes,
+                width=upload.width,
+                height=upload.height,
+                status=(JobStatus.FAILED if rejected else JobStatus.QUEUED).value,
+                error=upload.error,
+                attempts=0,
+                created_at=now,
+                finished_at=now if rejected else None,
+            )
+        )
+    session.add(batch)
+    session.flush()
+    return batch
+
+
+def mark_dispatched(session: Session, job_ids: Iterable[uuid.UUID]) -> None:
+    ids = list(job_ids)
+    if ids:
+        session.execute(
+            update(Job)
+            .where(Job.id.in_(ids), Job.status == JobStatus.QUEUED.value)
+            .values(dispatched_at=utcnow())
+        )
+
+
+def claim(session: Session, job_id: uuid.UUID, worker: str, lease_seconds: float) -> Job | None:
+    """queued → running for this worker, or None when the job is gone or someone else has it."""
+    now = utcnow()
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.QUEUED.value)
+        .values(
+            status=JobStatus.RUNNING.value,
+            worker=worker,
+            attempts=Job.attempts + 1,
+            started_at=now,
+            lease_expires_at=now + dt.timedelta(seconds=lease_seconds),
+        )
+    )
+    if result.rowcount != 1:
+        return None
+    return session.scalars(select(Job).where(Job.id == job_id).execution_options(populate_existing=True)).one()
+
+
+def succeed(
+    session: Session,
+    job_id: uuid.UUID,
+    worker: str,
+    model_version: str,
+    findings: Sequence[FindingResult],
+    timings: Timings,
+) -> None:
+    """running → succeeded with its findings, only while this worker still holds the claim."""
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.RUNNING.value, Job.worker == worker)
+        .values(
+            status=JobStatus.SUCCEEDED.value,
+            model_version=model_version,
+            finished_at=utcnow(),
+            lease_expires_at=None,
+            error=None,
+            decode_ms=timings.decode_ms,
+            inference_ms=timings.inference_ms,
+            overlay_ms=timings.overlay_ms,
+        )
+    )
+    if result.rowcount != 1:
+        raise InvalidTransition(f"job {job_id} is not running on {worker}; its result was not recorded")
+    session.add_all(
+        Finding(
+            job_id=job_id,
+            label=f.label,
+            probability=float(f.probability),
+            threshold=float(f.threshold),
+            positive=bool(f.positive),
+            overlay_key=f.overlay_key,
+        )
+        for f in findings
+    )
+    session.flush()
+
+
+def fail(session: Session, job_id: uuid.UUID, message: str, worker: str | None = None) -> None:
+    """queued or running → failed with a message the person who sent the image can read.
+
+    With ``worker`` given, only that worker's running claim may be failed.
+    """
+    condition = [Job.id == job_id]
+    if worker is None:
+        condition.append(Job.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value]))
+    else:
+        condition += [Job.status == JobStatus.RUNNING.value, Job.worker == worker]
+    result = session.execute(
+        update(Job).where(*condition).values(
+            status=JobStatus.FAILED.value, error=message[:2000], finished_at=utcnow(), lease_expires_at=None
+        )
+    )
+    if result.rowcount != 1:
+        raise InvalidTransition(f"job {job_id} cannot fail from its current state")

@@ -1,0 +1,124 @@
+"""HTTP API, ``/api/v1``: submit batches, read batches and jobs, fetch images and overlays."""
+from __future__ import annotations
+
+import uuid
+
+from flask import Blueprint, jsonify, request, send_file, url_for
+from sqlalchemy import text
+
+from shared import queries
+from shared.storage import StorageError
+from web.errors import ApiError
+from web.security import current_owner
+from web.serializers import DISCLAIMER, batch_json, counts_json, iso, job_json, model_json
+from web.services import services
+from web.uploads import submit_batch
+
+blueprint = Blueprint("api", __name__)
+
+
+def _uuid(value: str, kind: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise ApiError(404, f"no {kind} with id {value!r}") from None
+
+
+def _load_job(session, job_id: str):
+    job = queries.get_job(session, current_owner(), _uuid(job_id, "job"))
+    if job is None:
+        raise ApiError(404, f"no job with id {job_id}")
+    return job
+
+
+@blueprint.post("/batches")
+def create_batch():
+    """Multipart upload: one or many files in the 'files' field (or 'file'). Answers 202."""
+    files = request.files.getlist("files") + request.files.getlist("file")
+    batch_id = submit_batch(files)
+    with services().db.session() as session:
+        batch = queries.get_batch(session, current_owner(), batch_id)
+        body = batch_json(batch)
+    response = jsonify(body)
+    response.status_code = 202
+    response.headers["Location"] = url_for("api.get_batch", batch_id=batch_id)
+    return response
+
+
+@blueprint.get("/batches")
+def list_batches():
+    page = max(1, request.args.get("page", 1, type=int))
+    per_page = min(100, max(1, request.args.get("per_page", services().settings.history_page_size, type=int)))
+    with services().db.session() as session:
+        batches, total = queries.list_batches(session, current_owner(), page, per_page)
+        counts = queries.status_counts(session, [b.id for b in batches])
+        items = [
+            {"id": str(b.id), "created_at": iso(b.created_at), **counts_json(counts[b.id], b.job_count),
+             "url": url_for("api.get_batch", batch_id=b.id)}
+            for b in batches
+        ]
+    return jsonify({"batches": items, "page": page, "per_page": per_page, "total": total})
+
+
+@blueprint.get("/batches/<batch_id>")
+def get_batch(batch_id: str):
+    with services().db.session() as session:
+        batch = queries.get_batch(session, current_owner(), _uuid(batch_id, "batch"))
+        if batch is None:
+            raise ApiError(404, f"no batch with id {batch_id}")
+        return jsonify(batch_json(batch))
+
+
+@blueprint.get("/jobs/<job_id>")
+def get_job(job_id: str):
+    with services().db.session() as session:
+        return jsonify(job_json(_load_job(session, job_id), detail=True))
+
+
+def _send_stored(key: str, mimetype: str):
+    try:
+        path = services().storage.path(key)
+        if not path.is_file():
+            raise StorageError(f"stored file {key} is missing")
+    except StorageError as exc:
+        raise ApiError(404, str(exc)) from None
+    response = send_file(path, mimetype=mimetype, max_age=3600)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@blueprint.get("/jobs/<job_id>/image")
+def job_image(job_id: str):
+    with services().db.session() as session:
+        job = _load_job(session, job_id)
+    if not job.image_key:
+        raise ApiError(404, "this job has no stored image (the upload was rejected)")
+    return _send_stored(job.image_key, job.content_type or "application/octet-stream")
+
+
+@blueprint.get("/jobs/<job_id>/overlays/<label>")
+def job_overlay(job_id: str, label: str):
+    with services().db.session() as session:
+        job = _load_job(session, job_id)
+    finding = next((f for f in job.findings if f.label == label), None)
+    if finding is None or not finding.overlay_key:
+        raise ApiError(404, f"job {job_id} has no heatmap overlay for {label!r}")
+    return _send_stored(finding.overlay_key, "image/png")
+
+
+@blueprint.get("/models/current")
+def current_model():
+    with services().db.session() as session:
+        model = queries.current_model(session)
+        return jsonify({"model": model_json(model), "disclaimer": DISCLAIMER})
+
+
+@blueprint.get("/healthz")
+def healthz():
+    """Liveness and readiness: the database answers."""
+    try:
+        with services().db.session() as session:
+            session.execute(text("SELECT 1"))
+    except Exception as exc:
+        return jsonify({"status": "unavailable", "database": f"error: {type(exc).__name__}"}), 503
+    return jsonify({"status": "ok", "database": "ok"})

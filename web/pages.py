@@ -1,0 +1,78 @@
+"""Pages for people: upload, batch (polls the API), job, history."""
+from __future__ import annotations
+
+import math
+import uuid
+
+from flask import Blueprint, Flask, abort, redirect, render_template, request, url_for
+
+from shared import queries
+from shared.labels import display_name
+from web.security import current_owner
+from web.serializers import DISCLAIMER, UNTRAINED_WARNING, counts_json
+from web.services import services
+from web.uploads import submit_batch
+
+blueprint = Blueprint("pages", __name__)
+
+
+def _uuid_or_404(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        abort(404, description="there is no such page")
+
+
+def register_template_globals(app: Flask) -> None:
+    @app.context_processor
+    def model_notice():
+        try:
+            with services().db.session() as session:
+                model = queries.current_model(session)
+                info = None if model is None else {"name": model.name, "version": model.version, "trained": model.trained}
+        except Exception:  # an error page must still render when the database is down
+            info = None
+        return {"current_model": info, "disclaimer": DISCLAIMER, "untrained_warning": UNTRAINED_WARNING,
+                "display_name": display_name}
+
+
+@blueprint.get("/")
+def upload_page():
+    return render_template("upload.html")
+
+
+@blueprint.post("/batches")
+def upload_form():
+    batch_id = submit_batch(request.files.getlist("files"))
+    return redirect(url_for("pages.batch_page", batch_id=batch_id), code=303)
+
+
+@blueprint.get("/batches/<batch_id>")
+def batch_page(batch_id: str):
+    with services().db.session() as session:
+        batch = queries.get_batch(session, current_owner(), _uuid_or_404(batch_id))
+        if batch is None:
+            abort(404, description=f"there is no batch {batch_id}")
+        created = batch.created_at
+    return render_template("batch.html", batch_id=batch_id, created_at=created)
+
+
+@blueprint.get("/jobs/<job_id>")
+def job_page(job_id: str):
+    with services().db.session() as session:
+        job = queries.get_job(session, current_owner(), _uuid_or_404(job_id))
+        if job is None:
+            abort(404, description=f"there is no job {job_id}")
+        return render_template("job.html", job=job)
+
+
+@blueprint.get("/history")
+def history_page():
+    per_page = services().settings.history_page_size
+    page = max(1, request.args.get("page", 1, type=int))
+    with services().db.session() as session:
+        batches, total = queries.list_batches(session, current_owner(), page, per_page)
+        counts = queries.status_counts(session, [b.id for b in batches])
+        rows = [{"batch": b, **counts_json(counts[b.id], b.job_count)} for b in batches]
+    pages = max(1, math.ceil(total / per_page))
+    return render_template("history.html", rows=rows, page=page, pages=pages, total=total)

@@ -1,0 +1,68 @@
+"""Accepting uploads: check each file by content, store it, record the batch, then enqueue.
+
+Order matters: the job rows are committed before anything is enqueued, so a worker never receives an
+id it cannot find, and a broker outage leaves jobs queued in the database instead of losing them.
+One bad file becomes one failed job; it never rejects the files beside it.
+"""
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+from werkzeug.datastructures import FileStorage
+
+from shared import jobs
+from shared.images import ImageError, inspect_image
+from shared.models import JobStatus
+from shared.queue import dispatch
+from shared.storage import StorageError, upload_key
+from web.errors import ApiError
+from web.security import current_owner
+from web.services import services
+
+
+def _accept(file: FileStorage) -> jobs.NewJob:
+    settings, storage = services().settings, services().storage
+    name = (file.filename or "unnamed").replace("\\", "/").rsplit("/", 1)[-1] or "unnamed"
+    data = file.stream.read(settings.max_file_bytes + 1)
+    digest = hashlib.sha256(data).hexdigest()
+    if len(data) > settings.max_file_bytes:
+        limit = settings.max_file_bytes // (1024 * 1024)
+        return jobs.NewJob(name, digest, len(data), error=f"the file is larger than the {limit} MB limit per image")
+    try:
+        info = inspect_image(data, settings.max_image_pixels)
+    except ImageError as exc:
+        return jobs.NewJob(name, digest, len(data), error=str(exc))
+    key = upload_key(info.extension)
+    try:
+        storage.put(key, data)
+    except StorageError as exc:
+        raise ApiError(503, f"the upload could not be stored ({exc}); try again later") from exc
+    return jobs.NewJob(name, digest, len(data), image_key=key, content_type=info.content_type,
+                       width=info.width, height=info.height)
+
+
+def submit_batch(files: list[FileStorage]) -> uuid.UUID:
+    """Store, record and enqueue; returns the batch id. Raises ApiError when nothing can be accepted."""
+    settings = services().settings
+    files = [f for f in files if f and (f.filename or f.content_length)]
+    if not files:
+        raise ApiError(400, "no files were sent: attach one or more PNG or JPEG images in the 'files' field")
+    if len(files) > settings.max_files_per_batch:
+        raise ApiError(400, f"{len(files)} files were sent; a batch may hold at most {settings.max_files_per_batch}")
+    accepted = [_accept(f) for f in files]
+    if all(job.error for job in accepted):
+        details = [{"filename": job.original_filename, "error": job.error} for job in accepted]
+        too_large = all("larger than" in job.error or "too large" in job.error for job in accepted)
+        summary = "; ".join(f"{d['filename']}: {d['error']}" for d in details[:5])
+        raise ApiError(413 if too_large else 415, f"none of the files can be analysed ({summary})", details)
+
+    db = services().db
+    with db.session() as session:
+        batch = jobs.create_batch(session, current_owner(), accepted)
+        batch_id = batch.id
+        queued = [job.id for job in batch.jobs if job.status == JobStatus.QUEUED.value]
+    sent = dispatch(services().celery, queued)
+    with db.session() as session:
+        jobs.mark_dispatched(session, sent)
+    return batch_id

@@ -1,0 +1,50 @@
+"""The Celery worker entry point: ``celery -A worker.main worker``.
+
+The parent process checks the model artifact before anything forks and refuses to start on a missing
+or inconsistent one. Each pool process loads the model once, right after the fork (TensorFlow must not
+be initialised in the parent), and the task itself only passes the job id on.
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+
+from celery.signals import worker_init, worker_process_init
+
+from shared.config import load_settings
+from shared.model_manifest import ArtifactError, read_manifest
+from shared.queue import ANALYZE_TASK, create_celery
+from worker import pipeline, runtime
+
+log = logging.getLogger("worker")
+settings = load_settings()
+app = create_celery(settings)
+app.conf.update(
+    # Loading TensorFlow and the model in a fresh pool process takes longer than Celery's 4 s default.
+    worker_proc_alive_timeout=120,
+    worker_concurrency=1,
+)
+if settings.uses_file_broker:
+    # The file broker has no broadcast: remote control commands would only log errors.
+    app.conf.worker_enable_remote_control = False
+
+
+@worker_init.connect
+def refuse_bad_model(**_):
+    try:
+        manifest = read_manifest(settings.model_dir)
+    except ArtifactError as exc:
+        log.critical("refusing to start: %s", exc)
+        raise SystemExit(f"refusing to start: {exc}") from None
+    if not manifest.trained:
+        log.warning("serving an UNTRAINED model (%s): predictions are meaningless", manifest.version)
+
+
+@worker_process_init.connect
+def load_model_in_child(**_):
+    runtime.get_context(settings)
+
+
+@app.task(name=ANALYZE_TASK)
+def analyze_job(job_id: str) -> None:
+    pipeline.process_job(runtime.get_context(settings), uuid.UUID(job_id))
