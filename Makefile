@@ -7,10 +7,9 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: install run test
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[worker,test]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -22,4 +21,4 @@ run: install
 	XRAY_MODEL_DIR=$$(realpath $${XRAY_MODEL_DIR:-$(MODEL_DIR)}) honcho -f deploy/Procfile.local -d . start
 
 test: install
-	bash tests/run.sh
+	bash tests/run.sh $(ARGS)

@@ -46,6 +46,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     security.csrf.init_app(app)
     app.register_blueprint(pages.blueprint)
     app.register_blueprint(api.blueprint, url_prefix="/api/v1")
+    app.add_url_rule("/healthz", view_func=api.healthz)  # where load balancers look by convention
     security.csrf.exempt(api.blueprint)  # API clients send no browser cookies; tokens come with accounts
     errors.register(app)
     pages.register_template_globals(app)

@@ -24,6 +24,17 @@ def _uuid(value: str, kind: str) -> uuid.UUID:
         raise ApiError(404, f"no {kind} with id {value!r}") from None
 
 
+def _with_model_notice(session, body: dict) -> dict:
+    """Every answer names the model the workers serve now and warns plainly if it is untrained."""
+    served = model_json(queries.current_model(session))
+    warnings = list(body.get("warnings", []))
+    if served and served["warning"] and served["warning"] not in warnings:
+        warnings.append(served["warning"])
+    if served is None:
+        warnings.append("No worker has reported a model yet: jobs wait until a worker starts.")
+    return {**body, "served_model": served, "warnings": warnings, "disclaimer": DISCLAIMER}
+
+
 def _load_job(session, job_id: str):
     job = queries.get_job(session, current_owner(), _uuid(job_id, "job"))
     if job is None:
@@ -37,8 +48,7 @@ def create_batch():
     files = request.files.getlist("files") + request.files.getlist("file")
     batch_id = submit_batch(files)
     with services().db.session() as session:
-        batch = queries.get_batch(session, current_owner(), batch_id)
-        body = batch_json(batch)
+        body = _with_model_notice(session, batch_json(queries.get_batch(session, current_owner(), batch_id)))
     response = jsonify(body)
     response.status_code = 202
     response.headers["Location"] = url_for("api.get_batch", batch_id=batch_id)
@@ -57,7 +67,8 @@ def list_batches():
              "url": url_for("api.get_batch", batch_id=b.id)}
             for b in batches
         ]
-    return jsonify({"batches": items, "page": page, "per_page": per_page, "total": total})
+        body = _with_model_notice(session, {"batches": items, "page": page, "per_page": per_page, "total": total})
+    return jsonify(body)
 
 
 @blueprint.get("/batches/<batch_id>")
@@ -66,13 +77,17 @@ def get_batch(batch_id: str):
         batch = queries.get_batch(session, current_owner(), _uuid(batch_id, "batch"))
         if batch is None:
             raise ApiError(404, f"no batch with id {batch_id}")
-        return jsonify(batch_json(batch))
+        return jsonify(_with_model_notice(session, batch_json(batch)))
 
 
 @blueprint.get("/jobs/<job_id>")
 def get_job(job_id: str):
     with services().db.session() as session:
-        return jsonify(job_json(_load_job(session, job_id), detail=True))
+        job = _load_job(session, job_id)
+        body = job_json(job, detail=True)
+        if job.model and job.model.trained is False:
+            body["warnings"] = [body["model"]["warning"]]
+        return jsonify(_with_model_notice(session, body))
 
 
 def _send_stored(key: str, mimetype: str):
@@ -109,8 +124,7 @@ def job_overlay(job_id: str, label: str):
 @blueprint.get("/models/current")
 def current_model():
     with services().db.session() as session:
-        model = queries.current_model(session)
-        return jsonify({"model": model_json(model), "disclaimer": DISCLAIMER})
+        return jsonify(_with_model_notice(session, {"model": model_json(queries.current_model(session))}))
 
 
 @blueprint.get("/healthz")

@@ -19,12 +19,19 @@ class ApiError(HTTPException):
         self.details = details
 
 
+def human_size(size: int) -> str:
+    for unit, scale in (("GB", 1024**3), ("MB", 1024**2), ("kB", 1024)):
+        if size >= scale:
+            return f"{size / scale:,.1f} {unit}".replace(".0 ", " ")
+    return f"{size} bytes"
+
+
 def _message(error: HTTPException) -> str:
     if isinstance(error, RequestEntityTooLarge):
         from web.services import services
 
-        limit = services().settings.max_request_bytes / (1024 * 1024)
-        return f"the upload is too large: a request may carry at most {limit:,.0f} MB; send the images in smaller batches"
+        limit = human_size(services().settings.max_request_bytes)
+        return f"the upload is too large: a request may carry at most {limit}; send the images in smaller batches"
     if isinstance(error, CSRFError):
         return f"the form expired or was not sent from this site ({error.description}); reload the page and try again"
     return error.description or error.name

@@ -8,7 +8,7 @@ from flask import url_for
 from shared.labels import LABELS, display_name
 from shared.models import Batch, Finding, Job, JobStatus, ModelVersion
 
-DISCLAIMER = "For research and education only. Not a medical device; not for diagnosis or treatment decisions."
+DISCLAIMER = "Research and education only: not a medical device, not for diagnosis or treatment decisions."
 UNTRAINED_WARNING = "This model is untrained (random weights): its predictions and heatmaps are meaningless."
 
 
@@ -69,7 +69,6 @@ def job_json(job: Job, detail: bool = False) -> dict:
         body["created_at"] = iso(job.created_at)
         body["started_at"] = iso(job.started_at)
         body["finished_at"] = iso(job.finished_at)
-        body["disclaimer"] = DISCLAIMER
     return body
 
 
@@ -92,5 +91,4 @@ def batch_json(batch: Batch) -> dict:
         "page_url": url_for("pages.batch_page", batch_id=batch.id),
         "jobs": [job_json(job) for job in batch.jobs],
         "warnings": warnings,
-        "disclaimer": DISCLAIMER,
     }

@@ -16,7 +16,7 @@ from shared.images import ImageError, inspect_image
 from shared.models import JobStatus
 from shared.queue import dispatch
 from shared.storage import StorageError, upload_key
-from web.errors import ApiError
+from web.errors import ApiError, human_size
 from web.security import current_owner
 from web.services import services
 
@@ -27,8 +27,8 @@ def _accept(file: FileStorage) -> jobs.NewJob:
     data = file.stream.read(settings.max_file_bytes + 1)
     digest = hashlib.sha256(data).hexdigest()
     if len(data) > settings.max_file_bytes:
-        limit = settings.max_file_bytes // (1024 * 1024)
-        return jobs.NewJob(name, digest, len(data), error=f"the file is larger than the {limit} MB limit per image")
+        limit = human_size(settings.max_file_bytes)
+        return jobs.NewJob(name, digest, len(data), error=f"the file is larger than the {limit} limit per image")
     try:
         info = inspect_image(data, settings.max_image_pixels)
     except ImageError as exc:

@@ -45,12 +45,14 @@ class InferenceEngine:
         self.scale, self.offset = PREPROCESSING[manifest.preprocessing]
         logits_layer = model.get_layer(manifest.logits_layer)
         self.features_and_logits = keras.Model(
-            model.inputs, [model.get_layer(manifest.cam_layer).output, logits_layer.output]
+            model.input, [model.get_layer(manifest.cam_layer).output, logits_layer.output]
         )
         self.fast_cam = has_gap_dense_head(model, manifest.cam_layer, manifest.logits_layer)
         self.dense_kernel = np.asarray(logits_layer.kernel) if self.fast_cam else None
         # One traced graph instead of eager layer-by-layer calls; retraced only for a new batch size.
         self._forward = tf.function(lambda x: self.features_and_logits(x, training=False), reduce_retracing=True)
+        # Trace and warm up now, at worker start, not on the first person's image.
+        self.analyze([np.zeros(self.input_size, np.uint8)])
 
     def preprocess(self, grey: np.ndarray) -> np.ndarray:
         """8-bit greyscale image of any size → the model's input: square resize, 3 channels, scaled."""

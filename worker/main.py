@@ -7,6 +7,8 @@ be initialised in the parent), and the task itself only passes the job id on.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import uuid
 
 from celery.signals import worker_init, worker_process_init
@@ -42,7 +44,14 @@ def refuse_bad_model(**_):
 
 @worker_process_init.connect
 def load_model_in_child(**_):
-    runtime.get_context(settings)
+    try:
+        runtime.get_context(settings)
+    except Exception as exc:
+        # A model that loads but disagrees with its manifest: stop the whole worker rather than
+        # acknowledge jobs it cannot run (Celery would only log a failing signal handler).
+        log.critical("refusing to serve: %s; stopping the worker", exc)
+        os.kill(os.getppid(), signal.SIGTERM)
+        raise
 
 
 @app.task(name=ANALYZE_TASK)

@@ -1,0 +1,95 @@
+"""Fixtures on real services: a fresh Postgres database per run, Redis with a queue of our own, a tiny
+model artifact, and a real Celery worker process."""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from tests.helpers import PG_SERVER, REDIS_URL, WorkerProcess, service_env
+
+
+def _admin_engine():
+    return sa.create_engine(f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT")
+
+
+@pytest.fixture(scope="session")
+def pg_url():
+    """A new Postgres database, migrated to head, dropped at the end of the run."""
+    name = f"xray_test_{uuid.uuid4().hex[:10]}"
+    admin = _admin_engine()
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is not reachable at {PG_SERVER} (start it; see README): {exc}")
+    url = f"{PG_SERVER}/{name}"
+    from shared.migrate import upgrade
+
+    upgrade(url)
+    yield url
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def redis_queue():
+    """Redis URL and a queue name no other run uses."""
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        pytest.fail(f"Redis is not reachable at {REDIS_URL} (start it; see README): {exc}")
+    queue = f"xray-test-{uuid.uuid4().hex[:8]}"
+    yield REDIS_URL, queue
+    redis.Redis.from_url(REDIS_URL).delete(queue)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """A small-cnn artifact at 64×64 with random weights: fast, and shaped like the served models."""
+    from training.model_cli import init_model
+
+    path = tmp_path_factory.mktemp("models") / "tiny"
+    init_model("small-cnn", 64, "none", path, name="tiny-test-model")
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_stack(tmp_path_factory, pg_url, redis_queue, tiny_model):
+    """Settings for Postgres + Redis + tiny model, with one real worker process serving them."""
+    broker, queue = redis_queue
+    var_dir = tmp_path_factory.mktemp("pg-stack")
+    settings = {
+        "database_url": pg_url,
+        "broker_url": broker,
+        "queue_name": queue,
+        "var_dir": var_dir,
+        "storage_dir": var_dir / "storage",
+        "model_dir": tiny_model,
+    }
+    env = service_env(
+        DATABASE_URL=pg_url, CELERY_BROKER_URL=broker, XRAY_QUEUE=queue, XRAY_VAR_DIR=str(var_dir),
+        XRAY_STORAGE_DIR=str(var_dir / "storage"), XRAY_MODEL_DIR=str(tiny_model),
+    )
+    worker = WorkerProcess(env, var_dir / "worker.log")
+    try:
+        worker.wait_ready()
+        yield settings
+    finally:
+        worker.stop()
+
+
+@pytest.fixture()
+def pg_app(pg_stack):
+    from web import create_app
+
+    return create_app({**pg_stack, "TESTING": True, "WTF_CSRF_ENABLED": False})
+
+
+@pytest.fixture()
+def pg_client(pg_app):
+    return pg_app.test_client()

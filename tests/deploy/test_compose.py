@@ -1,0 +1,57 @@
+"""docker-compose.yml cannot be run here (no Docker engine), so check that it is whole and consistent."""
+import re
+
+import pytest
+import yaml
+
+from tests.helpers import REPO
+
+COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+SERVICES = COMPOSE["services"]
+DOCKERFILE = (REPO / "deploy" / "Dockerfile").read_text()
+
+
+def test_the_stack_has_every_part():
+    assert {"postgres", "redis", "migrate", "model-init", "web", "worker"} <= set(SERVICES)
+
+
+@pytest.mark.parametrize("name", ["migrate", "model-init", "web", "worker"])
+def test_app_services_share_one_configuration(name):
+    env = SERVICES[name]["environment"]
+    assert env["DATABASE_URL"].startswith("postgresql+psycopg2://") and "@postgres:5432/" in env["DATABASE_URL"]
+    assert env["CELERY_BROKER_URL"].startswith("redis://redis:6379/")
+    assert env == SERVICES["web"]["environment"]
+    build = SERVICES[name]["build"]
+    assert (REPO / build["dockerfile"]).exists()
+    assert re.search(rf"^FROM .* AS {build['target']}$", DOCKERFILE, re.MULTILINE)
+
+
+def test_web_and_workers_see_the_same_storage_and_model():
+    def mount(service, path):
+        return [v for v in SERVICES[service]["volumes"] if v.split(":")[1] == path]
+
+    for service in ("web", "worker", "model-init"):
+        assert mount(service, "/data") == ["data:/data"]
+    env = SERVICES["worker"]["environment"]
+    assert env["XRAY_STORAGE_DIR"].startswith("/data/") and env["XRAY_MODEL_DIR"].startswith("/data/")
+    assert SERVICES["model-init"]["command"][-1] == env["XRAY_MODEL_DIR"]
+    assert set(COMPOSE["volumes"]) == {"data", "pgdata", "redisdata"}
+
+
+def test_workers_can_be_scaled_and_start_after_migrations():
+    worker = SERVICES["worker"]
+    assert "container_name" not in worker and "ports" not in worker  # both would break --scale
+    assert worker["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert SERVICES["migrate"]["command"] == ["xray-db", "upgrade"]
+    assert "worker.main" in DOCKERFILE and "web:create_app()" in DOCKERFILE
+
+
+def test_redis_keeps_queued_jobs_and_never_evicts_them():
+    command = " ".join(SERVICES["redis"]["command"])
+    assert "--appendonly yes" in command and "--maxmemory-policy noeviction" in command
+    assert SERVICES["redis"]["volumes"] == ["redisdata:/data"]
+
+
+def test_the_web_image_installs_no_tensorflow():
+    web_stage = DOCKERFILE.split("AS web", 1)[1].split("FROM", 1)[0]
+    assert "pip install -c constraints.txt ." in web_stage and "[worker]" not in web_stage

@@ -1,0 +1,124 @@
+"""Helpers the tests share: real services, a real worker process, image bytes."""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = REPO / "tests" / "fixtures"
+SHARED_DATA = REPO.parent / "shared" / "data" / "nih"
+PG_SERVER = os.environ.get("XRAY_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432")
+REDIS_URL = os.environ.get("XRAY_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+def real_xray_bytes(count: int = 2) -> list[tuple[str, bytes]]:
+    """Real 64×64 NIH X-rays committed as fixtures."""
+    paths = sorted((FIXTURES / "nih64").glob("*.png"))[:count]
+    return [(p.name, p.read_bytes()) for p in paths]
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    ok, encoded = cv2.imencode(".png", pixels)
+    assert ok
+    return encoded.tobytes()
+
+
+def corrupt_png() -> bytes:
+    """A real PNG cut in half: the header is valid, the pixel data is not."""
+    data = real_xray_bytes(1)[0][1]
+    return data[: len(data) // 2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def service_env(**settings: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XRAY_") and k not in ("DATABASE_URL", "CELERY_BROKER_URL")}
+    env.update(settings)
+    env["PYTHONPATH"] = str(REPO)
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    return env
+
+
+class WorkerProcess:
+    """A real ``celery -A worker.main worker`` process, its log in a file."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, name: str | None = None):
+        self.log_path = log_path
+        self.name = name or f"test-{uuid.uuid4().hex[:6]}"
+        self._log = open(log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "worker.main", "worker", "--loglevel=INFO",
+             "--concurrency=1", "--without-gossip", "--without-mingle", "--without-heartbeat",
+             "-n", f"{self.name}@%h"],
+            cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        """Ready when the pool process has loaded the model (it logs 'serves')."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if " serves " in self.log():
+                return
+            if self.process.poll() is not None:
+                raise AssertionError(f"worker exited with {self.process.returncode}:\n{self.log()[-4000:]}")
+            time.sleep(0.2)
+        raise AssertionError(f"worker not ready after {timeout}s:\n{self.log()[-4000:]}")
+
+    def stop(self, timeout: float = 30) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+        self._log.close()
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.2, message: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+@contextlib.contextmanager
+def quiet_cv2():
+    previous = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        cv2.utils.logging.setLogLevel(previous)
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert image is not None, "not a decodable image"
+    return image
+
+
+def multipart(files: list[tuple[str, bytes]], field: str = "files") -> dict:
+    """Flask test-client form data for several files in one field."""
+    return {field: [(io.BytesIO(data), name) for name, data in files]}

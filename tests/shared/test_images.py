@@ -1,0 +1,76 @@
+import struct
+import zlib
+
+import cv2
+import numpy as np
+import pytest
+
+from shared.images import ImageError, decode_image, inspect_image
+from tests.helpers import corrupt_png, png_bytes, quiet_cv2, real_xray_bytes
+
+LIMIT = 50_000_000
+
+
+def test_real_rgb_xray_decodes_to_8_bit_grey():
+    name, data = real_xray_bytes(1)[0]
+    info = inspect_image(data, LIMIT)
+    assert (info.format, info.width, info.height) == ("PNG", 64, 64)
+    grey = decode_image(data, LIMIT)
+    assert grey.shape == (64, 64) and grey.dtype == np.uint8
+
+
+def test_sixteen_bit_png_is_stretched_to_full_8_bit_range():
+    ramp = np.linspace(100, 4000, 32 * 48).reshape(32, 48).astype(np.uint16)  # a 12-bit detector's range
+    grey = decode_image(png_bytes(ramp), LIMIT)
+    assert grey.dtype == np.uint8 and grey.shape == (32, 48)
+    assert grey.min() == 0 and grey.max() == 255
+    assert np.all(np.diff(grey[:, 0].astype(int)) >= 0)  # order of intensities is kept
+
+
+def test_rgba_and_jpeg_are_accepted():
+    rgba = np.dstack([np.full((20, 30, 3), 128, np.uint8), np.full((20, 30), 255, np.uint8)])
+    assert decode_image(png_bytes(rgba), LIMIT).shape == (20, 30)
+    ok, jpeg = cv2.imencode(".jpg", np.full((40, 50), 200, np.uint8))
+    info = inspect_image(jpeg.tobytes(), LIMIT)
+    assert info.format == "JPEG" and info.content_type == "image/jpeg"
+    assert abs(int(decode_image(jpeg.tobytes(), LIMIT).mean()) - 200) <= 2
+
+
+def test_file_named_png_that_is_text_is_rejected_by_content():
+    with pytest.raises(ImageError, match="not a PNG or JPEG"):
+        inspect_image(b"this is a chest x-ray, honest\n" * 10, LIMIT)
+
+
+def test_truncated_png_passes_header_check_but_fails_decoding():
+    data = corrupt_png()
+    assert inspect_image(data, LIMIT).format == "PNG"  # header alone looks fine
+    with quiet_cv2(), pytest.raises(ImageError, match="damaged or truncated"):
+        decode_image(data, LIMIT)
+
+
+def test_empty_file_and_other_formats_are_rejected():
+    with pytest.raises(ImageError, match="empty"):
+        inspect_image(b"", LIMIT)
+    ok, bmp = cv2.imencode(".bmp", np.zeros((8, 8), np.uint8))
+    with pytest.raises(ImageError, match="only PNG and JPEG"):
+        inspect_image(bmp.tobytes(), LIMIT)
+
+
+def _png_header_claiming(width: int, height: int) -> bytes:
+    """A tiny file whose PNG header claims a huge image: a decoder bomb."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def test_decoder_bomb_is_refused_before_decoding():
+    bomb = _png_header_claiming(60_000, 60_000)
+    assert len(bomb) < 200
+    with pytest.raises(ImageError, match="too large"):
+        inspect_image(bomb, LIMIT)
+    with pytest.raises(ImageError, match="too large"):
+        decode_image(bomb, LIMIT)
+    with pytest.raises(ImageError, match="limit is 100"):
+        inspect_image(png_bytes(np.zeros((20, 20), np.uint8)), 100)

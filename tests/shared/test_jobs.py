@@ -1,0 +1,108 @@
+"""The job status rules, on the databases the service runs on: Postgres and SQLite."""
+import datetime as dt
+import uuid
+
+import pytest
+
+from shared import jobs
+from shared.db import Database
+from shared.migrate import upgrade
+from shared.models import Job, ModelVersion
+
+
+@pytest.fixture(params=["postgres", "sqlite"])
+def db(request, tmp_path):
+    if request.param == "postgres":
+        url = request.getfixturevalue("pg_url")
+    else:
+        url = f"sqlite:///{tmp_path / 'jobs.db'}"
+        upgrade(url)
+    database = Database(url)
+    yield database
+    database.engine.dispose()
+
+
+def _batch(db, *errors):
+    uploads = [
+        jobs.NewJob(f"image{i}.png", "0" * 64, 10, image_key=None if error else f"uploads/{i}.png", error=error)
+        for i, error in enumerate(errors)
+    ]
+    with db.session() as session:
+        batch = jobs.create_batch(session, "alice", uploads)
+        return batch.id, [job.id for job in batch.jobs]
+
+
+def _job(db, job_id) -> Job:
+    with db.session() as session:
+        return session.get(Job, job_id)
+
+
+def test_create_queues_good_files_and_fails_rejected_ones_at_once(db):
+    _, (good, bad) = _batch(db, None, "the file is not a PNG or JPEG image")
+    assert _job(db, good).status == "queued" and _job(db, good).attempts == 0
+    rejected = _job(db, bad)
+    assert rejected.status == "failed" and rejected.error == "the file is not a PNG or JPEG image"
+    assert rejected.finished_at is not None
+
+
+def test_only_one_of_two_claims_wins(db):
+    _, (job_id,) = _batch(db, None)
+    with db.session() as session:
+        first = jobs.claim(session, job_id, "worker-a", 60)
+    with db.session() as session:
+        second = jobs.claim(session, job_id, "worker-b", 60)
+    assert first is not None and first.status == "running" and first.attempts == 1
+    assert second is None
+    assert _job(db, job_id).worker == "worker-a"
+
+
+def test_only_the_claiming_worker_can_record_a_result_and_only_once(db):
+    _, (job_id,) = _batch(db, None)
+    with db.session() as session:
+        jobs.claim(session, job_id, "worker-a", 60)
+    findings = [jobs.FindingResult("Mass", 0.7, 0.5, True, "overlays/x/Mass.png")]
+    timings = jobs.Timings(1.0, 2.0, 3.0)
+    with pytest.raises(jobs.InvalidTransition), db.session() as session:
+        jobs.succeed(session, job_id, "worker-b", "v1", findings, timings)
+    with db.session() as session:
+        # Seen long ago, so it never poses as the model the workers serve now.
+        long_ago = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
+        session.merge(ModelVersion(version="v1", name="m", architecture="a", trained=False, manifest={},
+                                   registered_at=long_ago, last_seen_at=long_ago))
+    with db.session() as session:
+        jobs.succeed(session, job_id, "worker-a", "v1", findings, timings)
+    with pytest.raises(jobs.InvalidTransition), db.session() as session:
+        jobs.succeed(session, job_id, "worker-a", "v1", findings, timings)
+    with pytest.raises(jobs.InvalidTransition), db.session() as session:
+        jobs.fail(session, job_id, "late failure")
+    done = _job(db, job_id)
+    assert done.status == "succeeded" and done.model_version == "v1" and done.inference_ms == 2.0
+    with db.session() as session:
+        assert len(session.get(Job, job_id).findings) == 1
+
+
+def test_fail_from_queued_or_running_and_never_twice(db):
+    _, (queued, running) = _batch(db, None, None)
+    with db.session() as session:
+        jobs.claim(session, running, "worker-a", 60)
+    with db.session() as session:
+        jobs.fail(session, queued, "gave up")
+        jobs.fail(session, running, "decoder said no", worker="worker-a")
+    assert _job(db, queued).error == "gave up" and _job(db, running).status == "failed"
+    with pytest.raises(jobs.InvalidTransition), db.session() as session:
+        jobs.fail(session, queued, "again")
+    with db.session() as session:
+        assert jobs.claim(session, queued, "worker-a", 60) is None
+
+
+def test_dispatch_is_recorded_for_queued_jobs_only(db):
+    _, (job_id, rejected) = _batch(db, None, "bad")
+    with db.session() as session:
+        jobs.mark_dispatched(session, [job_id, rejected, uuid.uuid4()])
+    assert _job(db, job_id).dispatched_at is not None
+    assert _job(db, rejected).dispatched_at is None
+
+
+def test_an_empty_batch_is_refused(db):
+    with pytest.raises(ValueError), db.session() as session:
+        jobs.create_batch(session, "alice", [])

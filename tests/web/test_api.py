@@ -1,0 +1,139 @@
+"""The HTTP API against real Postgres, Redis and a real worker process (the pg_stack fixture)."""
+import subprocess
+import sys
+import time
+import uuid
+
+import numpy as np
+import pytest
+
+from tests.helpers import REPO, corrupt_png, decode_png, multipart, png_bytes, real_xray_bytes, service_env
+
+
+def wait_for_batch(client, location, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = client.get(location).get_json()
+        if body["finished"]:
+            return body
+        time.sleep(0.2)
+    raise AssertionError(f"batch not finished after {timeout}s: {body['counts']}")
+
+
+def test_two_valid_and_one_corrupt_upload_complete_as_two_results_and_one_clear_failure(pg_client):
+    files = real_xray_bytes(2) + [("broken.png", corrupt_png())]
+    response = pg_client.post("/api/v1/batches", data=multipart(files), content_type="multipart/form-data")
+    assert response.status_code == 202
+    body = response.get_json()
+    assert body["served_model"]["trained"] is False
+    assert body["warnings"] == ["This model is untrained (random weights): its predictions and heatmaps are meaningless."]
+    assert response.headers["Location"] == f"/api/v1/batches/{body['id']}"
+    assert len(body["jobs"]) == 3 and body["total"] == 3
+
+    batch = wait_for_batch(pg_client, response.headers["Location"])
+    assert batch["done"] == 3 and batch["counts"] == {"queued": 0, "running": 0, "succeeded": 2, "failed": 1}
+    assert batch["warnings"] == ["This model is untrained (random weights): its predictions and heatmaps are meaningless."]
+    by_name = {job["filename"]: job for job in batch["jobs"]}
+    assert "damaged or truncated" in by_name["broken.png"]["error"]
+
+    for name, _ in files[:2]:
+        job = pg_client.get(by_name[name]["url"]).get_json()
+        assert job["status"] == "succeeded" and job["model"]["trained"] is False and job["model"]["warning"]
+        assert [f["label"] for f in job["findings"]][:2] == ["Atelectasis", "Cardiomegaly"]
+        assert len(job["findings"]) == 15 and "not for diagnosis" in job["disclaimer"]
+        assert "untrained" in job["warnings"][0]
+        overlays = [f["overlay_url"] for f in job["findings"] if f["overlay_url"]]
+        assert overlays
+        for url in overlays:
+            overlay = pg_client.get(url)
+            assert overlay.status_code == 200 and overlay.mimetype == "image/png"
+            assert decode_png(overlay.data).shape == (64, 64, 3)
+        original = pg_client.get(job["image_url"])
+        assert original.status_code == 200 and original.data == dict(files)[name]
+
+
+def test_errors_are_json_with_the_right_status(pg_app, pg_client):
+    no_files = pg_client.post("/api/v1/batches", data={}, content_type="multipart/form-data")
+    assert no_files.status_code == 400 and "no files" in no_files.get_json()["error"]["message"]
+
+    text = pg_client.post("/api/v1/batches", data=multipart([("scan.png", b"not an image")]),
+                          content_type="multipart/form-data")
+    assert text.status_code == 415
+    error = text.get_json()["error"]
+    assert "none of the files can be analysed" in error["message"]
+    assert error["files"] == [{"filename": "scan.png", "error": "the file is not a PNG or JPEG image"}]
+
+    assert pg_client.get(f"/api/v1/batches/{uuid.uuid4()}").status_code == 404
+    assert pg_client.get("/api/v1/jobs/not-a-uuid").get_json()["error"]["status"] == 404
+    assert pg_client.delete("/api/v1/batches").status_code == 405
+
+
+def test_request_and_file_size_limits(pg_stack):
+    from web import create_app
+
+    client = create_app({**pg_stack, "max_request_bytes": 50_000, "max_file_bytes": 20_000,
+                         "WTF_CSRF_ENABLED": False}).test_client()
+    big = png_bytes(np.random.default_rng(0).integers(0, 255, (300, 300), dtype=np.uint8))
+    assert len(big) > 50_000
+    too_big_request = client.post("/api/v1/batches", data=multipart([("big.png", big)]), content_type="multipart/form-data")
+    assert too_big_request.status_code == 413
+    assert "at most 48.8 kB" in too_big_request.get_json()["error"]["message"]
+    medium = png_bytes(np.random.default_rng(0).integers(0, 255, (150, 150), dtype=np.uint8))
+    assert 20_000 < len(medium) < 50_000
+    too_big_file = client.post("/api/v1/batches", data=multipart([("m.png", medium)]), content_type="multipart/form-data")
+    assert too_big_file.status_code == 413
+    assert "larger than the 19.5 kB limit per image" in too_big_file.get_json()["error"]["message"]
+
+
+def test_one_bad_file_in_a_batch_fails_alone(pg_client):
+    files = real_xray_bytes(2) + [("notes.png", b"text, not pixels")]
+    response = pg_client.post("/api/v1/batches", data=multipart(files), content_type="multipart/form-data")
+    assert response.status_code == 202
+    jobs = {job["filename"]: job for job in response.get_json()["jobs"]}
+    assert jobs["notes.png"]["status"] == "failed" and jobs["notes.png"]["image_url"] is None
+    batch = wait_for_batch(pg_client, response.headers["Location"])
+    assert batch["counts"]["succeeded"] == 2 and batch["counts"]["failed"] == 1
+
+
+def test_batches_and_jobs_are_read_through_their_owner(pg_stack, pg_client):
+    from web import create_app
+
+    response = pg_client.post("/api/v1/batches", data=multipart(real_xray_bytes(1)), content_type="multipart/form-data")
+    batch = response.get_json()
+    stranger = create_app({**pg_stack, "owner": "someone-else"}).test_client()
+    assert stranger.get(f"/api/v1/batches/{batch['id']}").status_code == 404
+    assert stranger.get(batch["jobs"][0]["url"]).status_code == 404
+    assert stranger.get(batch["jobs"][0]["image_url"]).status_code == 404
+    assert batch["id"] not in [b["id"] for b in stranger.get("/api/v1/batches").get_json()["batches"]]
+
+
+def test_history_lists_newest_first_and_pages(pg_client):
+    ids = []
+    for _ in range(3):
+        response = pg_client.post("/api/v1/batches", data=multipart(real_xray_bytes(1)), content_type="multipart/form-data")
+        ids.append(response.get_json()["id"])
+    first = pg_client.get("/api/v1/batches?per_page=2").get_json()
+    second = pg_client.get("/api/v1/batches?per_page=2&page=2").get_json()
+    assert [b["id"] for b in first["batches"]] == ids[::-1][:2]
+    assert second["batches"][0]["id"] == ids[0]
+    assert first["total"] >= 3
+
+
+def test_healthz_and_current_model(pg_client):
+    assert pg_client.get("/healthz").get_json() == {"status": "ok", "database": "ok"}
+    assert pg_client.get("/api/v1/healthz").status_code == 200
+    model = pg_client.get("/api/v1/models/current").get_json()["model"]
+    assert model["name"] == "tiny-test-model" and model["trained"] is False
+
+
+def test_the_web_process_never_imports_tensorflow(pg_stack):
+    code = (
+        "import sys; from web import create_app; app = create_app(); c = app.test_client();"
+        "assert c.get('/').status_code == 200;"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'worker')];"
+        "assert not bad, bad; print('clean')"
+    )
+    env = service_env(DATABASE_URL=pg_stack["database_url"], CELERY_BROKER_URL=pg_stack["broker_url"],
+                      XRAY_VAR_DIR=str(pg_stack["var_dir"]))
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "clean" in result.stdout, result.stderr[-2000:]
