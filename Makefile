@@ -2,23 +2,22 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-MODEL_DIR ?= var/models/untrained-xception
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: install run test
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[worker,test]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[worker,training,test]'
 	touch $@
 
 install: $(VENV)/.installed
 
 run: install
 	xray-db upgrade
-	XRAY_MODEL_DIR=$${XRAY_MODEL_DIR:-$(MODEL_DIR)} xray-model init --if-missing --weights none --out $${XRAY_MODEL_DIR:-$(MODEL_DIR)}
+	xray-model check $${XRAY_MODEL_DIR:-models/starter}
 	@echo "==> Open http://$${XRAY_BIND:-127.0.0.1:8000} in a browser. Ctrl-C stops the web and the worker."
-	XRAY_MODEL_DIR=$$(realpath $${XRAY_MODEL_DIR:-$(MODEL_DIR)}) honcho -f deploy/Procfile.local -d . start
+	honcho -f deploy/Procfile.local -d . start
 
 test: install
 	bash tests/run.sh $(ARGS)

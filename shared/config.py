@@ -74,7 +74,8 @@ def load_settings(**overrides) -> Settings:
         database_url=os.environ.get("DATABASE_URL") or f"sqlite:///{var_dir / 'xray.db'}",
         broker_url=os.environ.get("CELERY_BROKER_URL") or "filesystem://localhost/",
         storage_dir=Path(os.environ.get("XRAY_STORAGE_DIR", var_dir / "storage")).resolve(),
-        model_dir=Path(os.environ.get("XRAY_MODEL_DIR", var_dir / "models" / "untrained-xception")).resolve(),
+        # The starter model committed under models/ (see models/starter/MODEL_CARD.md).
+        model_dir=Path(os.environ.get("XRAY_MODEL_DIR", REPO_ROOT / "models" / "starter")).resolve(),
         max_request_bytes=_int("XRAY_MAX_REQUEST_BYTES", Settings.max_request_bytes),
         max_file_bytes=_int("XRAY_MAX_FILE_BYTES", Settings.max_file_bytes),
         max_image_pixels=_int("XRAY_MAX_IMAGE_PIXELS", Settings.max_image_pixels),

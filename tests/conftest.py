@@ -14,9 +14,7 @@ def _admin_engine():
     return sa.create_engine(f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT")
 
 
-@pytest.fixture(scope="session")
-def pg_url():
-    """A new Postgres database, migrated to head, dropped at the end of the run."""
+def _new_database():
     name = f"xray_test_{uuid.uuid4().hex[:10]}"
     admin = _admin_engine()
     try:
@@ -32,6 +30,18 @@ def pg_url():
     with admin.connect() as conn:
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_url():
+    """A new Postgres database, migrated to head, dropped at the end of the run."""
+    yield from _new_database()
+
+
+@pytest.fixture()
+def own_pg_url():
+    """A database of the test's own, for tests that register other models than the shared stack's."""
+    yield from _new_database()
 
 
 @pytest.fixture(scope="session")

@@ -1,16 +1,23 @@
-"""``xray-model``: create model artifacts.
+"""``xray-model``: build, train, evaluate, import and check model artifacts. One entry, subcommands:
 
-    xray-model init --arch xception-transfer --weights imagenet --out models/xception-imagenet
-    xray-model init --arch small-cnn --input-size 64 --weights none --out /tmp/tiny   (tests, demos)
+    xray-model init --arch xception-transfer --weights none --out var/models/untrained
+    xray-model train --images DIR --labels CSV --out models/starter [--kaggle sample|full]
+    xray-model predict --model models/starter --images DIR --out predictions.csv
+    xray-model evaluate --labels CSV (--predictions predictions.csv | --model DIR --images DIR)
+    xray-model import-hobby notebook_model.keras --out models/hobby
+    xray-model check models/starter
 """
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import sys
 from pathlib import Path
 
 from shared.labels import LABELS
 from shared.model_manifest import ArtifactError, read_manifest
+from training.data import DataError
 
 
 def init_model(arch: str, input_size: int, weights: str, out: Path, name: str | None = None):
@@ -40,9 +47,10 @@ def init_model(arch: str, input_size: int, weights: str, out: Path, name: str | 
     )
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="xray-model", description="Create and check model artifacts.")
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="xray-model", description="Build, train, evaluate and check model artifacts.")
     sub = parser.add_subparsers(dest="command", required=True)
+
     init = sub.add_parser("init", help="build an untrained model artifact")
     init.add_argument("--arch", choices=["xception-transfer", "small-cnn"], default="xception-transfer")
     init.add_argument("--input-size", type=int, default=299)
@@ -50,17 +58,63 @@ def main(argv: list[str] | None = None) -> None:
     init.add_argument("--out", type=Path, required=True)
     init.add_argument("--name")
     init.add_argument("--if-missing", action="store_true", help="do nothing when --out already holds a valid artifact")
+
+    train = sub.add_parser("train", help="train on NIH data, evaluate on held-out patients, export an artifact")
+    source = train.add_argument_group("data (a local folder with an NIH label CSV, or kagglehub)")
+    source.add_argument("--images", type=Path, help="folder searched recursively for PNG/JPEG files")
+    source.add_argument("--labels", type=Path, help="NIH-format label CSV (.csv or .csv.gz)")
+    source.add_argument("--kaggle", choices=["sample", "full"], help="download nih-chest-xrays/sample or /data")
+    source.add_argument("--external-images", type=Path, help="an extra test set, never used for training")
+    source.add_argument("--external-labels", type=Path)
+    train.add_argument("--arch", choices=["small-cnn", "xception-transfer"], default="small-cnn")
+    train.add_argument("--weights", default="none", help="xception-transfer base: 'imagenet' or 'none'")
+    train.add_argument("--input-size", type=int, default=64)
+    train.add_argument("--width", type=int, default=32, help="small-cnn: filters in the first block")
+    train.add_argument("--epochs", type=int, default=40)
+    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--learning-rate", type=float, default=1e-3)
+    train.add_argument("--patience", type=int, default=8, help="epochs without a better validation AUROC")
+    train.add_argument("--no-augment", dest="augment", action="store_false")
+    train.add_argument("--fine-tune-blocks", type=int, default=0)
+    train.add_argument("--split", type=float, nargs=3, default=(0.7, 0.15, 0.15), metavar=("TRAIN", "VAL", "TEST"))
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--bootstrap", type=int, default=1000, help="bootstrap rounds for the intervals")
+    train.add_argument("--name", default="starter")
+    train.add_argument("--out", type=Path, required=True)
+
+    predict = sub.add_parser("predict", help="write a predictions CSV for a folder of images")
+    predict.add_argument("--model", type=Path, required=True)
+    predict.add_argument("--images", type=Path, required=True)
+    predict.add_argument("--out", type=Path, required=True)
+
+    evaluate = sub.add_parser("evaluate", help="score a model or a predictions CSV against NIH labels")
+    evaluate.add_argument("--labels", type=Path, required=True)
+    evaluate.add_argument("--predictions", type=Path)
+    evaluate.add_argument("--model", type=Path)
+    evaluate.add_argument("--images", type=Path)
+    evaluate.add_argument("--threshold", type=float, default=0.5, help="for a CSV; a model uses its own")
+    evaluate.add_argument("--bootstrap", type=int, default=1000)
+    evaluate.add_argument("--json", type=Path, help="also write the result as JSON")
+
+    hobby = sub.add_parser("import-hobby", help="import a .keras file made by the original hobby notebook")
+    hobby.add_argument("source", type=Path)
+    hobby.add_argument("--out", type=Path, required=True)
+
     check = sub.add_parser("check", help="check an artifact folder the way a worker does at start")
     check.add_argument("path", type=Path)
-    args = parser.parse_args(argv)
+    return parser
 
-    if args.command == "check":
-        try:
-            manifest = read_manifest(args.path)
-        except ArtifactError as exc:
-            sys.exit(f"error: {exc}")
-        print(f"{args.path}: {manifest.name} {manifest.version} ({'trained' if manifest.trained else 'UNTRAINED'})")
-        return
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        COMMANDS[args.command](args)
+    except (ArtifactError, DataError, ValueError, FileNotFoundError) as exc:
+        sys.exit(f"error: {exc}")
+
+
+def _init(args) -> None:
     if args.if_missing:
         try:
             manifest = read_manifest(args.out)
@@ -74,6 +128,45 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"error: {exc}")
     print(f"wrote {args.out}: {manifest.name} {manifest.version} (untrained: predictions are meaningless)")
 
+
+def _check(args) -> None:
+    manifest = read_manifest(args.path)
+    print(f"{args.path}: {manifest.name} {manifest.version} ({'trained' if manifest.trained else 'UNTRAINED'})")
+
+
+def _train(args) -> None:
+    from training.pipeline import run_training
+
+    run_training(args)
+
+
+def _predict(args) -> None:
+    from training.predictions import load_served_model, predict_records, unlabelled_records, write_csv
+
+    model, manifest = load_served_model(args.model)
+    records = unlabelled_records(args.images)
+    probabilities = predict_records(model, manifest, records)
+    write_csv(args.out, [r.image_index for r in records], probabilities)
+    print(f"wrote {args.out}: {len(records)} images, model {manifest.name} {manifest.version}")
+
+
+def _evaluate(args) -> None:
+    from training.pipeline import evaluate_command
+
+    result = evaluate_command(args)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+
+
+def _import_hobby(args) -> None:
+    from training.hobby import import_hobby_model
+
+    manifest = import_hobby_model(args.source, args.out)
+    print(f"wrote {args.out}: {manifest.name} {manifest.version} (labels in the notebook's order, threshold 0.4)")
+
+
+COMMANDS = {"init": _init, "check": _check, "train": _train, "predict": _predict, "evaluate": _evaluate,
+            "import-hobby": _import_hobby}
 
 if __name__ == "__main__":
     main()

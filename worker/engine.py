@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import dataclasses
 
-import cv2
 import keras
 import numpy as np
 import tensorflow as tf
 
-from shared.model_manifest import PREPROCESSING, Manifest
+from shared.model_manifest import Manifest
+from shared.preprocess import model_input
 from worker.heatmaps import cam_maps, gradcam_maps
 
 
@@ -42,7 +42,6 @@ class InferenceEngine:
         self.manifest = manifest
         self.labels = manifest.labels
         self.input_size = manifest.input_size
-        self.scale, self.offset = PREPROCESSING[manifest.preprocessing]
         logits_layer = model.get_layer(manifest.logits_layer)
         self.features_and_logits = keras.Model(
             model.input, [model.get_layer(manifest.cam_layer).output, logits_layer.output]
@@ -55,12 +54,7 @@ class InferenceEngine:
         self.analyze([np.zeros(self.input_size, np.uint8)])
 
     def preprocess(self, grey: np.ndarray) -> np.ndarray:
-        """8-bit greyscale image of any size → the model's input: square resize, 3 channels, scaled."""
-        height, width = self.input_size
-        interpolation = cv2.INTER_AREA if grey.shape[0] > height else cv2.INTER_LINEAR
-        resized = cv2.resize(grey, (width, height), interpolation=interpolation).astype(np.float32)
-        resized = resized * self.scale + self.offset
-        return np.repeat(resized[:, :, None], 3, axis=2)
+        return model_input(grey, self.input_size, self.manifest.preprocessing)
 
     def analyze(self, images: list[np.ndarray]) -> list[Analysis]:
         batch = np.stack([self.preprocess(image) for image in images])

@@ -12,10 +12,10 @@ DOCKERFILE = (REPO / "deploy" / "Dockerfile").read_text()
 
 
 def test_the_stack_has_every_part():
-    assert {"postgres", "redis", "migrate", "model-init", "web", "worker"} <= set(SERVICES)
+    assert {"postgres", "redis", "migrate", "web", "worker"} <= set(SERVICES)
 
 
-@pytest.mark.parametrize("name", ["migrate", "model-init", "web", "worker"])
+@pytest.mark.parametrize("name", ["migrate", "web", "worker"])
 def test_app_services_share_one_configuration(name):
     env = SERVICES[name]["environment"]
     assert env["DATABASE_URL"].startswith("postgresql+psycopg2://") and "@postgres:5432/" in env["DATABASE_URL"]
@@ -30,11 +30,13 @@ def test_web_and_workers_see_the_same_storage_and_model():
     def mount(service, path):
         return [v for v in SERVICES[service]["volumes"] if v.split(":")[1] == path]
 
-    for service in ("web", "worker", "model-init"):
+    for service in ("web", "worker"):
         assert mount(service, "/data") == ["data:/data"]
     env = SERVICES["worker"]["environment"]
-    assert env["XRAY_STORAGE_DIR"].startswith("/data/") and env["XRAY_MODEL_DIR"].startswith("/data/")
-    assert SERVICES["model-init"]["command"][-1] == env["XRAY_MODEL_DIR"]
+    assert env["XRAY_STORAGE_DIR"].startswith("/data/")
+    # The worker image carries the committed starter model at the path the environment names.
+    assert env["XRAY_MODEL_DIR"] == "/app/models/starter" and "COPY models models" in DOCKERFILE
+    assert (REPO / "models" / "starter" / "manifest.json").exists()
     assert set(COMPOSE["volumes"]) == {"data", "pgdata", "redisdata"}
 
 

@@ -62,6 +62,7 @@ def test_upload_through_the_form_and_watch_results_arrive(live_server, page, tmp
     # Thumbnails are real overlay images that loaded.
     page.wait_for_function("[...document.querySelectorAll('img.thumb')].every(i => i.complete && i.naturalWidth > 0)")
     assert page.locator("img.thumb").count() == 2
+    assert page.locator("td.model.untrained").first.inner_text().startswith("tiny-test-model sha256-")
     SCREENSHOTS.mkdir(exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "batch.png"), full_page=True)
 

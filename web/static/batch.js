@@ -40,6 +40,9 @@
     } else {
       cell(tr, job.shown_findings.map((f) => f.display_name + " " + (100 * f.probability).toFixed(1) + "%").join(", "));
     }
+    const model = cell(tr, job.model ? job.model.name + " " + job.model.version.slice(0, 15) : "");
+    model.className = "model" + (job.model && !job.model.trained ? " untrained" : "");
+    if (job.model && !job.model.trained) model.title = job.model.warning;
     return tr;
   }
   function update(batch) {

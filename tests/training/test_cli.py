@@ -1,0 +1,109 @@
+"""The xray-model command: predict → CSV → evaluate, hobby import, clear errors."""
+import csv
+
+import keras
+import numpy as np
+import pytest
+
+from shared.labels import LABELS
+from tests.helpers import FIXTURES
+from training.hobby import HOBBY_LABELS, import_hobby_model
+from training.model_cli import main
+from training.predictions import COLUMNS, read_csv, write_csv
+
+HEADER = "Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position\n"
+
+
+def _labels_csv(tmp_path, names):
+    rows = ["Cardiomegaly|Effusion", "No Finding", "Mass", "No Finding"]
+    text = HEADER + "".join(f"{n},{rows[i % 4]},0,{i},50,M,PA\n" for i, n in enumerate(names))
+    (tmp_path / "labels.csv").write_text(text)
+    return tmp_path / "labels.csv"
+
+
+def test_a_predictions_csv_round_trips_through_evaluate(tmp_path, capsys):
+    names = [f"{i:08d}_000.png" for i in range(40)]
+    labels = _labels_csv(tmp_path, names)
+    rng = np.random.default_rng(0)
+    probabilities = rng.random((40, 15))
+    cardiomegaly = LABELS.index("Cardiomegaly")
+    probabilities[::4, cardiomegaly] += 1.0  # perfectly ranks the Cardiomegaly rows
+    probabilities = probabilities / probabilities.max()
+    write_csv(tmp_path / "p.csv", names, probabilities)
+    read_names, read_probabilities = read_csv(tmp_path / "p.csv")
+    assert read_names == names and np.allclose(read_probabilities, probabilities, atol=1e-6)
+    with open(tmp_path / "p.csv") as handle:
+        assert next(csv.reader(handle)) == COLUMNS
+
+    main(["evaluate", "--labels", str(labels), "--predictions", str(tmp_path / "p.csv"), "--bootstrap", "50",
+          "--json", str(tmp_path / "r.json")])
+    out = capsys.readouterr().out
+    assert "40 images (40 patients)" in out and "| Cardiomegaly | 10 | 1.000 |" in out
+    import json
+
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["per_label"]["Cardiomegaly"]["auroc"] == 1.0
+    assert set(result["labels_scored"]) == {"Cardiomegaly", "Effusion", "Mass", "No Finding"}
+
+
+def test_evaluate_refuses_predictions_for_unlabelled_images(tmp_path):
+    labels = _labels_csv(tmp_path, ["a.png"])
+    write_csv(tmp_path / "p.csv", ["a.png", "zzz.png"], np.full((2, 15), 0.5))
+    with pytest.raises(SystemExit, match="not in"):
+        main(["evaluate", "--labels", str(labels), "--predictions", str(tmp_path / "p.csv")])
+
+
+def test_predict_writes_one_row_per_image(tmp_path, tiny_model):
+    main(["predict", "--model", str(tiny_model), "--images", str(FIXTURES / "nih64"), "--out", str(tmp_path / "p.csv")])
+    names, probabilities = read_csv(tmp_path / "p.csv")
+    assert sorted(names) == sorted(p.name for p in (FIXTURES / "nih64").glob("*.png"))
+    assert probabilities.shape == (4, 15) and ((0 <= probabilities) & (probabilities <= 1)).all()
+
+
+def _hobby_style_model():
+    """Shaped like the hobby notebook's: a nested base, GAP, Dense(15, sigmoid), 224×224 in [0, 1]."""
+    keras.utils.set_random_seed(0)
+    base_in = keras.Input((224, 224, 3))
+    base = keras.Model(base_in, keras.layers.Conv2D(4, 7, strides=8, activation="relu")(base_in), name="base")
+    model = keras.Sequential([keras.Input((224, 224, 3)), base, keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(15, activation="sigmoid")])
+    dense = model.layers[-1]
+    kernel, bias = dense.get_weights()
+    bias[:] = -4.0
+    bias[HOBBY_LABELS.index("Pneumothorax")] = 4.0  # the notebook's output 14
+    dense.set_weights([kernel * 0.01, bias])
+    return model
+
+
+def test_an_imported_hobby_model_names_its_findings_right(tmp_path, own_pg_url):
+    from shared.config import load_settings
+    from shared.images import decode_image
+    from worker.runtime import build_context
+
+    hobby = _hobby_style_model()
+    hobby.save(tmp_path / "hobby.keras")
+    manifest = import_hobby_model(tmp_path / "hobby.keras", tmp_path / "imported")
+    assert manifest.labels == HOBBY_LABELS and manifest.preprocessing == "unit"
+    assert set(manifest.thresholds.values()) == {0.4} and manifest.input_size == (224, 224)
+
+    ctx = build_context(load_settings(database_url=own_pg_url, model_dir=tmp_path / "imported", storage_dir=tmp_path / "s"))
+    grey = decode_image((FIXTURES / "nih64" / "00000001_000.png").read_bytes(), 10**6)
+    analysis = ctx.engine.analyze([grey])[0]
+    assert max(analysis.probabilities, key=analysis.probabilities.get) == "Pneumothorax"
+    assert ctx.engine.fast_cam and np.isfinite(analysis.heatmaps["Pneumothorax"]).all()
+    # Same numbers as the notebook's model, label by label.
+    x = ctx.engine.preprocess(grey)[None]
+    original = np.asarray(hobby(x))[0]
+    for index, label in enumerate(HOBBY_LABELS):
+        assert analysis.probabilities[label] == pytest.approx(float(original[index]), abs=1e-5)
+
+
+def test_offline_kaggle_download_fails_with_a_clear_message(monkeypatch, tmp_path):
+    import kagglehub
+
+    def offline(handle, *args, **kwargs):
+        raise ConnectionError(f"Failed to resolve 'www.kaggle.com' for {handle}")
+
+    monkeypatch.setattr(kagglehub, "dataset_download", offline)
+    with pytest.raises(SystemExit, match="nih-chest-xrays/sample.*network access"):
+        main(["train", "--kaggle", "sample", "--out", str(tmp_path / "x")])

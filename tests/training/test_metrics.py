@@ -1,0 +1,55 @@
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+from sklearn.metrics import roc_curve as sk_roc_curve
+
+from shared.labels import LABELS
+from training.metrics import auroc, evaluate, roc_curve, sensitivity_specificity, youden_threshold
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_auroc_matches_scikit_learn_including_ties(seed):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, 300)
+    scores = np.round(rng.random(300) + 0.3 * y, 1)  # rounding makes many ties
+    assert auroc(y, scores) == pytest.approx(roc_auc_score(y, scores), abs=1e-12)
+
+
+def test_auroc_known_values_and_undefined_case():
+    assert auroc([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9]) == 1.0
+    assert auroc([0, 0, 1, 1], [0.9, 0.8, 0.2, 0.1]) == 0.0
+    assert auroc([0, 1, 0, 1], [0.5, 0.5, 0.5, 0.5]) == 0.5
+    assert np.isnan(auroc([1, 1, 1], [0.1, 0.2, 0.3]))
+
+
+def test_roc_curve_matches_scikit_learn():
+    rng = np.random.default_rng(7)
+    y = rng.integers(0, 2, 200)
+    scores = np.round(rng.random(200), 2)
+    fpr, tpr, _ = roc_curve(y, scores)
+    sk_fpr, sk_tpr, _ = sk_roc_curve(y, scores, drop_intermediate=False)
+    np.testing.assert_allclose(fpr, sk_fpr)
+    np.testing.assert_allclose(tpr, sk_tpr)
+
+
+def test_youden_threshold_separates_a_separable_set_and_scores_it():
+    y = np.array([0, 0, 0, 1, 1])
+    scores = np.array([0.1, 0.2, 0.3, 0.7, 0.8])
+    threshold = youden_threshold(y, scores)
+    assert 0.3 < threshold <= 0.7
+    assert sensitivity_specificity(y, scores, threshold) == (1.0, 1.0)
+
+
+def test_evaluate_gives_intervals_that_contain_the_point_estimate():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, (200, 15))
+    y[:, 7] = 0  # a label with no positives is left out of the mean, not counted as 0.5
+    probs = np.clip(0.35 * y + rng.random((200, 15)) * 0.65, 0, 1)
+    groups = np.repeat(np.arange(100), 2)
+    result = evaluate(y, probs, {label: 0.5 for label in LABELS}, groups=groups, rounds=200)
+    assert result["patients"] == 100 and LABELS[7] not in result["labels_scored"]
+    for label in result["labels_scored"]:
+        row = result["per_label"][label]
+        assert row["ci_low"] <= row["auroc"] <= row["ci_high"]
+    low, high = result["mean_auroc_ci"]
+    assert low <= result["mean_auroc"] <= high and result["mean_auroc"] > 0.7

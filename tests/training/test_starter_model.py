@@ -1,0 +1,44 @@
+"""The committed starter model: servable, honest about itself, small."""
+import json
+
+import numpy as np
+
+from shared.config import REPO_ROOT, load_settings
+from shared.labels import LABELS
+from shared.model_manifest import read_manifest
+from tests.helpers import FIXTURES
+from worker.artifact import load_artifact
+
+STARTER = REPO_ROOT / "models" / "starter"
+
+
+def test_the_default_model_is_the_committed_trained_starter(monkeypatch):
+    monkeypatch.delenv("XRAY_MODEL_DIR", raising=False)
+    assert load_settings().model_dir == STARTER
+    manifest = read_manifest(STARTER)
+    assert manifest.trained and manifest.labels == LABELS
+    assert sum(p.stat().st_size for p in STARTER.iterdir()) < 20 * 1024 * 1024
+
+
+def test_the_model_card_reports_the_manifests_held_out_scores():
+    manifest = json.loads((STARTER / "manifest.json").read_text())
+    card = (STARTER / "MODEL_CARD.md").read_text()
+    test = manifest["metrics"]["test"]
+    assert f"{test['mean_auroc']:.3f}" in card
+    low, high = test["mean_auroc_ci"]
+    assert f"{low:.3f}" in card and f"{high:.3f}" in card
+    assert "not for diagnosis" in card.lower()
+    assert manifest["training"]["split"]["test"]["patients"] > 0
+
+
+def test_the_starter_model_analyses_a_real_xray():
+    from shared.images import decode_image
+    from worker.engine import InferenceEngine
+
+    model, manifest = load_artifact(STARTER)
+    engine = InferenceEngine(model, manifest)
+    grey = decode_image((FIXTURES / "nih64" / "00000001_000.png").read_bytes(), 10**6)
+    analysis = engine.analyze([grey])[0]
+    assert set(analysis.probabilities) == set(LABELS)
+    assert all(0.0 < p < 1.0 for p in analysis.probabilities.values())
+    assert engine.fast_cam and all(np.isfinite(m).all() for m in analysis.heatmaps.values())

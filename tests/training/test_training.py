@@ -1,0 +1,124 @@
+"""Training mechanics on tiny models and real 64×64 X-rays."""
+import argparse
+import json
+import shutil
+
+import keras
+import numpy as np
+import pytest
+
+from shared.labels import LABELS
+from tests.helpers import FIXTURES, SHARED_DATA, real_xray_bytes
+from training.data import Record, local_dataset
+from training.features import backbone, cached_features
+from training.inputs import load_model_input, make_dataset, targets
+from training.train import head_model, positive_weights, weighted_binary_crossentropy
+
+
+def _fixture_records(count=4):
+    paths = sorted((FIXTURES / "nih64").glob("*.png"))[:count]
+    rng = np.random.default_rng(0)
+    return [Record(p.name, str(i), frozenset({LABELS[int(rng.integers(0, 15))]}), p) for i, p in enumerate(paths)]
+
+
+def _tiny_frozen_model(seed=0):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(8, 3, activation="relu", name="c1")(inputs)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.Conv2D(8, 3, activation="relu", name="c2")(x)
+    pooled = keras.layers.GlobalAveragePooling2D(name="global_average_pooling")(x)
+    logits = keras.layers.Dense(15, name="logits")(pooled)
+    model = keras.Model(inputs, keras.layers.Activation("sigmoid")(logits))
+    for layer in model.layers:
+        if layer.name in ("c1", "bn", "c2"):
+            layer.trainable = False
+    return model
+
+
+def test_feature_caching_gives_the_same_head_as_plain_training(tmp_path):
+    records = _fixture_records(4) * 4  # 16 images
+    y = targets(records)
+    loss = weighted_binary_crossentropy(*positive_weights(y))
+    dataset = make_dataset(records, (32, 32), "unit", batch_size=4)
+
+    plain = _tiny_frozen_model()
+    plain.compile(keras.optimizers.SGD(0.5), loss)
+    plain.fit(dataset, epochs=3, shuffle=False, verbose=0)
+
+    cached_model = _tiny_frozen_model()  # same seed, same initial weights
+    features = cached_features(backbone(cached_model), records, (32, 32), "unit", 4, cache_dir=tmp_path)
+    assert features.shape == (16, 8) and list(tmp_path.glob("*.npy"))
+    head = head_model(cached_model)
+    head.compile(keras.optimizers.SGD(0.5), loss)
+    head.fit(features, y, batch_size=4, epochs=3, shuffle=False, verbose=0)
+
+    for trained_plain, trained_cached in zip(plain.get_layer("logits").get_weights(),
+                                             cached_model.get_layer("logits").get_weights()):
+        np.testing.assert_allclose(trained_plain, trained_cached, atol=1e-5)
+    assert not np.allclose(plain.get_layer("logits").get_weights()[0],
+                           _tiny_frozen_model().get_layer("logits").get_weights()[0])  # it did train
+    again = cached_features(backbone(cached_model), records, (32, 32), "unit", 4, cache_dir=tmp_path)
+    np.testing.assert_array_equal(again, features)  # second call reads the cache
+
+
+def test_class_weights_balance_positives_and_negatives():
+    y = np.zeros((10, 15), np.float32)
+    y[:2, 0] = 1  # 2 positives, 8 negatives
+    w_pos, w_neg = positive_weights(y)
+    assert w_pos[0] == pytest.approx(2.5) and w_neg[0] == pytest.approx(0.625)
+    assert w_pos[0] * 2 == pytest.approx(w_neg[0] * 8)  # each side carries half the loss
+    assert w_pos[1] == 1.0  # no positives: unweighted
+
+
+def test_training_pipeline_feeds_the_same_pixels_as_the_worker():
+    from shared.images import decode_image
+    from shared.preprocess import model_input
+
+    name, data = real_xray_bytes(1)[0]
+    path = FIXTURES / "nih64" / name
+    np.testing.assert_array_equal(load_model_input(path, (48, 48), "xception"),
+                                  model_input(decode_image(data, 10**6), (48, 48), "xception"))
+
+
+def _train_args(tmp_path, images, labels, **overrides):
+    values = dict(images=images, labels=labels, kaggle=None, external_images=None, external_labels=None,
+                  arch="small-cnn", weights="none", input_size=32, width=8, epochs=2, batch_size=16,
+                  learning_rate=1e-3, patience=2, augment=True, fine_tune_blocks=0, split=(0.6, 0.2, 0.2), seed=0,
+                  bootstrap=50, name="test-run", out=tmp_path / "artifact", progress=False)
+    values.update(overrides)
+    return argparse.Namespace(**values)
+
+
+@pytest.mark.skipif(not SHARED_DATA.exists(), reason=f"{SHARED_DATA} is absent (real NIH data)")
+def test_short_training_run_on_real_xrays_exports_a_servable_artifact(tmp_path, own_pg_url):
+    """Train → export → worker load → predict gives the training process's probabilities."""
+    from shared.config import load_settings
+    from training.pipeline import run_training
+    from training.predictions import load_served_model, predict_records
+    from worker.runtime import build_context
+
+    source = SHARED_DATA / "nih1000-64px"
+    images = tmp_path / "images"
+    images.mkdir()
+    for path in sorted((source / "images").glob("*.png"))[:160]:
+        shutil.copy(path, images / path.name)
+    results = run_training(_train_args(tmp_path, images, source / "labels.csv"))
+    assert 0.0 <= results["test"]["mean_auroc"] <= 1.0
+
+    artifact = tmp_path / "artifact"
+    manifest = json.loads((artifact / "manifest.json").read_text())
+    assert manifest["trained"] is True and manifest["metrics"]["test"]["patients"] > 0
+    assert set(manifest["thresholds"]) == set(LABELS) and "Youden" in manifest["training"]["threshold_rule"]
+    for name in ("report.md", "roc_test.png", "training_history.png"):
+        assert (artifact / name).stat().st_size > 0
+
+    model, loaded = load_served_model(artifact)
+    records = local_dataset(images, source / "labels.csv")[:6]
+    in_training = predict_records(model, loaded, records)
+    ctx = build_context(load_settings(database_url=own_pg_url, model_dir=artifact, storage_dir=tmp_path / "s"))
+    from shared.images import decode_image
+
+    served = ctx.engine.analyze([decode_image(r.path.read_bytes(), 10**7) for r in records])
+    for row, analysis in zip(in_training, served):
+        np.testing.assert_allclose(row, [analysis.probabilities[label] for label in LABELS], atol=1e-5)

@@ -1,0 +1,99 @@
+"""Honest scores: exact AUROC, patient-level bootstrap intervals, thresholds chosen on validation data."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from tqdm import tqdm
+
+from shared.labels import LABELS
+
+
+def auroc(y_true: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney U with average ranks for ties); NaN if one class is absent."""
+    y_true = np.asarray(y_true).astype(bool).ravel()
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    positives, negatives = int(y_true.sum()), int((~y_true).sum())
+    if positives == 0 or negatives == 0:
+        return math.nan
+    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    average_rank = np.cumsum(counts) - (counts - 1) / 2.0  # 1-based
+    ranks = average_rank[inverse]
+    return float((ranks[y_true].sum() - positives * (positives + 1) / 2.0) / (positives * negatives))
+
+
+def roc_curve(y_true: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """False and true positive rates at every distinct score, highest threshold first."""
+    y_true = np.asarray(y_true).astype(bool).ravel()
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    order = np.argsort(-scores, kind="mergesort")
+    y_sorted, s_sorted = y_true[order], scores[order]
+    last_of_each = np.r_[np.where(np.diff(s_sorted))[0], len(s_sorted) - 1]
+    tp = np.cumsum(y_sorted)[last_of_each]
+    fp = (last_of_each + 1) - tp
+    tpr = np.r_[0.0, tp / max(1, y_true.sum())]
+    fpr = np.r_[0.0, fp / max(1, (~y_true).sum())]
+    return fpr, tpr, np.r_[np.inf, s_sorted[last_of_each]]
+
+
+def youden_threshold(y_true: np.ndarray, scores: np.ndarray, default: float = 0.5) -> float:
+    """The threshold maximising sensitivity + specificity − 1 (Youden's J), clipped into (0, 1)."""
+    if np.asarray(y_true).sum() == 0 or np.asarray(y_true).sum() == len(y_true):
+        return default
+    fpr, tpr, thresholds = roc_curve(y_true, scores)
+    best = int(np.argmax(tpr[1:] - fpr[1:])) + 1
+    return float(np.clip(thresholds[best], 1e-6, 1 - 1e-6))
+
+
+def sensitivity_specificity(y_true: np.ndarray, scores: np.ndarray, threshold: float) -> tuple[float, float]:
+    y_true = np.asarray(y_true).astype(bool)
+    predicted = np.asarray(scores) >= threshold
+    positives, negatives = y_true.sum(), (~y_true).sum()
+    sensitivity = float((predicted & y_true).sum() / positives) if positives else math.nan
+    specificity = float((~predicted & ~y_true).sum() / negatives) if negatives else math.nan
+    return sensitivity, specificity
+
+
+def _bootstrap_indices(groups: np.ndarray, rounds: int, seed: int):
+    """Resample whole patients (clusters), not images: images of one patient are not independent."""
+    rng = np.random.default_rng(seed)
+    unique, inverse = np.unique(groups, return_inverse=True)
+    members = [np.flatnonzero(inverse == g) for g in range(len(unique))]
+    for _ in range(rounds):
+        chosen = rng.integers(0, len(unique), len(unique))
+        yield np.concatenate([members[g] for g in chosen])
+
+
+def evaluate(y_true: np.ndarray, probabilities: np.ndarray, thresholds: dict[str, float],
+             groups: np.ndarray | None = None, rounds: int = 1000, seed: int = 0, progress: bool = False) -> dict:
+    """Per-label AUROC with a 95% patient-level bootstrap interval, sensitivity and specificity at the
+    given thresholds, and the mean AUROC over labels that have positives."""
+    y_true = np.asarray(y_true).astype(bool)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    groups = np.arange(len(y_true)) if groups is None else np.asarray(groups)
+    point = np.array([auroc(y_true[:, c], probabilities[:, c]) for c in range(len(LABELS))])
+    samples = []
+    for index in tqdm(_bootstrap_indices(groups, rounds, seed), total=rounds, desc="bootstrap", disable=not progress):
+        samples.append([auroc(y_true[index, c], probabilities[index, c]) for c in range(len(LABELS))])
+    samples = np.array(samples)
+    per_label = {}
+    for c, label in enumerate(LABELS):
+        finite = samples[:, c][np.isfinite(samples[:, c])]
+        low, high = (np.percentile(finite, [2.5, 97.5]) if len(finite) > 10 else (math.nan, math.nan))
+        sensitivity, specificity = sensitivity_specificity(y_true[:, c], probabilities[:, c], thresholds[label])
+        per_label[label] = {
+            "auroc": point[c], "ci_low": float(low), "ci_high": float(high),
+            "positives": int(y_true[:, c].sum()), "threshold": thresholds[label],
+            "sensitivity": sensitivity, "specificity": specificity,
+        }
+    scored = np.isfinite(point)
+    mean_samples = np.array([np.nanmean(row[scored]) for row in samples]) if scored.any() else np.array([])
+    return {
+        "images": int(len(y_true)),
+        "patients": int(len(np.unique(groups))),
+        "mean_auroc": float(np.mean(point[scored])) if scored.any() else math.nan,
+        "mean_auroc_ci": [float(v) for v in np.percentile(mean_samples, [2.5, 97.5])] if len(mean_samples) else None,
+        "labels_scored": [label for label, ok in zip(LABELS, scored) if ok],
+        "per_label": per_label,
+        "bootstrap": {"rounds": rounds, "unit": "patient", "seed": seed},
+    }

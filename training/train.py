@@ -1,0 +1,166 @@
+"""Training: class-weighted loss, early stopping on validation AUROC, and (for a frozen base) a head
+trained on cached base features, so ten epochs cost little more than one pass over the images."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import keras
+import numpy as np
+from keras import ops
+
+from shared.labels import LABELS
+from training.architectures import ARCHITECTURES, LOGITS_LAYER, build_small_cnn, build_xception_transfer
+from training.data import Record
+from training.features import backbone, cached_features
+from training.inputs import make_dataset, targets
+from training.metrics import auroc
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    arch: str = "small-cnn"
+    input_size: int = 64
+    weights: str = "none"  # xception-transfer only: "imagenet" or "none"
+    epochs: int = 40
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    patience: int = 8
+    augment: bool = True
+    seed: int = 0
+    width: int = 32  # small-cnn filters
+    fine_tune_blocks: int = 0  # xception-transfer: unfreeze this many top blocks after the head
+    cache_features: bool = True  # xception-transfer with a frozen base
+
+    @property
+    def preprocessing(self) -> str:
+        return ARCHITECTURES[self.arch][2]
+
+    @property
+    def cam_layer(self) -> str:
+        return ARCHITECTURES[self.arch][1]
+
+
+def positive_weights(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """'Balanced' weights per label: positives and negatives each carry half of the loss."""
+    n = len(y)
+    positives = y.sum(axis=0)
+    negatives = n - positives
+    w_pos = np.where(positives > 0, n / (2.0 * np.maximum(positives, 1)), 1.0)
+    w_neg = np.where(negatives > 0, n / (2.0 * np.maximum(negatives, 1)), 1.0)
+    return w_pos.astype(np.float32), w_neg.astype(np.float32)
+
+
+def weighted_binary_crossentropy(w_pos: np.ndarray, w_neg: np.ndarray):
+    w_pos, w_neg = ops.convert_to_tensor(w_pos), ops.convert_to_tensor(w_neg)
+
+    def loss(y_true, y_pred):
+        y_pred = ops.clip(y_pred, 1e-7, 1.0 - 1e-7)
+        per_label = -(w_pos * y_true * ops.log(y_pred) + w_neg * (1.0 - y_true) * ops.log(1.0 - y_pred))
+        return ops.mean(per_label, axis=-1)
+
+    return loss
+
+
+def mean_auroc(y: np.ndarray, probabilities: np.ndarray) -> float:
+    scores = [auroc(y[:, c], probabilities[:, c]) for c in range(y.shape[1])]
+    finite = [s for s in scores if np.isfinite(s)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
+class ValidationAuroc(keras.callbacks.Callback):
+    """Adds val_mean_auroc (exact, over labels with positives) to the epoch logs for early stopping."""
+
+    def __init__(self, inputs, y: np.ndarray):
+        super().__init__()
+        self.inputs, self.y = inputs, y
+
+    def on_epoch_end(self, epoch, logs=None):
+        probabilities = self.model.predict(self.inputs, verbose=0)
+        logs = logs if logs is not None else {}
+        logs["val_mean_auroc"] = mean_auroc(self.y, probabilities)
+        log.info("epoch %d: val_mean_auroc %.4f", epoch + 1, logs["val_mean_auroc"])
+
+
+def _callbacks(validation_inputs, y_val, patience):
+    return [
+        ValidationAuroc(validation_inputs, y_val),
+        keras.callbacks.EarlyStopping(monitor="val_mean_auroc", mode="max", patience=patience,
+                                      restore_best_weights=True, verbose=0),
+    ]
+
+
+def build(config: TrainConfig) -> keras.Model:
+    keras.utils.set_random_seed(config.seed)
+    if config.arch == "small-cnn":
+        return build_small_cnn(config.input_size, width=config.width)
+    return build_xception_transfer(config.input_size, weights=None if config.weights == "none" else config.weights)
+
+
+def train(config: TrainConfig, train_records: list[Record], validation_records: list[Record], progress: bool = False):
+    """Returns the trained model (best validation epoch) and its history."""
+    model = build(config)
+    size = (config.input_size, config.input_size)
+    y_train, y_val = targets(train_records), targets(validation_records)
+    loss = weighted_binary_crossentropy(*positive_weights(y_train))
+    verbose = 1 if progress else 0  # Keras progress bars on every epoch
+    frozen = config.arch == "xception-transfer"
+    if frozen and config.cache_features and not config.augment:
+        history = train_head_on_cached_features(model, config, train_records, validation_records, loss, verbose)
+    else:
+        train_ds = make_dataset(train_records, size, config.preprocessing, config.batch_size, shuffle=True,
+                                augment=config.augment, seed=config.seed)
+        val_ds = make_dataset(validation_records, size, config.preprocessing, config.batch_size)
+        model.compile(keras.optimizers.AdamW(config.learning_rate, weight_decay=1e-4), loss)
+        history = model.fit(train_ds, epochs=config.epochs, callbacks=_callbacks(val_ds, y_val, config.patience),
+                            shuffle=False, verbose=verbose).history  # train_ds shuffles itself
+    if frozen and config.fine_tune_blocks > 0:
+        history = fine_tune(model, config, train_records, validation_records, loss, verbose)
+    return model, history
+
+
+def head_model(model: keras.Model) -> keras.Model:
+    """The trainable head alone (features → logits → sigmoid), sharing the full model's Dense layer."""
+    dense = model.get_layer(LOGITS_LAYER)
+    features = keras.Input((dense.kernel.shape[0],), name="pooled_features")
+    probabilities = keras.layers.Activation("sigmoid")(dense(features))
+    return keras.Model(features, probabilities, name="head")
+
+
+def train_head_on_cached_features(model, config, train_records, validation_records, loss, verbose):
+    size = (config.input_size, config.input_size)
+    base = backbone(model)
+    x_train = cached_features(base, train_records, size, config.preprocessing, config.batch_size)
+    x_val = cached_features(base, validation_records, size, config.preprocessing, config.batch_size)
+    head = head_model(model)  # shares weights with model: training it trains the full model's head
+    head.compile(keras.optimizers.AdamW(config.learning_rate, weight_decay=1e-4), loss)
+    return head.fit(x_train, targets(train_records), batch_size=config.batch_size, epochs=config.epochs,
+                    shuffle=True, callbacks=_callbacks(x_val, targets(validation_records), config.patience),
+                    verbose=verbose).history
+
+
+def fine_tune(model, config, train_records, validation_records, loss, verbose):
+    """Unfreeze the top Xception blocks and continue at a tenth of the learning rate."""
+    blocks = {f"block{14 - i}" for i in range(config.fine_tune_blocks)}
+    for layer in model.layers:
+        if any(layer.name.startswith(b + "_") for b in blocks):
+            layer.trainable = not isinstance(layer, keras.layers.BatchNormalization)
+    size = (config.input_size, config.input_size)
+    train_ds = make_dataset(train_records, size, config.preprocessing, config.batch_size, shuffle=True,
+                            augment=config.augment, seed=config.seed)
+    val_ds = make_dataset(validation_records, size, config.preprocessing, config.batch_size)
+    model.compile(keras.optimizers.Adam(config.learning_rate / 10), loss)
+    return model.fit(train_ds, epochs=config.epochs, callbacks=_callbacks(val_ds, targets(validation_records), config.patience),
+                     shuffle=False, verbose=verbose).history
+
+
+def predict(model: keras.Model, records: list[Record], input_size: tuple[int, int], preprocessing: str,
+            batch_size: int = 64, progress: bool = False) -> np.ndarray:
+    """Probabilities [N, 15] in the model's output order."""
+    dataset = make_dataset(records, input_size, preprocessing, batch_size, cache=False)
+    return np.asarray(model.predict(dataset, verbose=1 if progress else 0))
+
+
+assert len(LABELS) == 15
