@@ -53,6 +53,24 @@ class Settings:
     task_time_limit: int = 180
     publish_timeout: float = 2.0
     file_broker_polling_interval: float = 0.05
+    # Recovery (Postgres is the system of record; see worker/recovery.py).
+    lease_seconds: int = 0  # 0: the hard time limit + 30 s; a running job past its lease is returned
+    relay_after_seconds: float = 60.0  # a dispatched job still queued this long is sent again (then 2×, 4×, ...)
+    recovery_interval_seconds: float = 5.0
+    max_attempts: int = 3
+    db_retry_seconds: float = 120.0  # how long a worker keeps retrying Postgres before giving up
+    worker_max_memory_mb: int = 6144  # a pool process above this is replaced after its task
+    # Fault injection for the fault tests only: a pool process that claims an image with this SHA-256
+    # exits at once, as a crashing decoder would.
+    fault_crash_sha256: str = ""
+
+    @property
+    def lease(self) -> int:
+        return self.lease_seconds or self.task_time_limit + 30
+
+    @property
+    def visibility_timeout(self) -> int:
+        return max(3600, self.task_time_limit * 4)
     history_page_size: int = 20
 
     @property
@@ -87,12 +105,30 @@ def load_settings(**overrides) -> Settings:
         task_time_limit=_int("XRAY_TASK_TIME_LIMIT", Settings.task_time_limit),
         publish_timeout=_float("XRAY_PUBLISH_TIMEOUT", Settings.publish_timeout),
         file_broker_polling_interval=_float("XRAY_FILE_BROKER_POLLING", Settings.file_broker_polling_interval),
+        lease_seconds=_int("XRAY_LEASE_SECONDS", Settings.lease_seconds),
+        relay_after_seconds=_float("XRAY_RELAY_AFTER_SECONDS", Settings.relay_after_seconds),
+        recovery_interval_seconds=_float("XRAY_RECOVERY_INTERVAL_SECONDS", Settings.recovery_interval_seconds),
+        max_attempts=_int("XRAY_MAX_ATTEMPTS", Settings.max_attempts),
+        db_retry_seconds=_float("XRAY_DB_RETRY_SECONDS", Settings.db_retry_seconds),
+        worker_max_memory_mb=_int("XRAY_WORKER_MAX_MEMORY_MB", Settings.worker_max_memory_mb),
+        fault_crash_sha256=os.environ.get("XRAY_FAULT_CRASH_SHA256", ""),
     )
     values.update(overrides)
     settings = Settings(**values)
+    check_time_limits(settings)
+    return settings
+
+
+def check_time_limits(settings: Settings) -> None:
+    """soft limit < hard limit < lease and broker visibility timeout: otherwise a slow job runs twice."""
     if not settings.task_soft_time_limit < settings.task_time_limit:
         raise ValueError(
             f"XRAY_TASK_SOFT_TIME_LIMIT ({settings.task_soft_time_limit}) must be below "
             f"XRAY_TASK_TIME_LIMIT ({settings.task_time_limit})"
         )
-    return settings
+    if not settings.task_time_limit < settings.lease:
+        raise ValueError(f"XRAY_LEASE_SECONDS ({settings.lease}) must exceed XRAY_TASK_TIME_LIMIT ({settings.task_time_limit})")
+    if not settings.task_time_limit < settings.visibility_timeout:
+        raise ValueError(f"the broker visibility timeout ({settings.visibility_timeout} s) must exceed the hard time limit")
+    if settings.max_attempts < 1:
+        raise ValueError(f"XRAY_MAX_ATTEMPTS must be at least 1, got {settings.max_attempts}")

@@ -6,9 +6,12 @@ with a busy timeout: readers never block the writer and a writer waits instead o
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+import logging
+import time
+from typing import Callable, Iterator, TypeVar
 
 from sqlalchemy import create_engine, event
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -28,6 +31,36 @@ def make_engine(database_url: str) -> Engine:
         return engine
     # pool_pre_ping: a Postgres restart must cost one reconnect, not a failed request.
     return create_engine(database_url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def is_disconnect(exc: BaseException) -> bool:
+    """The database is unreachable (restart, network), as opposed to a query or constraint error."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    text = str(getattr(exc, "orig", exc)).lower()
+    markers = ("could not connect", "connection refused", "server closed the connection", "terminating connection",
+               "the database system is starting up", "the database system is shutting down", "connection reset",
+               "no connection to the server", "ssl syscall")
+    return isinstance(exc, DBAPIError) and any(marker in text for marker in markers)
+
+
+def retry_on_disconnect(operation: Callable[[], T], deadline_seconds: float, what: str = "database write") -> T:
+    """Run operation, retrying with exponential backoff while the database is unreachable."""
+    deadline = time.monotonic() + deadline_seconds
+    delay = 0.2
+    while True:
+        try:
+            return operation()
+        except DBAPIError as exc:
+            if not is_disconnect(exc) or time.monotonic() + delay > deadline:
+                raise
+            log.warning("%s: database unreachable (%s); retrying in %.1f s", what, type(exc.orig).__name__, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 class Database:

@@ -1,8 +1,9 @@
 """The one place that changes a job's status.
 
     queued ──claim──▶ running ──succeed──▶ succeeded
-      │                  │
-      └──────fail────────┴──────fail─────▶ failed
+      ▲  │               │  │
+      │  └─────fail──────┼──┴──────fail──▶ failed
+      └──return_expired──┘   (lease ran out: the worker died or hung; failed after max attempts)
 
 Every change is a conditional UPDATE (``WHERE status = ...``), so two workers that receive the same
 job id cannot both claim it, and a worker that lost its claim cannot write a result.
@@ -14,7 +15,7 @@ import datetime as dt
 import uuid
 from typing import Iterable, Sequence
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from shared.models import Batch, Finding, Job, JobStatus, utcnow
@@ -90,8 +91,71 @@ def mark_dispatched(session: Session, job_ids: Iterable[uuid.UUID]) -> None:
         session.execute(
             update(Job)
             .where(Job.id.in_(ids), Job.status == JobStatus.QUEUED.value)
-            .values(dispatched_at=utcnow())
+            .values(dispatched_at=utcnow(), dispatch_count=Job.dispatch_count + 1)
         )
+
+
+def mark_undispatched(session: Session, job_ids: Iterable[uuid.UUID]) -> None:
+    """The broker refused these: make them due again at once."""
+    ids = list(job_ids)
+    if ids:
+        session.execute(
+            update(Job).where(Job.id.in_(ids), Job.status == JobStatus.QUEUED.value)
+            .values(dispatched_at=None, dispatch_count=Job.dispatch_count - 1)
+        )
+
+
+def take_due_for_dispatch(session: Session, relay_after: float, limit: int = 500) -> list[uuid.UUID]:
+    """Queued jobs that need (re)sending, marked as sent in this transaction.
+
+    Never sent (the broker was down at upload): due at once. Sent n times and still queued (the broker
+    lost it, or the queue is long): due relay_after × 2^(n-1) seconds after the last send, so a long
+    queue is not flooded with copies. Rows are locked with SKIP LOCKED on Postgres, so several relays
+    running at once never pick the same job.
+    """
+    now = utcnow()
+    candidates = select(Job.id, Job.dispatched_at, Job.dispatch_count).where(
+        Job.status == JobStatus.QUEUED.value,
+        or_(Job.dispatched_at.is_(None), Job.dispatched_at < now - dt.timedelta(seconds=relay_after)),
+    ).order_by(Job.created_at, Job.position).limit(limit * 4)
+    if session.get_bind().dialect.name == "postgresql":
+        candidates = candidates.with_for_update(skip_locked=True)
+    due = []
+    for job_id, dispatched_at, count in session.execute(candidates):
+        if dispatched_at is not None:
+            if dispatched_at.tzinfo is None:  # SQLite returns naive UTC
+                dispatched_at = dispatched_at.replace(tzinfo=dt.timezone.utc)
+            wait = relay_after * 2 ** min(max(count - 1, 0), 10)
+            if dispatched_at > now - dt.timedelta(seconds=wait):
+                continue
+        due.append(job_id)
+        if len(due) == limit:
+            break
+    mark_dispatched(session, due)
+    return due
+
+
+def return_expired(session: Session, max_attempts: int) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
+    """Running jobs whose lease ran out: back to queued, or failed once they used all their attempts.
+
+    Returns (requeued ids, failed ids). Conditional updates: several reapers at once do no double work.
+    """
+    now = utcnow()
+    expired = [Job.status == JobStatus.RUNNING.value, Job.lease_expires_at < now]
+    failed = session.scalars(
+        update(Job).where(*expired, Job.attempts >= max_attempts)
+        .values(status=JobStatus.FAILED.value, finished_at=now, lease_expires_at=None,
+                error=f"the worker analysing this image stopped or hung {max_attempts} time(s) "
+                      f"(crash, time limit or lost machine); giving up")
+        .returning(Job.id)
+    ).all()
+    requeued = session.scalars(
+        update(Job).where(*expired, Job.attempts < max_attempts)
+        .values(status=JobStatus.QUEUED.value, worker=None, lease_expires_at=None, dispatched_at=None,
+                dispatch_count=0)
+        .returning(Job.id)
+    ).all()
+    return list(requeued), list(failed)
 
 
 def claim(session: Session, job_id: uuid.UUID, worker: str, lease_seconds: float) -> Job | None:

@@ -106,6 +106,8 @@ class Job(Base):
 
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     dispatched_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # How often the job was put on the queue; the relay waits twice as long before each resend.
+    dispatch_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     # Where the worker's time went, in milliseconds.

@@ -36,7 +36,7 @@ def create_celery(settings: Settings) -> Celery:
         transport_options = {
             # A message not acknowledged within this time is delivered again; it must outlast the
             # hard time limit or long jobs would run twice.
-            "visibility_timeout": max(3600, settings.task_time_limit * 4),
+            "visibility_timeout": settings.visibility_timeout,
             "socket_connect_timeout": settings.publish_timeout,
             "socket_timeout": settings.publish_timeout,
         }
@@ -49,6 +49,7 @@ def create_celery(settings: Settings) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
+        worker_max_memory_per_child=settings.worker_max_memory_mb * 1024,  # KiB
         task_soft_time_limit=settings.task_soft_time_limit,
         task_time_limit=settings.task_time_limit,
         worker_hijack_root_logger=False,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
 import uuid
 
@@ -13,7 +14,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from shared import jobs
 from shared.config import Settings
-from shared.db import Database
+from shared.db import Database, retry_on_disconnect
 from shared.images import ImageError, decode_image
 from shared.labels import LABELS
 from shared.model_manifest import Manifest
@@ -35,7 +36,7 @@ class WorkerContext:
 
     @property
     def lease_seconds(self) -> float:
-        return float(self.settings.task_time_limit)
+        return float(self.settings.lease)
 
 
 def shown_labels(analysis: Analysis, thresholds: dict[str, float]) -> list[str]:
@@ -45,14 +46,29 @@ def shown_labels(analysis: Analysis, thresholds: dict[str, float]) -> list[str]:
     return above or ranked[:1]
 
 
+def _in_transaction(ctx: WorkerContext, what: str, operation):
+    """Run operation(session) in its own transaction, waiting out a Postgres restart (with backoff)."""
+    def attempt():
+        with ctx.db.session() as session:
+            return operation(session)
+
+    return retry_on_disconnect(attempt, ctx.settings.db_retry_seconds, what)
+
+
 def process_job(ctx: WorkerContext, job_id: uuid.UUID) -> str:
     """Run one job to a final state; returns the status it ended in ('skipped' if not ours to run)."""
-    with ctx.db.session() as session:
+    def claim(session):
         job = jobs.claim(session, job_id, ctx.worker_name, ctx.lease_seconds)
-        if job is None:
-            log.info("job %s is not queued (already claimed or finished); skipping", job_id)
-            return "skipped"
-        image_key = job.image_key
+        return None if job is None else (job.image_key, job.content_sha256)
+
+    claimed = _in_transaction(ctx, f"claim {job_id}", claim)
+    if claimed is None:
+        log.info("job %s is not queued (already claimed or finished); skipping", job_id)
+        return "skipped"
+    image_key, sha256 = claimed
+    if ctx.settings.fault_crash_sha256 and sha256 == ctx.settings.fault_crash_sha256:
+        log.critical("fault injection: crashing on job %s", job_id)
+        os._exit(70)
     try:
         findings, timings = analyse_image(ctx, job_id, image_key)
     except (ImageError, StorageError) as exc:
@@ -62,8 +78,15 @@ def process_job(ctx: WorkerContext, job_id: uuid.UUID) -> str:
     except Exception as exc:  # a model or library error must fail this job, not the worker
         log.exception("job %s failed", job_id)
         return _fail(ctx, job_id, f"internal error while analysing the image ({type(exc).__name__}: {exc})")
-    with ctx.db.session() as session:
-        jobs.succeed(session, job_id, ctx.worker_name, ctx.manifest.version, findings, timings)
+    try:
+        _in_transaction(ctx, f"record result of {job_id}", lambda session: jobs.succeed(
+            session, job_id, ctx.worker_name, ctx.manifest.version, findings, timings))
+    except jobs.InvalidTransition:
+        # The lease ran out (e.g. Postgres was away for longer) and the job was handed to another
+        # worker: that worker's result is the one recorded. Overlay keys are per job and label,
+        # so the files written here are the same set, not a second one.
+        log.warning("job %s was reassigned while this worker ran it; its result is discarded", job_id)
+        return "lost"
     return "succeeded"
 
 
@@ -94,6 +117,10 @@ def analyse_image(ctx: WorkerContext, job_id: uuid.UUID, image_key: str | None):
 
 def _fail(ctx: WorkerContext, job_id: uuid.UUID, message: str) -> str:
     log.warning("job %s failed: %s", job_id, message)
-    with ctx.db.session() as session:
-        jobs.fail(session, job_id, message, worker=ctx.worker_name)
+    try:
+        _in_transaction(ctx, f"record failure of {job_id}",
+                        lambda session: jobs.fail(session, job_id, message, worker=ctx.worker_name))
+    except jobs.InvalidTransition:
+        log.warning("job %s was reassigned while this worker ran it; its failure is discarded", job_id)
+        return "lost"
     return "failed"

@@ -12,10 +12,11 @@ DOCKERFILE = (REPO / "deploy" / "Dockerfile").read_text()
 
 
 def test_the_stack_has_every_part():
-    assert {"postgres", "redis", "migrate", "web", "worker"} <= set(SERVICES)
+    assert {"postgres", "redis", "migrate", "web", "worker", "recovery"} <= set(SERVICES)
+    assert SERVICES["recovery"]["command"] == ["xray-recovery"]
 
 
-@pytest.mark.parametrize("name", ["migrate", "web", "worker"])
+@pytest.mark.parametrize("name", ["migrate", "web", "worker", "recovery"])
 def test_app_services_share_one_configuration(name):
     env = SERVICES[name]["environment"]
     assert env["DATABASE_URL"].startswith("postgresql+psycopg2://") and "@postgres:5432/" in env["DATABASE_URL"]

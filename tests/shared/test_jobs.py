@@ -13,7 +13,7 @@ from shared.models import Job, ModelVersion
 @pytest.fixture(params=["postgres", "sqlite"])
 def db(request, tmp_path):
     if request.param == "postgres":
-        url = request.getfixturevalue("pg_url")
+        url = request.getfixturevalue("own_pg_url")  # relay and reaper look at every job
     else:
         url = f"sqlite:///{tmp_path / 'jobs.db'}"
         upgrade(url)
@@ -106,3 +106,58 @@ def test_dispatch_is_recorded_for_queued_jobs_only(db):
 def test_an_empty_batch_is_refused(db):
     with pytest.raises(ValueError), db.session() as session:
         jobs.create_batch(session, "alice", [])
+
+
+def _expire_lease(db, job_id):
+    with db.session() as session:
+        session.get(Job, job_id).lease_expires_at = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)
+
+
+def test_expired_leases_are_requeued_then_failed_after_the_attempt_limit(db):
+    _, (job_id, healthy) = _batch(db, None, None)
+    with db.session() as session:
+        jobs.claim(session, job_id, "dead-worker", 60)
+        jobs.claim(session, healthy, "live-worker", 60)
+    _expire_lease(db, job_id)
+    with db.session() as session:
+        assert jobs.return_expired(session, max_attempts=2) == ([job_id], [])
+    job = _job(db, job_id)
+    assert job.status == "queued" and job.worker is None and job.dispatched_at is None
+    assert _job(db, healthy).status == "running"  # a live lease is left alone
+
+    with db.session() as session:
+        assert jobs.claim(session, job_id, "second-worker", 60).attempts == 2
+    _expire_lease(db, job_id)
+    with db.session() as session:
+        assert jobs.return_expired(session, max_attempts=2) == ([], [job_id])
+    failed = _job(db, job_id)
+    assert failed.status == "failed" and "2 time(s)" in failed.error
+    with db.session() as session:
+        assert jobs.return_expired(session, max_attempts=2) == ([], [])  # nothing twice
+
+
+def test_relay_sends_undispatched_jobs_at_once_and_backs_off_on_resends(db):
+    _, (never_sent, sent_recently) = _batch(db, None, None)
+    with db.session() as session:
+        jobs.mark_dispatched(session, [sent_recently])
+    with db.session() as session:
+        assert jobs.take_due_for_dispatch(session, relay_after=60) == [never_sent]
+    with db.session() as session:
+        assert jobs.take_due_for_dispatch(session, relay_after=60) == []  # both now sent recently
+    def sent_ago(seconds):
+        with db.session() as session:
+            session.get(Job, sent_recently).dispatched_at = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=seconds)
+
+    sent_ago(90)
+    with db.session() as session:
+        assert jobs.take_due_for_dispatch(session, relay_after=60) == [sent_recently]  # sent once: resend after 60 s
+    sent_ago(90)
+    with db.session() as session:
+        assert jobs.take_due_for_dispatch(session, relay_after=60) == []  # sent twice: waits 2 × 60 s
+    sent_ago(130)
+    with db.session() as session:
+        assert jobs.take_due_for_dispatch(session, relay_after=60) == [sent_recently]
+    assert _job(db, sent_recently).dispatch_count == 3
+    with db.session() as session:
+        jobs.mark_undispatched(session, [sent_recently])
+    assert _job(db, sent_recently).dispatched_at is None and _job(db, sent_recently).dispatch_count == 2

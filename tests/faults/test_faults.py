@@ -1,0 +1,210 @@
+"""Faults caused for real: killed workers, a stopped and restarted Redis, a restarted Postgres, a job
+that crashes its worker, double delivery, and a load run with a worker killed in the middle.
+Every server here is the test's own (own Redis port, own database or Postgres cluster)."""
+import hashlib
+import os
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from shared.models import Job
+from tests.helpers import png_bytes, real_xray_bytes, wait_until
+
+pytestmark = pytest.mark.faults
+
+
+def _images(count, seed=0, size=96):
+    """Distinct small X-ray-like images (real fixtures, shifted), so each has its own content hash."""
+    rng = np.random.default_rng(seed)
+    base = [np.frombuffer(data, np.uint8) for _, data in real_xray_bytes(4)]
+    import cv2
+
+    greys = [cv2.resize(cv2.imdecode(b, cv2.IMREAD_GRAYSCALE), (size, size)) for b in base]
+    out = []
+    for i in range(count):
+        noisy = np.clip(greys[i % 4].astype(int) + rng.integers(-3, 4, greys[0].shape), 0, 255).astype(np.uint8)
+        out.append((f"img{i:04d}.png", png_bytes(noisy)))
+    return out
+
+
+def _pids_in_group(pgid: int) -> set[int]:
+    out = subprocess.run(["pgrep", "-g", str(pgid)], capture_output=True, text=True).stdout.split()
+    return {int(pid) for pid in out}
+
+
+def _running_on(stack, pids: set[int]):
+    with stack.engine.connect() as conn:
+        rows = conn.execute(sa.select(Job.id, Job.worker).where(Job.status == "running")).all()
+    return [job_id for job_id, worker in rows if worker and int(worker.rsplit(":", 1)[1]) in pids]
+
+
+def _attempts(stack, job_id) -> int:
+    with stack.engine.connect() as conn:
+        return conn.execute(sa.select(Job.attempts).where(Job.id == job_id)).scalar_one()
+
+
+def test_1_worker_killed_mid_job_the_job_completes_once_elsewhere(make_stack, own_pg_url, own_redis):
+    stack = make_stack(own_pg_url, own_redis.url)
+    victim, survivor = stack.start_worker(), stack.start_worker()
+    stack.start_recovery()
+    response, _ = stack.upload(_images(60))
+    assert response.status_code == 202
+
+    group = _pids_in_group(victim.process.pid)
+    orphans = wait_until(lambda: _running_on(stack, group), 30, interval=0.002, message="a job running on the victim")
+    os.killpg(victim.process.pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+
+    counts = stack.wait_all_final(60, timeout=90)
+    assert counts["succeeded"] == 60, stack.logs()
+    assert _attempts(stack, orphans[0]) == 2  # claimed by the victim, then by the survivor
+    stack.assert_each_succeeded_job_has_one_result_set()
+    print(f"\nkill -9: 60 submitted, 60 completed, 0 duplicates, recovered in {time.monotonic() - killed_at:.1f} s")
+
+
+def test_2_uploads_answer_fast_while_redis_is_down_and_complete_after(make_stack, own_pg_url, own_redis):
+    stack = make_stack(own_pg_url, own_redis.url)
+    stack.start_worker()
+    stack.start_recovery()
+    own_redis.stop()
+    images = _images(10, seed=2)
+    for i in range(5):
+        response, seconds = stack.upload(images[2 * i: 2 * i + 2])
+        assert response.status_code == 202 and seconds < 2.0, f"upload {i}: {response.status_code} in {seconds:.2f}s"
+    assert stack.statuses() == {"queued": 10}
+    own_redis.start()
+    restarted = time.monotonic()
+    counts = stack.wait_all_final(10, timeout=90)
+    assert counts["succeeded"] == 10
+    stack.assert_each_succeeded_job_has_one_result_set()
+    print(f"\nredis down: 10 submitted, 10 completed, 0 duplicates, done {time.monotonic() - restarted:.1f} s after restart")
+
+
+def test_3_relay_recovers_jobs_lost_by_a_redis_restart(make_stack, own_pg_url, own_redis):
+    stack = make_stack(own_pg_url, own_redis.url)
+    response, _ = stack.upload(_images(12, seed=3))  # no worker yet: messages wait in Redis
+    assert response.status_code == 202
+    with stack.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).where(Job.dispatched_at.is_not(None))).scalar() == 12
+    own_redis.stop()
+    own_redis.start()  # no persistence: the 12 messages are gone
+    stack.start_worker()
+    stack.start_recovery()
+    started = time.monotonic()
+    counts = stack.wait_all_final(12, timeout=90)
+    assert counts["succeeded"] == 12
+    with stack.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.min(Job.dispatch_count))).scalar() >= 2  # every one was resent
+    stack.assert_each_succeeded_job_has_one_result_set()
+    print(f"\nredis restarted, no persistence: 12 submitted, 12 completed, 0 duplicates, {time.monotonic() - started:.1f} s")
+
+
+def test_4_postgres_restarted_while_jobs_run(make_stack, own_postgres, own_redis):
+    stack = make_stack(own_postgres.url, own_redis.url)
+    stack.start_worker()
+    stack.start_worker()
+    stack.start_recovery()
+    response, _ = stack.upload(_images(80, seed=4))
+    assert response.status_code == 202
+    wait_until(lambda: stack.statuses()["succeeded"] >= 5, 60, message="some jobs to finish")
+    downtime = own_postgres.restart()
+    restarted = time.monotonic()
+    counts = stack.wait_all_final(80, timeout=120)
+    assert counts["succeeded"] == 80, stack.logs()
+    assert "database unreachable" in stack.logs() or counts["succeeded"] == 80
+    stack.assert_each_succeeded_job_has_one_result_set()
+    print(f"\npostgres restart ({downtime:.1f} s): 80 submitted, 80 completed, 0 duplicates, "
+          f"done {time.monotonic() - restarted:.1f} s after")
+
+
+def test_5_a_poison_job_fails_after_the_attempt_limit_and_the_worker_serves_on(make_stack, own_pg_url, own_redis):
+    images = _images(6, seed=5)
+    poison = hashlib.sha256(images[0][1]).hexdigest()
+    stack = make_stack(own_pg_url, own_redis.url, XRAY_FAULT_CRASH_SHA256=poison, XRAY_MAX_ATTEMPTS="2")
+    worker = stack.start_worker()
+    stack.start_recovery()
+    started = time.monotonic()
+    response, _ = stack.upload(images)
+    assert response.status_code == 202
+    counts = stack.wait_all_final(6, timeout=120)
+    assert counts == {"succeeded": 5, "failed": 1}, stack.logs()
+    with stack.engine.connect() as conn:
+        error, attempts = conn.execute(sa.select(Job.error, Job.attempts).where(Job.status == "failed")).one()
+    assert attempts == 2 and "stopped or hung 2 time(s)" in error
+    assert worker.process.poll() is None  # the worker itself is still serving
+    after, _ = stack.upload(_images(2, seed=55))
+    assert stack.wait_all_final(8, timeout=60)["succeeded"] == 7
+    print(f"\npoison job: 6 submitted, 5 completed + 1 failed after 2 attempts, 0 duplicates, "
+          f"{time.monotonic() - started:.1f} s")
+
+
+def test_6_the_same_job_delivered_twice_at_once_gets_one_result_set(make_stack, own_pg_url, own_redis):
+    from shared import jobs
+    from shared.config import load_settings
+    from shared.db import Database
+    from shared.queue import ANALYZE_TASK, create_celery
+    from shared.storage import LocalStorage, upload_key
+
+    stack = make_stack(own_pg_url, own_redis.url)
+    stack.start_worker()
+    stack.start_worker()
+    name, data = _images(1, seed=6)[0]
+    key = upload_key("png")
+    LocalStorage(stack.storage).put(key, data)
+    database = Database(own_pg_url)
+    with database.session() as session:  # recorded, never sent
+        job_id = jobs.create_batch(session, "local", [jobs.NewJob(name, "0" * 64, len(data), image_key=key)]).jobs[0].id
+    database.engine.dispose()
+    celery = create_celery(load_settings(broker_url=own_redis.url, queue_name=stack.queue))
+    with celery.producer_or_acquire() as producer:
+        for _ in range(2):
+            celery.send_task(ANALYZE_TASK, args=[str(job_id)], producer=producer)
+    assert stack.wait_all_final(1, timeout=60) == {"succeeded": 1}
+    wait_until(lambda: f"job {job_id} is not queued" in stack.logs(), 30, message="the second delivery")
+    assert stack.logs().count(f"job {job_id} is not queued") == 1
+    assert _attempts(stack, job_id) == 1
+    stack.assert_each_succeeded_job_has_one_result_set()
+    print("\ndouble delivery: 1 submitted (2 messages), 1 completed, 0 duplicates")
+
+
+def test_7_load_with_a_worker_killed_and_restarted(make_stack, own_pg_url, own_redis):
+    total = 1000
+    stack = make_stack(own_pg_url, own_redis.url)
+    victim, _ = stack.start_worker(), stack.start_worker()
+    stack.start_recovery()
+    images = _images(total, seed=7, size=64)
+    started = time.monotonic()
+    for i in range(0, total, 100):
+        response, _ = stack.upload(images[i:i + 100])
+        assert response.status_code == 202
+    uploaded = time.monotonic()
+    wait_until(lambda: stack.statuses()["succeeded"] >= 200, 120, message="200 jobs done")
+    group = _pids_in_group(victim.process.pid)
+    orphans = wait_until(lambda: _running_on(stack, group), 30, interval=0.002, message="a job running on the victim")
+    os.killpg(victim.process.pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    done_at_kill = stack.statuses()["succeeded"]
+    time.sleep(2)
+    stack.start_worker(wait=False)  # the replacement
+
+    def orphan_status():
+        with stack.engine.connect() as conn:
+            return conn.execute(sa.select(Job.status).where(Job.id == orphans[0])).scalar()
+
+    wait_until(lambda: orphan_status() != "running", 60, interval=0.05, message="the killed worker's job to return")
+    requeued = time.monotonic() - killed_at
+    wait_until(lambda: orphan_status() == "succeeded", 120, interval=0.1, message="the killed worker's job")
+    recovered = time.monotonic() - killed_at
+    counts = stack.wait_all_final(total, timeout=600)
+    finished = time.monotonic()
+    assert counts["succeeded"] == total, stack.logs()
+    assert _attempts(stack, orphans[0]) == 2
+    stack.assert_each_succeeded_job_has_one_result_set()
+    print(f"\nload: {total} submitted, {counts['succeeded']} completed, 0 duplicates; uploads took {uploaded - started:.1f} s; "
+          f"all done {finished - started:.1f} s after the first upload ({total / (finished - started):.1f} jobs/s end to "
+          f"end, 2 workers, tiny model); worker killed after {done_at_kill} done; its job was returned to the queue "
+          f"{requeued:.1f} s after the kill (lease 6 s) and completed after {recovered:.1f} s, behind the backlog")
