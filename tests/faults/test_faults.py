@@ -208,3 +208,20 @@ def test_7_load_with_a_worker_killed_and_restarted(make_stack, own_pg_url, own_r
           f"all done {finished - started:.1f} s after the first upload ({total / (finished - started):.1f} jobs/s end to "
           f"end, 2 workers, tiny model); worker killed after {done_at_kill} done; its job was returned to the queue "
           f"{requeued:.1f} s after the kill (lease 6 s) and completed after {recovered:.1f} s, behind the backlog")
+
+
+def test_8_a_worker_asked_to_stop_finishes_or_hands_back_its_work(make_stack, own_pg_url, own_redis):
+    stack = make_stack(own_pg_url, own_redis.url)
+    leaving, staying = stack.start_worker(), stack.start_worker()
+    response, _ = stack.upload(_images(80, seed=8))  # no recovery loop: nothing may rely on leases here
+    assert response.status_code == 202
+    wait_until(lambda: stack.statuses()["succeeded"] >= 10, 60, message="some jobs done")
+    leaving.process.send_signal(signal.SIGTERM)  # what docker stop and Kubernetes send to the main process
+    leaving.process.wait(30)
+    counts = stack.wait_all_final(80, timeout=120)
+    assert counts["succeeded"] == 80
+    with stack.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.max(Job.attempts))).scalar() == 1  # nothing abandoned mid-job
+    assert staying.process.poll() is None
+    stack.assert_each_succeeded_job_has_one_result_set()
+    print("\ngraceful stop: 80 submitted, 80 completed, 0 duplicates, no job needed a second attempt")

@@ -29,3 +29,14 @@ def test_missing_and_unwritable_give_storage_errors(tmp_path):
     (tmp_path / "uploads").write_text("a file where a folder should be")
     with pytest.raises(StorageError, match="could not write"):
         storage.put("uploads/x.png", b"data")
+
+
+def test_time_limits_must_nest_below_the_lease_and_visibility_timeout():
+    from shared.config import load_settings
+
+    with pytest.raises(ValueError, match="SOFT_TIME_LIMIT"):
+        load_settings(task_soft_time_limit=200, task_time_limit=180)
+    with pytest.raises(ValueError, match="LEASE"):
+        load_settings(task_time_limit=180, lease_seconds=100)
+    settings = load_settings(task_soft_time_limit=50, task_time_limit=60)
+    assert settings.task_soft_time_limit < settings.task_time_limit < settings.lease < settings.visibility_timeout
