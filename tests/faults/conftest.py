@@ -42,3 +42,24 @@ def own_postgres():
     except Exception:
         pass
     server.remove()
+
+
+FAULT_TABLE: list[tuple] = []
+
+
+@pytest.fixture()
+def report():
+    """Record one row of the fault table printed at the end of the run."""
+    def add(fault: str, submitted: int, completed: int, duplicates: int, recover: str):
+        FAULT_TABLE.append((fault, submitted, completed, duplicates, recover))
+
+    return add
+
+
+def pytest_terminal_summary(terminalreporter):
+    if FAULT_TABLE:
+        terminalreporter.section("fault table")
+        terminalreporter.write_line("| fault | jobs submitted | jobs completed | duplicates | time to recover |")
+        terminalreporter.write_line("|---|---:|---:|---:|---|")
+        for row in FAULT_TABLE:
+            terminalreporter.write_line("| " + " | ".join(str(v) for v in row) + " |")

@@ -47,7 +47,7 @@ def _attempts(stack, job_id) -> int:
         return conn.execute(sa.select(Job.attempts).where(Job.id == job_id)).scalar_one()
 
 
-def test_1_worker_killed_mid_job_the_job_completes_once_elsewhere(make_stack, own_pg_url, own_redis):
+def test_1_worker_killed_mid_job_the_job_completes_once_elsewhere(make_stack, report, own_pg_url, own_redis):
     stack = make_stack(own_pg_url, own_redis.url)
     victim, survivor = stack.start_worker(), stack.start_worker()
     stack.start_recovery()
@@ -63,10 +63,10 @@ def test_1_worker_killed_mid_job_the_job_completes_once_elsewhere(make_stack, ow
     assert counts["succeeded"] == 60, stack.logs()
     assert _attempts(stack, orphans[0]) == 2  # claimed by the victim, then by the survivor
     stack.assert_each_succeeded_job_has_one_result_set()
-    print(f"\nkill -9: 60 submitted, 60 completed, 0 duplicates, recovered in {time.monotonic() - killed_at:.1f} s")
+    report("kill -9 a worker mid-job", 60, counts["succeeded"], 0, f"{time.monotonic() - killed_at:.1f} s to all done (lease 6 s)")
 
 
-def test_2_uploads_answer_fast_while_redis_is_down_and_complete_after(make_stack, own_pg_url, own_redis):
+def test_2_uploads_answer_fast_while_redis_is_down_and_complete_after(make_stack, report, own_pg_url, own_redis):
     stack = make_stack(own_pg_url, own_redis.url)
     stack.start_worker()
     stack.start_recovery()
@@ -81,10 +81,11 @@ def test_2_uploads_answer_fast_while_redis_is_down_and_complete_after(make_stack
     counts = stack.wait_all_final(10, timeout=90)
     assert counts["succeeded"] == 10
     stack.assert_each_succeeded_job_has_one_result_set()
-    print(f"\nredis down: 10 submitted, 10 completed, 0 duplicates, done {time.monotonic() - restarted:.1f} s after restart")
+    report("Redis stopped during uploads (5 uploads, each 202 in < 2 s)", 10, counts["succeeded"], 0,
+           f"{time.monotonic() - restarted:.1f} s after Redis returned")
 
 
-def test_3_relay_recovers_jobs_lost_by_a_redis_restart(make_stack, own_pg_url, own_redis):
+def test_3_relay_recovers_jobs_lost_by_a_redis_restart(make_stack, report, own_pg_url, own_redis):
     stack = make_stack(own_pg_url, own_redis.url)
     response, _ = stack.upload(_images(12, seed=3))  # no worker yet: messages wait in Redis
     assert response.status_code == 202
@@ -100,10 +101,11 @@ def test_3_relay_recovers_jobs_lost_by_a_redis_restart(make_stack, own_pg_url, o
     with stack.engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.min(Job.dispatch_count))).scalar() >= 2  # every one was resent
     stack.assert_each_succeeded_job_has_one_result_set()
-    print(f"\nredis restarted, no persistence: 12 submitted, 12 completed, 0 duplicates, {time.monotonic() - started:.1f} s")
+    report("Redis restarted without persistence, jobs queued", 12, counts["succeeded"], 0,
+           f"{time.monotonic() - started:.1f} s after the worker and relay started")
 
 
-def test_4_postgres_restarted_while_jobs_run(make_stack, own_postgres, own_redis):
+def test_4_postgres_restarted_while_jobs_run(make_stack, report, own_postgres, own_redis):
     stack = make_stack(own_postgres.url, own_redis.url)
     stack.start_worker()
     stack.start_worker()
@@ -117,11 +119,11 @@ def test_4_postgres_restarted_while_jobs_run(make_stack, own_postgres, own_redis
     assert counts["succeeded"] == 80, stack.logs()
     assert "database unreachable" in stack.logs() or counts["succeeded"] == 80
     stack.assert_each_succeeded_job_has_one_result_set()
-    print(f"\npostgres restart ({downtime:.1f} s): 80 submitted, 80 completed, 0 duplicates, "
-          f"done {time.monotonic() - restarted:.1f} s after")
+    report(f"Postgres down {downtime:.1f} s while jobs run", 80, counts["succeeded"], 0,
+           f"{time.monotonic() - restarted:.1f} s after it returned")
 
 
-def test_5_a_poison_job_fails_after_the_attempt_limit_and_the_worker_serves_on(make_stack, own_pg_url, own_redis):
+def test_5_a_poison_job_fails_after_the_attempt_limit_and_the_worker_serves_on(make_stack, report, own_pg_url, own_redis):
     images = _images(6, seed=5)
     poison = hashlib.sha256(images[0][1]).hexdigest()
     stack = make_stack(own_pg_url, own_redis.url, XRAY_FAULT_CRASH_SHA256=poison, XRAY_MAX_ATTEMPTS="2")
@@ -138,11 +140,11 @@ def test_5_a_poison_job_fails_after_the_attempt_limit_and_the_worker_serves_on(m
     assert worker.process.poll() is None  # the worker itself is still serving
     after, _ = stack.upload(_images(2, seed=55))
     assert stack.wait_all_final(8, timeout=60)["succeeded"] == 7
-    print(f"\npoison job: 6 submitted, 5 completed + 1 failed after 2 attempts, 0 duplicates, "
-          f"{time.monotonic() - started:.1f} s")
+    report("poison job crashing its worker every time (2 attempts)", 6, "5 + 1 failed with reason", 0,
+           f"{time.monotonic() - started:.1f} s until all final")
 
 
-def test_6_the_same_job_delivered_twice_at_once_gets_one_result_set(make_stack, own_pg_url, own_redis):
+def test_6_the_same_job_delivered_twice_at_once_gets_one_result_set(make_stack, report, own_pg_url, own_redis):
     from shared import jobs
     from shared.config import load_settings
     from shared.db import Database
@@ -168,10 +170,10 @@ def test_6_the_same_job_delivered_twice_at_once_gets_one_result_set(make_stack, 
     assert stack.logs().count(f"job {job_id} is not queued") == 1
     assert _attempts(stack, job_id) == 1
     stack.assert_each_succeeded_job_has_one_result_set()
-    print("\ndouble delivery: 1 submitted (2 messages), 1 completed, 0 duplicates")
+    report("same job delivered twice at once (2 workers)", 1, 1, 0, "-")
 
 
-def test_7_load_with_a_worker_killed_and_restarted(make_stack, own_pg_url, own_redis):
+def test_7_load_with_a_worker_killed_and_restarted(make_stack, report, own_pg_url, own_redis):
     total = 1000
     stack = make_stack(own_pg_url, own_redis.url)
     victim, _ = stack.start_worker(), stack.start_worker()
@@ -204,13 +206,12 @@ def test_7_load_with_a_worker_killed_and_restarted(make_stack, own_pg_url, own_r
     assert counts["succeeded"] == total, stack.logs()
     assert _attempts(stack, orphans[0]) == 2
     stack.assert_each_succeeded_job_has_one_result_set()
-    print(f"\nload: {total} submitted, {counts['succeeded']} completed, 0 duplicates; uploads took {uploaded - started:.1f} s; "
-          f"all done {finished - started:.1f} s after the first upload ({total / (finished - started):.1f} jobs/s end to "
-          f"end, 2 workers, tiny model); worker killed after {done_at_kill} done; its job was returned to the queue "
-          f"{requeued:.1f} s after the kill (lease 6 s) and completed after {recovered:.1f} s, behind the backlog")
+    report(f"load, 2 workers, one killed after {done_at_kill} and restarted; {total / (finished - started):.1f} jobs/s "
+           f"end to end ({finished - started:.1f} s)", total, counts["succeeded"], 0,
+           f"job back in queue {requeued:.1f} s after the kill, done after {recovered:.1f} s (behind the backlog)")
 
 
-def test_8_a_worker_asked_to_stop_finishes_or_hands_back_its_work(make_stack, own_pg_url, own_redis):
+def test_8_a_worker_asked_to_stop_finishes_or_hands_back_its_work(make_stack, report, own_pg_url, own_redis):
     stack = make_stack(own_pg_url, own_redis.url)
     leaving, staying = stack.start_worker(), stack.start_worker()
     response, _ = stack.upload(_images(80, seed=8))  # no recovery loop: nothing may rely on leases here
@@ -224,4 +225,4 @@ def test_8_a_worker_asked_to_stop_finishes_or_hands_back_its_work(make_stack, ow
         assert conn.execute(sa.select(sa.func.max(Job.attempts))).scalar() == 1  # nothing abandoned mid-job
     assert staying.process.poll() is None
     stack.assert_each_succeeded_job_has_one_result_set()
-    print("\ngraceful stop: 80 submitted, 80 completed, 0 duplicates, no job needed a second attempt")
+    report("graceful stop (SIGTERM) of one of two workers", 80, counts["succeeded"], 0, "no job needed a 2nd attempt")
