@@ -53,6 +53,11 @@ class Settings:
     task_time_limit: int = 180
     publish_timeout: float = 2.0
     file_broker_polling_interval: float = 0.05
+    # Inference (worker/engine.py, worker/pipeline.py).
+    batch_size: int = 16  # images per forward pass: queued jobs are claimed together up to this
+    io_threads: int = 4  # decode and overlay encoding run on these, beside the forward pass
+    tf_threads: int = 0  # TensorFlow intra-op threads per worker process; 0: TensorFlow decides
+    mixed_precision: bool = False  # float16 compute on GPUs that support it
     # Recovery (Postgres is the system of record; see worker/recovery.py).
     lease_seconds: int = 0  # 0: the hard time limit + 30 s; a running job past its lease is returned
     relay_after_seconds: float = 60.0  # a dispatched job still queued this long is sent again (then 2×, 4×, ...)
@@ -105,6 +110,10 @@ def load_settings(**overrides) -> Settings:
         task_time_limit=_int("XRAY_TASK_TIME_LIMIT", Settings.task_time_limit),
         publish_timeout=_float("XRAY_PUBLISH_TIMEOUT", Settings.publish_timeout),
         file_broker_polling_interval=_float("XRAY_FILE_BROKER_POLLING", Settings.file_broker_polling_interval),
+        batch_size=_int("XRAY_BATCH_SIZE", Settings.batch_size),
+        io_threads=_int("XRAY_IO_THREADS", Settings.io_threads),
+        tf_threads=_int("XRAY_TF_THREADS", Settings.tf_threads),
+        mixed_precision=os.environ.get("XRAY_MIXED_PRECISION", "0").lower() in ("1", "true", "yes"),
         lease_seconds=_int("XRAY_LEASE_SECONDS", Settings.lease_seconds),
         relay_after_seconds=_float("XRAY_RELAY_AFTER_SECONDS", Settings.relay_after_seconds),
         recovery_interval_seconds=_float("XRAY_RECOVERY_INTERVAL_SECONDS", Settings.recovery_interval_seconds),

@@ -177,6 +177,35 @@ def claim(session: Session, job_id: uuid.UUID, worker: str, lease_seconds: float
     return session.scalars(select(Job).where(Job.id == job_id).execution_options(populate_existing=True)).one()
 
 
+def claim_more(session: Session, worker: str, lease_seconds: float, limit: int) -> list[Job]:
+    """Up to ``limit`` more queued jobs, oldest first, claimed for this worker in one statement.
+
+    Only first attempts are taken: a job that is being retried (its worker crashed or hung) runs alone,
+    so an image that crashes its worker never takes the images beside it down with it.
+    """
+    if limit <= 0:
+        return []
+    now = utcnow()
+    candidates = (select(Job.id).where(Job.status == JobStatus.QUEUED.value, Job.attempts == 0)
+                  .order_by(Job.created_at, Job.position).limit(limit))
+    if session.get_bind().dialect.name == "postgresql":
+        candidates = candidates.with_for_update(skip_locked=True)
+    picked = session.scalars(candidates).all()
+    if not picked:
+        return []
+    claimed = session.scalars(
+        update(Job)
+        .where(Job.id.in_(picked), Job.status == JobStatus.QUEUED.value)
+        .values(status=JobStatus.RUNNING.value, worker=worker, attempts=Job.attempts + 1, started_at=now,
+                lease_expires_at=now + dt.timedelta(seconds=lease_seconds))
+        .returning(Job.id)
+    ).all()
+    if not claimed:
+        return []
+    return list(session.scalars(select(Job).where(Job.id.in_(claimed)).order_by(Job.created_at, Job.position)
+                                .execution_options(populate_existing=True)))
+
+
 def succeed(
     session: Session,
     job_id: uuid.UUID,
@@ -214,6 +243,16 @@ def succeed(
         for f in findings
     )
     session.flush()
+
+
+def release(session: Session, job_id: uuid.UUID, worker: str) -> bool:
+    """running → queued: the worker gives a job back unfinished (time limit hit, e.g. while it waited
+    for the database). The attempt still counts. False if the worker no longer held it."""
+    result = session.execute(
+        update(Job).where(Job.id == job_id, Job.status == JobStatus.RUNNING.value, Job.worker == worker)
+        .values(status=JobStatus.QUEUED.value, worker=None, lease_expires_at=None, dispatched_at=None, dispatch_count=0)
+    )
+    return result.rowcount == 1
 
 
 def fail(session: Session, job_id: uuid.UUID, message: str, worker: str | None = None) -> None:

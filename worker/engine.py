@@ -37,38 +37,67 @@ def has_gap_dense_head(model: keras.Model, cam_layer: str, logits_layer: str) ->
     )
 
 
+def bucket(size: int, max_batch: int) -> int:
+    """The fixed batch shape a batch of ``size`` runs at: the next power of two, at most max_batch."""
+    shape = 1
+    while shape < size:
+        shape *= 2
+    return min(shape, max_batch)
+
+
 class InferenceEngine:
-    def __init__(self, model: keras.Model, manifest: Manifest):
+    """Probabilities and every class's heatmap for a batch of images, from one compiled forward pass.
+
+    Batches are padded to a few fixed shapes (powers of two up to max_batch), so the traced graph is
+    reused instead of retraced for every new batch size; the largest and the single-image shapes are
+    warmed up at start, not on a person's first image.
+    """
+
+    def __init__(self, model: keras.Model, manifest: Manifest, max_batch: int = 16):
         self.manifest = manifest
         self.labels = manifest.labels
         self.input_size = manifest.input_size
+        self.max_batch = max(1, max_batch)
         logits_layer = model.get_layer(manifest.logits_layer)
         self.features_and_logits = keras.Model(
             model.input, [model.get_layer(manifest.cam_layer).output, logits_layer.output]
         )
         self.fast_cam = has_gap_dense_head(model, manifest.cam_layer, manifest.logits_layer)
-        self.dense_kernel = np.asarray(logits_layer.kernel) if self.fast_cam else None
-        # One traced graph instead of eager layer-by-layer calls; retraced only for a new batch size.
-        self._forward = tf.function(lambda x: self.features_and_logits(x, training=False), reduce_retracing=True)
-        # Trace and warm up now, at worker start, not on the first person's image.
-        self.analyze([np.zeros(self.input_size, np.uint8)])
+        self.dense_kernel = np.asarray(logits_layer.kernel, dtype=np.float32) if self.fast_cam else None
+        self._forward = tf.function(lambda x: self.features_and_logits(x, training=False))
+        for shape in sorted({1, self.max_batch}):
+            self.forward(np.zeros((shape, *self.input_size, 3), np.float32))
 
     def preprocess(self, grey: np.ndarray) -> np.ndarray:
         return model_input(grey, self.input_size, self.manifest.preprocessing)
 
+    def forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Preprocessed [N, H, W, 3] (N ≤ max_batch) → features, logits, run at a fixed padded shape."""
+        count = len(batch)
+        shape = bucket(count, self.max_batch)
+        if shape > count:
+            batch = np.concatenate([batch, np.zeros((shape - count, *batch.shape[1:]), batch.dtype)])
+        features, logits = self._forward(tf.constant(batch))
+        return np.asarray(features)[:count].astype(np.float32), np.asarray(logits)[:count].astype(np.float64)
+
     def analyze(self, images: list[np.ndarray]) -> list[Analysis]:
-        batch = np.stack([self.preprocess(image) for image in images])
-        features, logits = (t.numpy() for t in self._forward(tf.constant(batch)))
-        logits = logits.astype(np.float64)
-        probabilities = 1.0 / (1.0 + np.exp(-logits))
-        if self.fast_cam:
-            maps = cam_maps(features, self.dense_kernel)
-        else:
-            maps = gradcam_maps(self.features_and_logits, batch, list(range(len(self.labels))))
-        return [
-            Analysis(
-                probabilities={label: float(probabilities[i, c]) for c, label in enumerate(self.labels)},
-                heatmaps={label: maps[i, c] for c, label in enumerate(self.labels)},
-            )
-            for i in range(len(images))
-        ]
+        return self.analyze_preprocessed(np.stack([self.preprocess(image) for image in images]))
+
+    def analyze_preprocessed(self, batch: np.ndarray) -> list[Analysis]:
+        results = []
+        for start in range(0, len(batch), self.max_batch):
+            chunk = batch[start:start + self.max_batch]
+            features, logits = self.forward(chunk)
+            probabilities = 1.0 / (1.0 + np.exp(-logits))
+            if self.fast_cam:
+                maps = cam_maps(features, self.dense_kernel)
+            else:
+                maps = gradcam_maps(self.features_and_logits, chunk, list(range(len(self.labels))))
+            results += [
+                Analysis(
+                    probabilities={label: float(probabilities[i, c]) for c, label in enumerate(self.labels)},
+                    heatmaps={label: maps[i, c] for c, label in enumerate(self.labels)},
+                )
+                for i in range(len(chunk))
+            ]
+        return results

@@ -1,15 +1,28 @@
-"""What a worker does with one job id: claim, decode, analyse, draw overlays, record the result.
+"""What a worker does with a job id: claim it (and other queued jobs, up to a batch), decode, analyse
+in one forward pass, draw overlays, record each job's result.
 
-Plain functions over a WorkerContext so tests call them directly; the Celery task only passes the id.
+Batching choice: a worker-side collector in Postgres. The task for job X claims X and, in the same
+breath, up to batch_size − 1 other queued first-attempt jobs (oldest first, SKIP LOCKED). Jobs that
+arrive together, from one batch or from many single uploads, share a forward pass; a lone image is never
+held back (there is no waiting at all: what is queued now is what runs now); the messages of jobs
+claimed this way arrive later and are dropped in milliseconds. Retries and failures stay per image:
+each job is claimed, failed or completed by its own conditional update, and a retried job runs alone.
+Chosen over celery-batches (buffers messages in the worker, unacknowledged, and adds a dependency) and
+over one task per chunk (groups only what the web sent together, not many single uploads).
+
+Decode and overlay encoding run on a small thread pool (OpenCV and TensorFlow release the GIL), so
+decoding the next images and encoding the last overlays overlap the forward pass.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import logging
 import os
 import time
 import uuid
 
+import numpy as np
 from celery.exceptions import SoftTimeLimitExceeded
 
 from shared import jobs
@@ -33,10 +46,23 @@ class WorkerContext:
     engine: InferenceEngine
     manifest: Manifest
     worker_name: str
+    pool: concurrent.futures.ThreadPoolExecutor = dataclasses.field(default=None)
+
+    def __post_init__(self):
+        if self.pool is None:
+            self.pool = concurrent.futures.ThreadPoolExecutor(max(1, self.settings.io_threads), "xray-io")
 
     @property
     def lease_seconds(self) -> float:
         return float(self.settings.lease)
+
+
+@dataclasses.dataclass
+class Claimed:
+    job_id: uuid.UUID
+    image_key: str | None
+    sha256: str
+    attempts: int
 
 
 def shown_labels(analysis: Analysis, thresholds: dict[str, float]) -> list[str]:
@@ -55,49 +81,73 @@ def _in_transaction(ctx: WorkerContext, what: str, operation):
     return retry_on_disconnect(attempt, ctx.settings.db_retry_seconds, what)
 
 
-def process_job(ctx: WorkerContext, job_id: uuid.UUID) -> str:
-    """Run one job to a final state; returns the status it ended in ('skipped' if not ours to run)."""
+def _claim_group(ctx: WorkerContext, job_id: uuid.UUID) -> list[Claimed]:
     def claim(session):
         job = jobs.claim(session, job_id, ctx.worker_name, ctx.lease_seconds)
-        return None if job is None else (job.image_key, job.content_sha256)
+        group = [] if job is None else [Claimed(job.id, job.image_key, job.content_sha256, job.attempts)]
+        if group and group[0].attempts > 1:
+            return group  # a retry runs alone
+        more = jobs.claim_more(session, ctx.worker_name, ctx.lease_seconds, ctx.settings.batch_size - len(group))
+        return group + [Claimed(j.id, j.image_key, j.content_sha256, j.attempts) for j in more]
 
-    claimed = _in_transaction(ctx, f"claim {job_id}", claim)
-    if claimed is None:
+    return _in_transaction(ctx, f"claim {job_id}", claim)
+
+
+def process_job(ctx: WorkerContext, job_id: uuid.UUID) -> str:
+    """Run job_id (and the jobs claimed with it) to final states; returns job_id's outcome:
+    'succeeded', 'failed', 'lost' (reassigned meanwhile) or 'skipped' (not ours: already claimed or done)."""
+    group = _claim_group(ctx, job_id)
+    if not group or group[0].job_id != job_id:
         log.info("job %s is not queued (already claimed or finished); skipping", job_id)
+        if group:  # it was taken, but other queued work was: do that instead of idling
+            process_group(ctx, group)
         return "skipped"
-    image_key, sha256 = claimed
-    if ctx.settings.fault_crash_sha256 and sha256 == ctx.settings.fault_crash_sha256:
-        log.critical("fault injection: crashing on job %s", job_id)
+    return process_group(ctx, group)[job_id]
+
+
+def process_group(ctx: WorkerContext, group: list[Claimed]) -> dict[uuid.UUID, str]:
+    if ctx.settings.fault_crash_sha256 and any(c.sha256 == ctx.settings.fault_crash_sha256 for c in group):
+        log.critical("fault injection: crashing on %s", [str(c.job_id) for c in group])
         os._exit(70)
+    outcomes: dict[uuid.UUID, str] = {}
     try:
-        findings, timings = analyse_image(ctx, job_id, image_key)
-    except (ImageError, StorageError) as exc:
-        return _fail(ctx, job_id, f"{exc}")
+        _analyse_group(ctx, group, outcomes)
     except SoftTimeLimitExceeded:
-        return _fail(ctx, job_id, f"analysis took longer than {ctx.settings.task_soft_time_limit} s and was stopped")
-    except Exception as exc:  # a model or library error must fail this job, not the worker
-        log.exception("job %s failed", job_id)
-        return _fail(ctx, job_id, f"internal error while analysing the image ({type(exc).__name__}: {exc})")
+        # The time may have gone to waiting for the database rather than to the image: give unfinished
+        # jobs back for another attempt, and fail only those that used their last one.
+        for claimed in group:
+            if claimed.job_id in outcomes:
+                continue
+            if claimed.attempts >= ctx.settings.max_attempts:
+                outcomes[claimed.job_id] = _fail(ctx, claimed.job_id, "analysis took longer than "
+                                                 f"{ctx.settings.task_soft_time_limit} s, {claimed.attempts} times")
+            else:
+                outcomes[claimed.job_id] = _release(ctx, claimed.job_id)
+    return outcomes
+
+
+def _release(ctx: WorkerContext, job_id: uuid.UUID) -> str:
+    """No waiting here: the hard time limit is near. If the database is still away, the lease runs out
+    and the recovery loop returns the job instead."""
     try:
-        _in_transaction(ctx, f"record result of {job_id}", lambda session: jobs.succeed(
-            session, job_id, ctx.worker_name, ctx.manifest.version, findings, timings))
-    except jobs.InvalidTransition:
-        # The lease ran out (e.g. Postgres was away for longer) and the job was handed to another
-        # worker: that worker's result is the one recorded. Overlay keys are per job and label,
-        # so the files written here are the same set, not a second one.
-        log.warning("job %s was reassigned while this worker ran it; its result is discarded", job_id)
-        return "lost"
-    return "succeeded"
+        with ctx.db.session() as session:
+            jobs.release(session, job_id, ctx.worker_name)
+        log.warning("job %s hit the time limit; returned to the queue for another attempt", job_id)
+    except Exception as exc:
+        log.warning("job %s hit the time limit; could not return it now (%s), recovery will", job_id, exc)
+    return "released"
 
 
-def analyse_image(ctx: WorkerContext, job_id: uuid.UUID, image_key: str | None):
-    if image_key is None:
-        raise StorageError("the job has no stored image")
+def _load(ctx: WorkerContext, claimed: Claimed):
     started = time.perf_counter()
-    grey = decode_image(ctx.storage.get(image_key), ctx.settings.max_image_pixels)
-    decoded = time.perf_counter()
-    analysis = ctx.engine.analyze([grey])[0]
-    inferred = time.perf_counter()
+    if claimed.image_key is None:
+        raise StorageError("the job has no stored image")
+    grey = decode_image(ctx.storage.get(claimed.image_key), ctx.settings.max_image_pixels)
+    return grey, ctx.engine.preprocess(grey), (time.perf_counter() - started) * 1000
+
+
+def _draw(ctx: WorkerContext, job_id: uuid.UUID, grey: np.ndarray, analysis: Analysis):
+    started = time.perf_counter()
     thresholds = ctx.manifest.thresholds
     shown = set(shown_labels(analysis, thresholds))
     findings = []
@@ -108,11 +158,70 @@ def analyse_image(ctx: WorkerContext, job_id: uuid.UUID, image_key: str | None):
             ctx.storage.put(key, render_overlay(grey, analysis.heatmaps[label]))
         probability = analysis.probabilities[label]
         findings.append(jobs.FindingResult(label, probability, thresholds[label], probability >= thresholds[label], key))
-    drawn = time.perf_counter()
-    timings = jobs.Timings(
-        decode_ms=(decoded - started) * 1000, inference_ms=(inferred - decoded) * 1000, overlay_ms=(drawn - inferred) * 1000
-    )
-    return findings, timings
+    return findings, (time.perf_counter() - started) * 1000
+
+
+def _analyse_group(ctx: WorkerContext, group: list[Claimed], outcomes: dict) -> None:
+    loads = [ctx.pool.submit(_load, ctx, claimed) for claimed in group]
+    ready = []  # (claimed, grey, model input, decode ms)
+    for claimed, future in zip(group, loads):
+        try:
+            ready.append((claimed, *future.result()))
+        except (ImageError, StorageError) as exc:
+            outcomes[claimed.job_id] = _fail(ctx, claimed.job_id, str(exc))
+    drawing = []
+    batch = ctx.engine.max_batch
+    for start in range(0, len(ready), batch):
+        chunk = ready[start:start + batch]
+        started = time.perf_counter()
+        analyses = _forward(ctx, chunk, outcomes)
+        per_image_ms = (time.perf_counter() - started) * 1000 / max(1, len(chunk))
+        for (claimed, grey, _, decode_ms), analysis in zip(chunk, analyses):
+            if analysis is not None:  # overlays encode while the next chunk runs through the model
+                drawing.append((claimed, decode_ms, per_image_ms, ctx.pool.submit(_draw, ctx, claimed.job_id, grey, analysis)))
+    for claimed, decode_ms, inference_ms, future in drawing:
+        try:
+            findings, overlay_ms = future.result()
+        except StorageError as exc:
+            outcomes[claimed.job_id] = _fail(ctx, claimed.job_id, str(exc))
+            continue
+        outcomes[claimed.job_id] = _succeed(ctx, claimed.job_id, findings, jobs.Timings(decode_ms, inference_ms, overlay_ms))
+
+
+def _forward(ctx: WorkerContext, chunk, outcomes: dict) -> list[Analysis | None]:
+    """The chunk in one pass; if the model fails on it, image by image, so only a bad image fails."""
+    try:
+        return ctx.engine.analyze_preprocessed(np.stack([x for _, _, x, _ in chunk]))
+    except SoftTimeLimitExceeded:
+        raise
+    except Exception:
+        if len(chunk) > 1:
+            log.exception("forward pass failed on a batch of %d; retrying image by image", len(chunk))
+    results = []
+    for claimed, _, x, _ in chunk:
+        try:
+            results.append(ctx.engine.analyze_preprocessed(x[None])[0])
+        except SoftTimeLimitExceeded:
+            raise
+        except Exception as exc:  # a model or library error fails this job, not the worker
+            log.exception("job %s failed in the model", claimed.job_id)
+            outcomes[claimed.job_id] = _fail(
+                ctx, claimed.job_id, f"internal error while analysing the image ({type(exc).__name__}: {exc})")
+            results.append(None)
+    return results
+
+
+def _succeed(ctx: WorkerContext, job_id: uuid.UUID, findings, timings: jobs.Timings) -> str:
+    try:
+        _in_transaction(ctx, f"record result of {job_id}", lambda session: jobs.succeed(
+            session, job_id, ctx.worker_name, ctx.manifest.version, findings, timings))
+    except jobs.InvalidTransition:
+        # The lease ran out (e.g. Postgres was away for longer) and the job was handed to another
+        # worker: that worker's result is the one recorded. Overlay keys are per job and label,
+        # so the files written here are the same set, not a second one.
+        log.warning("job %s was reassigned while this worker ran it; its result is discarded", job_id)
+        return "lost"
+    return "succeeded"
 
 
 def _fail(ctx: WorkerContext, job_id: uuid.UUID, message: str) -> str:

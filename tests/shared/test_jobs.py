@@ -161,3 +161,14 @@ def test_relay_sends_undispatched_jobs_at_once_and_backs_off_on_resends(db):
     with db.session() as session:
         jobs.mark_undispatched(session, [sent_recently])
     assert _job(db, sent_recently).dispatched_at is None and _job(db, sent_recently).dispatch_count == 2
+
+
+def test_a_worker_can_give_back_only_a_job_it_holds(db):
+    _, (job_id,) = _batch(db, None)
+    with db.session() as session:
+        jobs.claim(session, job_id, "worker-a", 60)
+    with db.session() as session:
+        assert not jobs.release(session, job_id, "worker-b")
+        assert jobs.release(session, job_id, "worker-a")
+    job = _job(db, job_id)
+    assert job.status == "queued" and job.attempts == 1 and job.dispatched_at is None

@@ -1,6 +1,7 @@
 """process_job called directly on Postgres with the tiny model: results, failures and skips."""
 import uuid
 
+import numpy as np
 import pytest
 
 from shared import jobs
@@ -63,12 +64,13 @@ def _run(ctx, job_id):
         return process_job(ctx, job_id)
 
 
-def test_corrupt_and_missing_images_fail_their_job_with_a_reason(ctx):
-    corrupt, missing = _queue(ctx, [("cut.png", corrupt_png()), ("gone.png", None)])
-    assert _run(ctx, corrupt) == "failed"
+def test_bad_images_in_a_batch_fail_alone_with_a_reason(ctx):
+    corrupt, missing, good = _queue(ctx, [("cut.png", corrupt_png()), ("gone.png", None), real_xray_bytes(1)[0]])
+    assert _run(ctx, corrupt) == "failed"  # claims the other two with it: one forward pass
     assert "damaged or truncated" in _job(ctx, corrupt).error
-    assert _run(ctx, missing) == "failed"
-    assert "missing" in _job(ctx, missing).error
+    assert _job(ctx, missing).status == "failed" and "missing" in _job(ctx, missing).error
+    assert _job(ctx, good).status == "succeeded" and len(_job(ctx, good).findings) == 15
+    assert _run(ctx, missing) == "skipped" and _run(ctx, good) == "skipped"  # their own messages, later
 
 
 def test_a_job_that_is_not_queued_is_skipped_not_run_twice(ctx):
@@ -79,15 +81,31 @@ def test_a_job_that_is_not_queued_is_skipped_not_run_twice(ctx):
     assert len(_job(ctx, job_id).findings) == 15
 
 
-def test_model_errors_fail_only_that_job(ctx, monkeypatch):
-    good, bad = _queue(ctx, real_xray_bytes(2))
-    original = ctx.engine.analyze
+def test_a_model_error_on_one_image_fails_only_that_job(ctx, monkeypatch):
+    files = real_xray_bytes(2)
+    good, bad = _queue(ctx, files)
+    bad_input = ctx.engine.preprocess(decode_image(files[1][1], 10**6))
+    original = ctx.engine.analyze_preprocessed
 
-    def exploding(images):
-        raise RuntimeError("simulated model failure")
+    def exploding(batch):
+        if any(np.array_equal(x, bad_input) for x in batch):
+            raise RuntimeError("simulated model failure")
+        return original(batch)
 
-    monkeypatch.setattr(ctx.engine, "analyze", exploding)
-    assert _run(ctx, bad) == "failed"
-    assert "simulated model failure" in _job(ctx, bad).error
-    monkeypatch.setattr(ctx.engine, "analyze", original)
-    assert _run(ctx, good) == "succeeded"
+    monkeypatch.setattr(ctx.engine, "analyze_preprocessed", exploding)
+    assert _run(ctx, good) == "succeeded"  # the batch failed, then each image was tried alone
+    assert _job(ctx, bad).status == "failed" and "simulated model failure" in _job(ctx, bad).error
+
+
+def test_jobs_that_arrive_together_share_a_forward_pass_up_to_the_batch_size(ctx, monkeypatch):
+    ids = _queue(ctx, [(f"{i}.png", data) for i, (_, data) in enumerate(real_xray_bytes(4) * 5)])  # 20 jobs
+    shapes = []
+    original = ctx.engine.forward
+    monkeypatch.setattr(ctx.engine, "forward", lambda batch: shapes.append(len(batch)) or original(batch))
+    assert _run(ctx, ids[0]) == "succeeded"
+    assert shapes == [16]  # batch_size 16: one pass for the first 16, the rest wait for their messages
+    assert sum(_job(ctx, i).status == "succeeded" for i in ids) == 16
+    # The next message names a job already done; its worker takes the 4 still queued instead of idling.
+    assert _run(ctx, ids[1]) == "skipped" and shapes == [16, 4]
+    assert all(_run(ctx, job_id) == "skipped" for job_id in ids[2:]) and shapes == [16, 4]
+    assert all(_job(ctx, i).status == "succeeded" and _job(ctx, i).attempts == 1 for i in ids)

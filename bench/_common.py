@@ -1,0 +1,56 @@
+"""Shared by the benchmarks: the model under test, real X-rays, and a timer."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+FULLRES = REPO.parent / "shared" / "data" / "nih" / "nih-fullres-sample" / "images"
+
+
+def real_xrays(count: int | None = None) -> list[Path]:
+    """The 57 full-resolution NIH images (repeated to reach count), or the 64×64 fixtures if absent."""
+    paths = sorted(FULLRES.glob("*.png")) or sorted((REPO / "tests" / "fixtures" / "nih64").glob("*.png"))
+    if count is None:
+        return paths
+    return [paths[i % len(paths)] for i in range(count)]
+
+
+def export_xception(out: Path, input_size: int) -> Path:
+    """An Xception-transfer artifact with fixed random weights (ImageNet weights cannot be downloaded here;
+    the speed is the same)."""
+    import keras
+
+    from training.model_cli import init_model
+
+    keras.utils.set_random_seed(0)
+    init_model("xception-transfer", input_size, "none", out, name=f"bench-xception-{input_size}")
+    return out
+
+
+def machine() -> str:
+    import platform
+
+    cpu = "unknown CPU"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
+
+
+def timed(function, min_seconds: float = 3.0, min_runs: int = 3) -> float:
+    """Seconds per call: one warm-up call, then at least min_runs calls and min_seconds in all."""
+    function()
+    runs, started = 0, time.perf_counter()
+    while runs < min_runs or time.perf_counter() - started < min_seconds:
+        function()
+        runs += 1
+    return (time.perf_counter() - started) / runs

@@ -1,0 +1,170 @@
+"""Benchmark 3: end to end. 500 real X-rays through the HTTP API to a running stack (gunicorn, Redis,
+Postgres, the recovery loop) with one, then two, worker processes. Reports jobs/s, p50 and p95 from
+upload to result, and how much of the model's raw throughput (same batch size, same run) the stack
+delivers. Uses the shared Postgres and Redis on 127.0.0.1 with a database and a queue of its own.
+
+    .venv/bin/python bench/end_to_end.py [--images 500] [--input-size 299] [--batch 16]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+from _common import REPO, export_xception, machine, real_xrays, timed
+
+PG = os.environ.get("XRAY_BENCH_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432")
+REDIS = os.environ.get("XRAY_BENCH_REDIS", "redis://127.0.0.1:6379/0")
+
+
+def post(url: str, files: list[Path]) -> None:
+    boundary = uuid.uuid4().hex
+    body = b"".join(
+        (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{p.name}\"\r\n"
+         "Content-Type: image/png\r\n\r\n").encode() + p.read_bytes() + b"\r\n" for p in files
+    ) + f"--{boundary}--\r\n".encode()
+    request = urllib.request.Request(url, data=body, method="POST",
+                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    with urllib.request.urlopen(request, timeout=120) as response:
+        assert response.status == 202, response.status
+
+
+def wait_http(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if json.load(response)["status"] == "ok":
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def start(command: list[str], env: dict, log: Path) -> subprocess.Popen:
+    return subprocess.Popen(command, cwd=REPO, env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def run(stack_env, base_url, engine_url, workers: int, paths, cores: int, workdir: Path, batch: int) -> dict:
+    import sqlalchemy as sa
+
+    env = {**stack_env, "XRAY_TF_THREADS": str(max(1, cores // workers)), "XRAY_BATCH_SIZE": str(batch)}
+    procs = []
+    for i in range(workers):
+        log = workdir / f"worker-{workers}-{i}.log"
+        procs.append(start([sys.executable, "-m", "celery", "-A", "worker.main", "worker", "--concurrency=1",
+                            "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"bench{i}@%h"], env, log))
+        while " serves " not in log.read_text():
+            time.sleep(0.3)
+    engine = sa.create_engine(engine_url)
+    with engine.connect() as conn:
+        before = conn.execute(sa.text("SELECT count(*) FROM jobs")).scalar()
+    started = time.time()
+    for i in range(0, len(paths), 50):
+        post(base_url + "/api/v1/batches", paths[i:i + 50])
+    uploaded = time.time() - started
+    total = before + len(paths)
+    while True:
+        with engine.connect() as conn:
+            done = conn.execute(sa.text("SELECT count(*) FROM jobs WHERE status IN ('succeeded', 'failed')")).scalar()
+        if done >= total:
+            break
+        time.sleep(0.5)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT extract(epoch FROM finished_at - created_at), status, inference_ms FROM jobs "
+            f"ORDER BY created_at OFFSET {before}")).all()
+        span = conn.execute(sa.text(
+            f"SELECT extract(epoch FROM max(finished_at) - min(created_at)) FROM "
+            f"(SELECT * FROM jobs ORDER BY created_at OFFSET {before}) recent")).scalar()
+    engine.dispose()
+    for process in procs:
+        stop(process)
+    import numpy as np
+
+    latencies = np.array([float(r[0]) for r in rows])
+    return {"workers": workers, "jobs": len(rows), "failed": sum(r[1] != "succeeded" for r in rows),
+            "seconds": float(span), "jobs_per_s": len(rows) / float(span), "upload_s": uploaded,
+            "p50": float(np.percentile(latencies, 50)), "p95": float(np.percentile(latencies, 95))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--images", type=int, default=500)
+    parser.add_argument("--input-size", type=int, default=299)
+    parser.add_argument("--batch", type=int, default=16)
+    args = parser.parse_args()
+    import numpy as np
+    import sqlalchemy as sa
+
+    from shared.migrate import upgrade
+    from tests.helpers import free_port
+
+    cores = os.cpu_count() or 1
+    database = f"xray_bench_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(f"{PG}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{database}"'))
+    url = f"{PG}/{database}"
+    upgrade(url)
+    web = recovery = None
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            workdir = Path(folder)
+            artifact = export_xception(workdir / "model", args.input_size)
+            port = free_port()
+            env = {**os.environ, "DATABASE_URL": url, "CELERY_BROKER_URL": REDIS, "XRAY_QUEUE": f"bench-{database}",
+                   "XRAY_VAR_DIR": str(workdir), "XRAY_STORAGE_DIR": str(workdir / "storage"),
+                   "XRAY_MODEL_DIR": str(artifact), "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
+            web = start([sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2",
+                         "--threads", "4", "web:create_app()"], env, workdir / "web.log")
+            recovery = start([sys.executable, "-m", "worker.recovery"], env, workdir / "recovery.log")
+            base = f"http://127.0.0.1:{port}"
+            wait_http(base + "/healthz")
+            paths = real_xrays(args.images)
+            results = [run(env, base, url, n, paths, cores, workdir, args.batch) for n in (1, 2)]
+
+            from worker.artifact import load_artifact
+            from worker.engine import InferenceEngine
+
+            model, manifest = load_artifact(artifact)
+            engine = InferenceEngine(model, manifest, max_batch=args.batch)
+            x = np.random.default_rng(0).uniform(-1, 1, (args.batch, args.input_size, args.input_size, 3)).astype("float32")
+            raw = args.batch / timed(lambda: engine.forward(x))
+    finally:
+        for process in (web, recovery):
+            if process:
+                stop(process)
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+    print(f"end to end: {args.images} real NIH X-rays (the 57 full-resolution ones, repeated) via POST /api/v1/batches "
+          f"(50 per request), gunicorn + Redis + Postgres + recovery; Xception transfer at {args.input_size}, batch "
+          f"{args.batch}; {machine()}")
+    print("| workers | jobs | failed | jobs/s | p50 upload→result s | p95 s | uploads took s | share of raw model throughput |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in results:
+        print(f"| {r['workers']} | {r['jobs']} | {r['failed']} | {r['jobs_per_s']:.2f} | {r['p50']:.1f} | {r['p95']:.1f} | "
+              f"{r['upload_s']:.1f} | {100 * r['jobs_per_s'] / raw:.0f}% |")
+    print(f"raw model throughput, same batch size, same run: {raw:.2f} images/s (target: the stack delivers ≥ 80%)")
+
+
+if __name__ == "__main__":
+    main()
