@@ -24,7 +24,7 @@ def upload_key(extension: str) -> str:
 
 
 def overlay_key(job_id: uuid.UUID, label: str) -> str:
-    return f"overlays/{job_id.hex}/{re.sub(r'[^A-Za-z0-9_]', '_', label)}.png"
+    return f"overlays/{job_id.hex}/{re.sub(r'[^A-Za-z0-9_]', '_', label)}.jpg"
 
 
 class LocalStorage:

@@ -113,7 +113,8 @@ def quiet_cv2():
         cv2.utils.logging.setLogLevel(previous)
 
 
-def decode_png(data: bytes) -> np.ndarray:
+def decode_image_bytes(data: bytes) -> np.ndarray:
+    """PNG or JPEG bytes to pixels, asserting they decode."""
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     assert image is not None, "not a decodable image"
     return image

@@ -118,7 +118,8 @@ def job_overlay(job_id: str, label: str):
     finding = next((f for f in job.findings if f.label == label), None)
     if finding is None or not finding.overlay_key:
         raise ApiError(404, f"job {job_id} has no heatmap overlay for {label!r}")
-    return _send_stored(finding.overlay_key, "image/png")
+    mimetype = "image/png" if finding.overlay_key.endswith(".png") else "image/jpeg"  # older results were PNG
+    return _send_stored(finding.overlay_key, mimetype)
 
 
 @blueprint.get("/models/current")

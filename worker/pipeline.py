@@ -33,7 +33,7 @@ from shared.labels import LABELS
 from shared.model_manifest import Manifest
 from shared.storage import LocalStorage, StorageError, overlay_key
 from worker.engine import Analysis, InferenceEngine
-from worker.overlay import render_overlay
+from worker.overlay import render_overlay, viewing_base
 
 log = logging.getLogger(__name__)
 
@@ -150,12 +150,13 @@ def _draw(ctx: WorkerContext, job_id: uuid.UUID, grey: np.ndarray, analysis: Ana
     started = time.perf_counter()
     thresholds = ctx.manifest.thresholds
     shown = set(shown_labels(analysis, thresholds))
+    base = viewing_base(grey)
     findings = []
     for label in LABELS:
         key = None
         if label in shown:
             key = overlay_key(job_id, label)
-            ctx.storage.put(key, render_overlay(grey, analysis.heatmaps[label]))
+            ctx.storage.put(key, render_overlay(base, analysis.heatmaps[label]))
         probability = analysis.probabilities[label]
         findings.append(jobs.FindingResult(label, probability, thresholds[label], probability >= thresholds[label], key))
     return findings, (time.perf_counter() - started) * 1000

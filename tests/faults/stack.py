@@ -91,7 +91,7 @@ class Stack:
                                     .where(Job.status == "succeeded").group_by(Job.id)).all()
         assert all(per_job[job_id] == 15 for job_id in succeeded), "a job has more or fewer than 15 findings"
         for job_id, shown in overlays:
-            files = list((self.storage / "overlays" / job_id.hex).glob("*.png"))
+            files = list((self.storage / "overlays" / job_id.hex).glob("*.jpg"))
             assert len(files) == shown, f"job {job_id}: {len(files)} overlay files for {shown} shown findings"
 
     def logs(self) -> str:

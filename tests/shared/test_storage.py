@@ -11,8 +11,8 @@ def test_generated_keys_round_trip(tmp_path):
     storage.put(key, b"abc")
     assert storage.get(key) == b"abc" and storage.exists(key)
     job = uuid.uuid4()
-    assert overlay_key(job, "Pleural_Thickening").endswith("/Pleural_Thickening.png")
-    assert overlay_key(job, "No Finding").endswith("/No_Finding.png")
+    assert overlay_key(job, "Pleural_Thickening").endswith("/Pleural_Thickening.jpg")
+    assert overlay_key(job, "No Finding").endswith("/No_Finding.jpg")
     assert not list(tmp_path.rglob(".tmp-*"))  # no temp files left behind
 
 

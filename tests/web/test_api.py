@@ -7,7 +7,7 @@ import uuid
 import numpy as np
 import pytest
 
-from tests.helpers import REPO, corrupt_png, decode_png, multipart, png_bytes, real_xray_bytes, service_env
+from tests.helpers import REPO, corrupt_png, decode_image_bytes, multipart, png_bytes, real_xray_bytes, service_env
 
 
 def wait_for_batch(client, location, timeout=60):
@@ -46,8 +46,8 @@ def test_two_valid_and_one_corrupt_upload_complete_as_two_results_and_one_clear_
         assert overlays
         for url in overlays:
             overlay = pg_client.get(url)
-            assert overlay.status_code == 200 and overlay.mimetype == "image/png"
-            assert decode_png(overlay.data).shape == (64, 64, 3)
+            assert overlay.status_code == 200 and overlay.mimetype == "image/jpeg"
+            assert decode_image_bytes(overlay.data).shape == (64, 64, 3)
         original = pg_client.get(job["image_url"])
         assert original.status_code == 200 and original.data == dict(files)[name]
 

@@ -9,7 +9,7 @@ from shared.config import load_settings
 from shared.images import decode_image
 from shared.models import Job
 from shared.storage import LocalStorage
-from tests.helpers import corrupt_png, decode_png, quiet_cv2, real_xray_bytes
+from tests.helpers import corrupt_png, decode_image_bytes, quiet_cv2, real_xray_bytes
 from worker.runtime import build_context
 
 
@@ -52,7 +52,7 @@ def test_a_real_xray_gets_15_probabilities_and_overlays_for_shown_findings(ctx):
         assert {f.label for f in shown} == {f.label for f in above}
     else:
         assert [f.label for f in shown] == [max(job.findings, key=lambda f: f.probability).label]
-    overlay = decode_png(ctx.storage.get(shown[0].overlay_key))
+    overlay = decode_image_bytes(ctx.storage.get(shown[0].overlay_key))
     assert overlay.shape == (*decode_image(data, 10**6).shape, 3)
     assert job.decode_ms >= 0 and job.inference_ms > 0 and job.overlay_ms >= 0
 
