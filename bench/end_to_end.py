@@ -70,7 +70,7 @@ def run(stack_env, base_url, engine_url, workers: int, paths, cores: int, workdi
     procs = []
     for i in range(workers):
         log = workdir / f"worker-{workers}-{i}.log"
-        procs.append(start([sys.executable, "-m", "celery", "-A", "worker.main", "worker", "--concurrency=1",
+        procs.append(start([sys.executable, "-m", "celery", "-A", "worker.main", "worker", "--loglevel=INFO", "--concurrency=1",
                             "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"bench{i}@%h"], env, log))
         while " serves " not in log.read_text():
             time.sleep(0.3)

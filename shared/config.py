@@ -12,24 +12,14 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def _int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
+def _parse(variable: str, raw: str, kind: type):
+    if kind is bool:
+        return raw.strip().lower() in ("1", "true", "yes", "on")
     try:
-        return int(raw)
+        return kind(raw)
     except ValueError:
-        raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
-
-
-def _float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+        expected = "a whole number" if kind is int else "a number"
+        raise ValueError(f"{variable} must be {expected}, got {raw!r}") from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +80,33 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
+# Settings read from the environment as they are (the type is the field's default's type).
+ENVIRONMENT = {
+    "max_request_bytes": "XRAY_MAX_REQUEST_BYTES",
+    "max_file_bytes": "XRAY_MAX_FILE_BYTES",
+    "max_image_pixels": "XRAY_MAX_IMAGE_PIXELS",
+    "max_files_per_batch": "XRAY_MAX_FILES_PER_BATCH",
+    "queue_name": "XRAY_QUEUE",
+    "owner": "XRAY_OWNER",
+    "secret_key": "XRAY_SECRET_KEY",
+    "task_soft_time_limit": "XRAY_TASK_SOFT_TIME_LIMIT",
+    "task_time_limit": "XRAY_TASK_TIME_LIMIT",
+    "publish_timeout": "XRAY_PUBLISH_TIMEOUT",
+    "file_broker_polling_interval": "XRAY_FILE_BROKER_POLLING",
+    "batch_size": "XRAY_BATCH_SIZE",
+    "io_threads": "XRAY_IO_THREADS",
+    "tf_threads": "XRAY_TF_THREADS",
+    "mixed_precision": "XRAY_MIXED_PRECISION",
+    "lease_seconds": "XRAY_LEASE_SECONDS",
+    "relay_after_seconds": "XRAY_RELAY_AFTER_SECONDS",
+    "recovery_interval_seconds": "XRAY_RECOVERY_INTERVAL_SECONDS",
+    "max_attempts": "XRAY_MAX_ATTEMPTS",
+    "db_retry_seconds": "XRAY_DB_RETRY_SECONDS",
+    "worker_max_memory_mb": "XRAY_WORKER_MAX_MEMORY_MB",
+    "fault_crash_sha256": "XRAY_FAULT_CRASH_SHA256",
+}
+
+
 def load_settings(**overrides) -> Settings:
     var_dir = Path(os.environ.get("XRAY_VAR_DIR", REPO_ROOT / "var")).resolve()
     values = dict(
@@ -99,29 +116,11 @@ def load_settings(**overrides) -> Settings:
         storage_dir=Path(os.environ.get("XRAY_STORAGE_DIR", var_dir / "storage")).resolve(),
         # The starter model committed under models/ (see models/starter/MODEL_CARD.md).
         model_dir=Path(os.environ.get("XRAY_MODEL_DIR", REPO_ROOT / "models" / "starter")).resolve(),
-        max_request_bytes=_int("XRAY_MAX_REQUEST_BYTES", Settings.max_request_bytes),
-        max_file_bytes=_int("XRAY_MAX_FILE_BYTES", Settings.max_file_bytes),
-        max_image_pixels=_int("XRAY_MAX_IMAGE_PIXELS", Settings.max_image_pixels),
-        max_files_per_batch=_int("XRAY_MAX_FILES_PER_BATCH", Settings.max_files_per_batch),
-        queue_name=os.environ.get("XRAY_QUEUE", Settings.queue_name),
-        owner=os.environ.get("XRAY_OWNER", Settings.owner),
-        secret_key=os.environ.get("XRAY_SECRET_KEY", Settings.secret_key),
-        task_soft_time_limit=_int("XRAY_TASK_SOFT_TIME_LIMIT", Settings.task_soft_time_limit),
-        task_time_limit=_int("XRAY_TASK_TIME_LIMIT", Settings.task_time_limit),
-        publish_timeout=_float("XRAY_PUBLISH_TIMEOUT", Settings.publish_timeout),
-        file_broker_polling_interval=_float("XRAY_FILE_BROKER_POLLING", Settings.file_broker_polling_interval),
-        batch_size=_int("XRAY_BATCH_SIZE", Settings.batch_size),
-        io_threads=_int("XRAY_IO_THREADS", Settings.io_threads),
-        tf_threads=_int("XRAY_TF_THREADS", Settings.tf_threads),
-        mixed_precision=os.environ.get("XRAY_MIXED_PRECISION", "0").lower() in ("1", "true", "yes"),
-        lease_seconds=_int("XRAY_LEASE_SECONDS", Settings.lease_seconds),
-        relay_after_seconds=_float("XRAY_RELAY_AFTER_SECONDS", Settings.relay_after_seconds),
-        recovery_interval_seconds=_float("XRAY_RECOVERY_INTERVAL_SECONDS", Settings.recovery_interval_seconds),
-        max_attempts=_int("XRAY_MAX_ATTEMPTS", Settings.max_attempts),
-        db_retry_seconds=_float("XRAY_DB_RETRY_SECONDS", Settings.db_retry_seconds),
-        worker_max_memory_mb=_int("XRAY_WORKER_MAX_MEMORY_MB", Settings.worker_max_memory_mb),
-        fault_crash_sha256=os.environ.get("XRAY_FAULT_CRASH_SHA256", ""),
     )
+    for field, variable in ENVIRONMENT.items():
+        raw = os.environ.get(variable)
+        if raw is not None and raw != "":
+            values[field] = _parse(variable, raw, type(getattr(Settings, field)))
     values.update(overrides)
     settings = Settings(**values)
     check_time_limits(settings)
