@@ -16,7 +16,7 @@ install: $(VENV)/.installed
 run: install
 	xray-db upgrade
 	xray-model check $${XRAY_MODEL_DIR:-models/starter}
-	@echo "==> Open http://$${XRAY_BIND:-127.0.0.1:8000} in a browser. Ctrl-C stops the web and the worker."
+	@echo "==> Open http://$${XRAY_BIND:-127.0.0.1:8000} in a browser. Ctrl-C stops the web, the worker and the recovery loop."
 	honcho -f deploy/Procfile.local -d . start
 
 test: install
