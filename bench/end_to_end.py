@@ -26,15 +26,10 @@ REDIS = os.environ.get("XRAY_BENCH_REDIS", "redis://127.0.0.1:6379/0")
 
 
 def post(url: str, files: list[Path]) -> None:
-    boundary = uuid.uuid4().hex
-    body = b"".join(
-        (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{p.name}\"\r\n"
-         "Content-Type: image/png\r\n\r\n").encode() + p.read_bytes() + b"\r\n" for p in files
-    ) + f"--{boundary}--\r\n".encode()
-    request = urllib.request.Request(url, data=body, method="POST",
-                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
-    with urllib.request.urlopen(request, timeout=120) as response:
-        assert response.status == 202, response.status
+    from tests.helpers import post_images
+
+    status, _, _ = post_images(url, [(p.name, p.read_bytes()) for p in files], timeout=120)
+    assert status == 202, status
 
 
 def wait_http(url: str, timeout: float = 60) -> None:

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -118,6 +120,19 @@ def decode_image_bytes(data: bytes) -> np.ndarray:
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     assert image is not None, "not a decodable image"
     return image
+
+
+def post_images(url: str, files: list[tuple[str, bytes]], timeout: float = 30) -> tuple[int, dict, dict]:
+    """POST files as multipart/form-data ('files' field) over real HTTP; returns status, headers, JSON."""
+    boundary = uuid.uuid4().hex
+    body = b"".join(
+        (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{name}\"\r\n"
+         "Content-Type: image/png\r\n\r\n").encode() + data + b"\r\n" for name, data in files
+    ) + f"--{boundary}--\r\n".encode()
+    request = urllib.request.Request(url, data=body, method="POST",
+                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return response.status, dict(response.headers), json.load(response)
 
 
 def multipart(files: list[tuple[str, bytes]], field: str = "files") -> dict:

@@ -4,26 +4,11 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 import urllib.request
-import uuid
 
 import pytest
 
-from tests.helpers import REPO, corrupt_png, free_port, real_xray_bytes, service_env, wait_until
-
-
-def _post_files(url: str, files: list[tuple[str, bytes]]) -> tuple[int, dict, dict]:
-    boundary = uuid.uuid4().hex
-    body = b""
-    for name, data in files:
-        body += (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{name}\"\r\n"
-                 "Content-Type: image/png\r\n\r\n").encode() + data + b"\r\n"
-    body += f"--{boundary}--\r\n".encode()
-    request = urllib.request.Request(url, data=body, method="POST",
-                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return response.status, dict(response.headers), json.load(response)
+from tests.helpers import REPO, corrupt_png, free_port, post_images, real_xray_bytes, service_env, wait_until
 
 
 def _get_json(url: str) -> dict:
@@ -53,7 +38,7 @@ def test_make_run_serves_the_whole_round_trip_and_ctrl_c_stops_it(tmp_path, tiny
         assert f"Open http://127.0.0.1:{port}" in log_path.read_text()
 
         files = real_xray_bytes(2) + [("broken.png", corrupt_png())]
-        status, headers, body = _post_files(base + "/api/v1/batches", files)
+        status, headers, body = post_images(base + "/api/v1/batches", files)
         assert status == 202
         location = base + headers["Location"]
         batch = wait_until(lambda: (b := _get_json(location))["finished"] and b, 60, message="the batch")
