@@ -2,6 +2,9 @@
 sigmoid, with named layers, so the worker gets class activation maps from one forward pass."""
 from __future__ import annotations
 
+import dataclasses
+from typing import Callable
+
 import keras
 from keras import layers
 
@@ -60,7 +63,16 @@ def build_small_cnn(input_size: int = 128, num_labels: int = len(LABELS), width:
     return _head(x, num_labels, "small_cnn", inputs)
 
 
+@dataclasses.dataclass(frozen=True)
+class Architecture:
+    """What the manifest and the worker need to know about an architecture besides its weights."""
+
+    build: Callable[..., keras.Model]
+    cam_layer: str  # the layer whose activations give the heatmaps
+    preprocessing: str  # the pixel scaling its inputs expect (shared.preprocess)
+
+
 ARCHITECTURES = {
-    "xception-transfer": (build_xception_transfer, XCEPTION_CAM_LAYER, "xception"),
-    "small-cnn": (build_small_cnn, SMALL_CNN_CAM_LAYER, "unit"),
+    "xception-transfer": Architecture(build_xception_transfer, XCEPTION_CAM_LAYER, "xception"),
+    "small-cnn": Architecture(build_small_cnn, SMALL_CNN_CAM_LAYER, "unit"),
 }

@@ -9,10 +9,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from shared.config import load_settings
 from training.data import Record
 from training.inputs import make_dataset
-
-CACHE_DIR = Path(os.environ.get("XRAY_FEATURE_CACHE", Path.home() / ".cache" / "xray-features"))
 
 
 def backbone(model: keras.Model) -> keras.Model:
@@ -33,7 +32,8 @@ def _cache_key(base: keras.Model, records: list[Record], input_size, preprocessi
 
 def cached_features(base: keras.Model, records: list[Record], input_size, preprocessing: str, batch_size: int,
                     cache_dir: Path | None = None) -> np.ndarray:
-    cache_dir = Path(cache_dir or CACHE_DIR)
+    """cache_dir None: the configured folder (XRAY_FEATURE_CACHE), read now so a changed setting counts."""
+    cache_dir = Path(cache_dir) if cache_dir is not None else load_settings().feature_cache_dir
     path = cache_dir / f"{_cache_key(base, records, input_size, preprocessing)}.npy"
     if path.exists():
         return np.load(path)

@@ -65,19 +65,24 @@ def _bootstrap_indices(groups: np.ndarray, rounds: int, seed: int):
 
 
 def evaluate(y_true: np.ndarray, probabilities: np.ndarray, thresholds: dict[str, float],
-             groups: np.ndarray | None = None, rounds: int = 1000, seed: int = 0, progress: bool = False) -> dict:
+             groups: np.ndarray | None = None, rounds: int = 1000, seed: int = 0, progress: bool = False,
+             labels: tuple[str, ...] = LABELS) -> dict:
     """Per-label AUROC with a 95% patient-level bootstrap interval, sensitivity and specificity at the
-    given thresholds, and the mean AUROC over labels that have positives."""
+    given thresholds, and the mean AUROC over labels that have positives. The columns of y_true and
+    probabilities are ``labels`` (fewer than LABELS when scoring a system that predicts fewer)."""
     y_true = np.asarray(y_true).astype(bool)
     probabilities = np.asarray(probabilities, dtype=np.float64)
+    if y_true.shape != probabilities.shape or y_true.shape[1:] != (len(labels),):
+        raise ValueError(f"expected targets and probabilities of shape [images, {len(labels)}], "
+                         f"received {y_true.shape} and {probabilities.shape}")
     groups = np.arange(len(y_true)) if groups is None else np.asarray(groups)
-    point = np.array([auroc(y_true[:, c], probabilities[:, c]) for c in range(len(LABELS))])
+    point = np.array([auroc(y_true[:, c], probabilities[:, c]) for c in range(len(labels))])
     samples = []
     for index in tqdm(_bootstrap_indices(groups, rounds, seed), total=rounds, desc="bootstrap", disable=not progress):
-        samples.append([auroc(y_true[index, c], probabilities[index, c]) for c in range(len(LABELS))])
-    samples = np.array(samples)
+        samples.append([auroc(y_true[index, c], probabilities[index, c]) for c in range(len(labels))])
+    samples = np.array(samples).reshape(-1, len(labels))
     per_label = {}
-    for c, label in enumerate(LABELS):
+    for c, label in enumerate(labels):
         finite = samples[:, c][np.isfinite(samples[:, c])]
         low, high = (np.percentile(finite, [2.5, 97.5]) if len(finite) > 10 else (math.nan, math.nan))
         sensitivity, specificity = sensitivity_specificity(y_true[:, c], probabilities[:, c], thresholds[label])
@@ -87,13 +92,15 @@ def evaluate(y_true: np.ndarray, probabilities: np.ndarray, thresholds: dict[str
             "sensitivity": sensitivity, "specificity": specificity,
         }
     scored = np.isfinite(point)
-    mean_samples = np.array([np.nanmean(row[scored]) for row in samples]) if scored.any() else np.array([])
+    # A resample can miss every positive of every scored label (tiny sets): that round has no mean.
+    means = [row[scored][np.isfinite(row[scored])] for row in samples] if scored.any() else []
+    mean_samples = np.array([m.mean() for m in means if len(m)])
     return {
         "images": int(len(y_true)),
         "patients": int(len(np.unique(groups))),
         "mean_auroc": float(np.mean(point[scored])) if scored.any() else math.nan,
         "mean_auroc_ci": [float(v) for v in np.percentile(mean_samples, [2.5, 97.5])] if len(mean_samples) else None,
-        "labels_scored": [label for label, ok in zip(LABELS, scored) if ok],
+        "labels_scored": [label for label, ok in zip(labels, scored) if ok],
         "per_label": per_label,
         "bootstrap": {"rounds": rounds, "unit": "patient", "seed": seed},
     }

@@ -24,22 +24,22 @@ def init_model(arch: str, input_size: int, weights: str, out: Path, name: str | 
     from training.architectures import ARCHITECTURES, LOGITS_LAYER, build_xception_transfer
     from training.export import export_artifact
 
-    builder, cam_layer, preprocessing = ARCHITECTURES[arch]
+    architecture = ARCHITECTURES[arch]
     if arch == "xception-transfer":
         model = build_xception_transfer(input_size, weights=None if weights == "none" else weights)
     else:
         if weights != "none":
             raise ValueError(f"the {arch} architecture has no pretrained weights; use --weights none")
-        model = builder(input_size)
+        model = architecture.build(input_size)
     return export_artifact(
         model,
         out,
         name=name or f"{arch}-untrained",
         architecture=arch,
-        preprocessing=preprocessing,
+        preprocessing=architecture.preprocessing,
         labels=LABELS,
         thresholds={label: 0.5 for label in LABELS},
-        cam_layer=cam_layer,
+        cam_layer=architecture.cam_layer,
         logits_layer=LOGITS_LAYER,
         # An ImageNet base with a random head is still untrained for chest X-rays.
         trained=False,
@@ -87,11 +87,17 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--images", type=Path, required=True)
     predict.add_argument("--out", type=Path, required=True)
 
-    evaluate = sub.add_parser("evaluate", help="score a model or a predictions CSV against NIH labels")
-    evaluate.add_argument("--labels", type=Path, required=True)
-    evaluate.add_argument("--predictions", type=Path)
-    evaluate.add_argument("--model", type=Path)
-    evaluate.add_argument("--images", type=Path)
+    evaluate = sub.add_parser(
+        "evaluate", help="score a model or a predictions CSV against NIH labels",
+        description="Score a predictions CSV (any system's) or a model against an NIH label CSV: AUROC per label "
+                    "with patient-level bootstrap intervals, and the mean over the labels scored. A CSV needs "
+                    "'Image Index' and at least one prob_<Label> column; labels without a column are named "
+                    "and not scored, other columns are named and ignored.")
+    evaluate.add_argument("--labels", type=Path, required=True, help="NIH-format label CSV (.csv or .csv.gz)")
+    evaluate.add_argument("--predictions", type=Path,
+                          help="CSV with 'Image Index' and prob_<Label> columns (e.g. from xray-model predict)")
+    evaluate.add_argument("--model", type=Path, help="a model artifact folder (with --images)")
+    evaluate.add_argument("--images", type=Path, help="folder of images for --model")
     evaluate.add_argument("--threshold", type=float, default=0.5, help="for a CSV; a model uses its own")
     evaluate.add_argument("--bootstrap", type=int, default=1000)
     evaluate.add_argument("--json", type=Path, help="also write the result as JSON")
@@ -135,9 +141,19 @@ def _check(args) -> None:
 
 
 def _train(args) -> None:
+    from shared.config import load_settings
     from training.pipeline import run_training
+    from training.train import TrainConfig
 
-    run_training(args)
+    if bool(args.external_images) != bool(args.external_labels):
+        raise DataError("an external test set needs both --external-images and --external-labels")
+    config = TrainConfig(arch=args.arch, input_size=args.input_size, weights=args.weights, epochs=args.epochs,
+                         batch_size=args.batch_size, learning_rate=args.learning_rate, patience=args.patience,
+                         augment=args.augment, seed=args.seed, width=args.width, fine_tune_blocks=args.fine_tune_blocks)
+    run_training(config, out=args.out, name=args.name, images=args.images, labels=args.labels, kaggle=args.kaggle,
+                 external_images=args.external_images, external_labels=args.external_labels,
+                 split_fractions=tuple(args.split), bootstrap=args.bootstrap,
+                 feature_cache_dir=load_settings().feature_cache_dir)
 
 
 def _predict(args) -> None:
@@ -151,9 +167,10 @@ def _predict(args) -> None:
 
 
 def _evaluate(args) -> None:
-    from training.pipeline import evaluate_command
+    from training.evaluation import evaluate_command  # no Keras: scoring a CSV starts in a second
 
-    result = evaluate_command(args)
+    result = evaluate_command(labels=args.labels, predictions=args.predictions, model=args.model, images=args.images,
+                              threshold=args.threshold, bootstrap=args.bootstrap)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
 

@@ -1,12 +1,12 @@
-"""The train and evaluate commands end to end: data → patient split → train → thresholds on validation →
-held-out test (and optional external) evaluation → artifact + report."""
+"""The train command end to end: data → patient split → train → thresholds on validation → held-out test
+(and optional external) evaluation → artifact + report. (``xray-model evaluate`` is training/evaluation.py,
+which needs no Keras.)"""
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import logging
 import math
+import os
 import time
 from pathlib import Path
 
@@ -14,7 +14,7 @@ import numpy as np
 
 from shared.labels import LABELS
 from training.architectures import LOGITS_LAYER
-from training.data import DataError, Record, kaggle_dataset, local_dataset, read_label_table
+from training.data import DataError, Record, kaggle_dataset, local_dataset
 from training.export import export_artifact
 from training.inputs import targets
 from training.metrics import evaluate, youden_threshold
@@ -28,12 +28,15 @@ THRESHOLD_RULE = ("per label, the probability that maximises Youden's J (sensiti
                   "validation split; 0.5 where the validation split has no positive")
 
 
-def load_records(args) -> tuple[list[Record], str]:
-    if args.kaggle:
-        return kaggle_dataset(args.kaggle), f"kagglehub nih-chest-xrays/{'sample' if args.kaggle == 'sample' else 'data'}"
-    if not (args.images and args.labels):
+def load_records(*, images: Path | None = None, labels: Path | None = None,
+                 kaggle: str | None = None) -> tuple[list[Record], str]:
+    """The labelled records and a description of where they came from: kagglehub's ``kaggle`` set
+    ("sample" or "full") when given, else the local ``images`` folder with its ``labels`` CSV."""
+    if kaggle:
+        return kaggle_dataset(kaggle), f"kagglehub nih-chest-xrays/{'sample' if kaggle == 'sample' else 'data'}"
+    if not (images and labels):
         raise DataError("give --images and --labels (a local NIH folder and its label CSV), or --kaggle sample|full")
-    return local_dataset(args.images, args.labels), f"{_shown(args.images)} with labels {_shown(args.labels)}"
+    return local_dataset(images, labels), f"{_shown(images)} with labels {_shown(labels)}"
 
 
 def _shown(path: Path) -> str:
@@ -57,16 +60,20 @@ def _summary(result: dict) -> dict:
     }
 
 
-def run_training(args) -> dict:
+def run_training(config: TrainConfig, *, out: Path, name: str = "starter", images: Path | None = None,
+                 labels: Path | None = None, kaggle: str | None = None, external_images: Path | None = None,
+                 external_labels: Path | None = None,
+                 split_fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
+                 bootstrap: int = 1000, progress: bool = True, feature_cache_dir: Path | None = None) -> dict:
+    """Train ``config`` on the data named as in load_records, split by patient with ``config.seed``,
+    evaluate on the test split (and the external set if given), and write the artifact to ``out``.
+    progress: Keras and bootstrap progress bars. Returns each evaluated set's result."""
     started = time.monotonic()
-    records, source = load_records(args)
-    split = patient_split(records, tuple(args.split), seed=args.seed)
+    records, source = load_records(images=images, labels=labels, kaggle=kaggle)
+    split = patient_split(records, tuple(split_fractions), seed=config.seed)
     print("Patient-level split (no patient in two splits):\n" + describe(split))
-    config = TrainConfig(arch=args.arch, input_size=args.input_size, weights=args.weights, epochs=args.epochs,
-                         batch_size=args.batch_size, learning_rate=args.learning_rate, patience=args.patience,
-                         augment=args.augment, seed=args.seed, width=args.width, fine_tune_blocks=args.fine_tune_blocks)
-    progress = getattr(args, "progress", True)
-    model, history = train(config, split["train"], split["validation"], progress=progress)
+    model, history = train(config, split["train"], split["validation"], progress=progress,
+                           feature_cache_dir=feature_cache_dir)
     size = (config.input_size, config.input_size)
 
     y_val = targets(split["validation"])
@@ -74,21 +81,21 @@ def run_training(args) -> dict:
                                                   progress=progress))
     evaluations = {}
     sets = {"test": split["test"]}
-    if args.external_images:
-        sets["external"] = local_dataset(args.external_images, args.external_labels)
-    for name, subset in sets.items():
+    if external_images:
+        sets["external"] = local_dataset(external_images, external_labels)
+    for set_name, subset in sets.items():  # not `name`: that is the artifact's
         probabilities = predict(model, subset, size, config.preprocessing, progress=progress)
-        evaluations[name] = (evaluate(targets(subset), probabilities, thresholds, progress=progress,
-                                      groups=np.array([r.patient_id for r in subset]), rounds=args.bootstrap),
-                             targets(subset), probabilities)
-        print(f"\n{name}: {len(subset)} images, mean AUROC {evaluations[name][0]['mean_auroc']:.3f}")
-        print(metrics_table(evaluations[name][0]))
+        evaluations[set_name] = (evaluate(targets(subset), probabilities, thresholds, progress=progress,
+                                          groups=np.array([r.patient_id for r in subset]), rounds=bootstrap),
+                                 targets(subset), probabilities)
+        print(f"\n{set_name}: {len(subset)} images, mean AUROC {evaluations[set_name][0]['mean_auroc']:.3f}")
+        print(metrics_table(evaluations[set_name][0]))
 
     training = {
         "data": source,
-        "split": {name: {"images": len(rs), "patients": len({r.patient_id for r in rs}), "labels": label_counts(rs)}
-                  for name, rs in split.items()},
-        "external_test": _shown(args.external_images) if args.external_images else None,
+        "split": {part: {"images": len(rs), "patients": len({r.patient_id for r in rs}), "labels": label_counts(rs)}
+                  for part, rs in split.items()},
+        "external_test": _shown(external_images) if external_images else None,
         "config": dataclasses.asdict(config),
         "epochs_run": len(history.get("loss", [])),
         "best_val_mean_auroc": max(history.get("val_mean_auroc", [math.nan])),
@@ -96,14 +103,14 @@ def run_training(args) -> dict:
         "seconds": round(time.monotonic() - started, 1),
     }
     manifest = export_artifact(
-        model, args.out, name=args.name, architecture=config.arch, preprocessing=config.preprocessing,
+        model, out, name=name, architecture=config.arch, preprocessing=config.preprocessing,
         labels=LABELS, thresholds=thresholds, cam_layer=config.cam_layer, logits_layer=LOGITS_LAYER, trained=True,
-        training=training, metrics={name: _summary(result) for name, (result, _, _) in evaluations.items()},
+        training=training, metrics={s: _summary(result) for s, (result, _, _) in evaluations.items()},
     )
-    write_report(Path(args.out), manifest, split, evaluations, history)
-    write_model_card(Path(args.out))
-    print(f"\nwrote {args.out}: {manifest.name} {manifest.version}; report in {Path(args.out) / 'report.md'}")
-    return {name: result for name, (result, _, _) in evaluations.items()}
+    write_report(Path(out), manifest, split, evaluations, history)
+    write_model_card(Path(out))
+    print(f"\nwrote {out}: {manifest.name} {manifest.version}; report in {Path(out) / 'report.md'}")
+    return {s: result for s, (result, _, _) in evaluations.items()}
 
 
 def write_report(out: Path, manifest, split, evaluations, history) -> None:
@@ -122,34 +129,3 @@ def write_report(out: Path, manifest, split, evaluations, history) -> None:
                   f"{result['bootstrap']['rounds']} rounds.", "", metrics_table(result), "",
                   f"![ROC curves](roc_{name}.png)", ""]
     (out / "report.md").write_text("\n".join(parts))
-
-
-def evaluate_command(args) -> dict:
-    table = read_label_table(args.labels)
-    if args.predictions:
-        from training.predictions import read_csv
-
-        names, probabilities = read_csv(args.predictions)
-        thresholds = {label: args.threshold for label in LABELS}
-        what = str(args.predictions)
-    elif args.model and args.images:
-        from training.predictions import load_served_model, predict_records, unlabelled_records
-
-        model, manifest = load_served_model(args.model)
-        records = [r for r in unlabelled_records(args.images) if r.image_index in table]
-        probabilities = predict_records(model, manifest, records)
-        names, thresholds = [r.image_index for r in records], manifest.thresholds
-        what = f"{manifest.name} {manifest.version}"
-    else:
-        raise DataError("give --predictions CSV, or --model DIR with --images DIR")
-    unknown = [n for n in names if n not in table]
-    if unknown:
-        raise DataError(f"{len(unknown)} predicted image(s) are not in {args.labels}, e.g. {unknown[:3]}")
-    if not names:
-        raise DataError("nothing to evaluate: no predicted image is in the label file")
-    y = np.stack([table[n].target() for n in names])
-    result = evaluate(y, probabilities, thresholds, groups=np.array([table[n].patient_id for n in names]),
-                      rounds=args.bootstrap, progress=True)
-    print(f"{what} on {len(names)} images ({result['patients']} patients): mean AUROC {result['mean_auroc']:.3f}")
-    print(metrics_table(result))
-    return json.loads(json.dumps(result, default=float))

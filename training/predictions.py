@@ -3,6 +3,7 @@ systems can be scored on the same images by ``xray-model evaluate``."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -51,14 +52,35 @@ def write_csv(path: Path, names: list[str], probabilities: np.ndarray) -> None:
             writer.writerow([name] + [f"{p:.6f}" for p in row])
 
 
-def read_csv(path: Path) -> tuple[list[str], np.ndarray]:
+@dataclasses.dataclass(frozen=True)
+class PredictionTable:
+    """A predictions CSV as read: other systems may predict only some of our labels (CheXNet-style CSVs
+    have the 14 findings and no "No Finding"), so the labels it covers travel with the numbers."""
+
+    names: list[str]
+    labels: tuple[str, ...]  # the labels it has a column for, in LABELS order
+    probabilities: np.ndarray  # [images, len(labels)]
+    ignored_columns: tuple[str, ...] = ()
+
+    @property
+    def missing_labels(self) -> tuple[str, ...]:
+        return tuple(label for label in LABELS if label not in self.labels)
+
+
+def read_csv(path: Path) -> PredictionTable:
+    """Reads ``Image Index`` and every ``prob_<Label>`` column present; other columns are ignored (and
+    listed, so a misspelt label column is visible rather than silently unscored)."""
     with open(path, newline="") as handle:
         reader = csv.DictReader(handle)
-        missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise DataError(f"{path} lacks the column(s) {missing}")
+        fields = reader.fieldnames or []
+        if COLUMNS[0] not in fields:
+            raise DataError(f"{path} lacks the column 'Image Index' (its columns: {fields})")
+        labels = tuple(label for label in LABELS if f"prob_{label}" in fields)
+        if not labels:
+            raise DataError(f"{path} has no prediction column: expected one or more of {COLUMNS[1:]}")
+        ignored = tuple(f for f in fields if f not in COLUMNS)
         names, rows = [], []
         for row in reader:
             names.append(row["Image Index"])
-            rows.append([float(row[f"prob_{label}"]) for label in LABELS])
-    return names, np.array(rows, dtype=np.float64).reshape(-1, len(LABELS))
+            rows.append([float(row[f"prob_{label}"]) for label in labels])
+    return PredictionTable(names, labels, np.array(rows, dtype=np.float64).reshape(-1, len(labels)), ignored)

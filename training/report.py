@@ -4,14 +4,21 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from shared.labels import LABELS
+from training.metrics import roc_curve
 
-from shared.labels import LABELS  # noqa: E402
-from training.metrics import roc_curve  # noqa: E402
+
+def _pyplot():
+    """pyplot on the file-only backend, imported when a plot is drawn: the tables alone (``xray-model
+    evaluate``) should not pay its start-up."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def _fmt(value: float, digits: int = 3) -> str:
@@ -21,8 +28,7 @@ def _fmt(value: float, digits: int = 3) -> str:
 def metrics_table(result: dict) -> str:
     lines = ["| finding | positives | AUROC | 95% CI | threshold | sensitivity | specificity |",
              "|---|---:|---:|---|---:|---:|---:|"]
-    for label in LABELS:
-        row = result["per_label"][label]
+    for label, row in result["per_label"].items():  # the labels evaluated, in LABELS order
         ci = f"{_fmt(row['ci_low'])}–{_fmt(row['ci_high'])}" if not math.isnan(row["ci_low"]) else "–"
         lines.append(f"| {label} | {row['positives']} | {_fmt(row['auroc'])} | {ci} | {_fmt(row['threshold'])} | "
                      f"{_fmt(row['sensitivity'], 2)} | {_fmt(row['specificity'], 2)} |")
@@ -33,6 +39,7 @@ def metrics_table(result: dict) -> str:
 
 
 def roc_plot(y: np.ndarray, probabilities: np.ndarray, path: Path, title: str) -> None:
+    plt = _pyplot()
     figure, axes = plt.subplots(3, 5, figsize=(16, 10), sharex=True, sharey=True)
     for c, (label, ax) in enumerate(zip(LABELS, axes.ravel())):
         ax.plot([0, 1], [0, 1], color="#bbb", lw=1)
@@ -49,6 +56,7 @@ def roc_plot(y: np.ndarray, probabilities: np.ndarray, path: Path, title: str) -
 
 
 def history_plot(history: dict, path: Path) -> None:
+    plt = _pyplot()
     figure, ax = plt.subplots(figsize=(7, 4))
     ax.plot(history.get("loss", []), label="training loss")
     ax2 = ax.twinx()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -19,8 +20,10 @@ from training.metrics import auroc
 log = logging.getLogger(__name__)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class TrainConfig:
+    """The model and optimiser options; recorded as they are in the manifest, so no machine paths here."""
+
     arch: str = "small-cnn"
     input_size: int = 64
     weights: str = "none"  # xception-transfer only: "imagenet" or "none"
@@ -36,11 +39,11 @@ class TrainConfig:
 
     @property
     def preprocessing(self) -> str:
-        return ARCHITECTURES[self.arch][2]
+        return ARCHITECTURES[self.arch].preprocessing
 
     @property
     def cam_layer(self) -> str:
-        return ARCHITECTURES[self.arch][1]
+        return ARCHITECTURES[self.arch].cam_layer
 
 
 def positive_weights(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -99,8 +102,10 @@ def build(config: TrainConfig) -> keras.Model:
     return build_xception_transfer(config.input_size, weights=None if config.weights == "none" else config.weights)
 
 
-def train(config: TrainConfig, train_records: list[Record], validation_records: list[Record], progress: bool = False):
-    """Returns the trained model (best validation epoch) and its history."""
+def train(config: TrainConfig, train_records: list[Record], validation_records: list[Record], progress: bool = False,
+          feature_cache_dir: Path | None = None):
+    """Returns the trained model (best validation epoch) and its history. feature_cache_dir: where cached
+    base features go (None: the configured XRAY_FEATURE_CACHE folder)."""
     model = build(config)
     size = (config.input_size, config.input_size)
     y_train, y_val = targets(train_records), targets(validation_records)
@@ -108,7 +113,8 @@ def train(config: TrainConfig, train_records: list[Record], validation_records: 
     verbose = 1 if progress else 0  # Keras progress bars on every epoch
     frozen = config.arch == "xception-transfer"
     if frozen and config.cache_features and not config.augment:
-        history = train_head_on_cached_features(model, config, train_records, validation_records, loss, verbose)
+        history = train_head_on_cached_features(model, config, train_records, validation_records, loss, verbose,
+                                                feature_cache_dir)
     else:
         train_ds = make_dataset(train_records, size, config.preprocessing, config.batch_size, shuffle=True,
                                 augment=config.augment, seed=config.seed)
@@ -129,11 +135,11 @@ def head_model(model: keras.Model) -> keras.Model:
     return keras.Model(features, probabilities, name="head")
 
 
-def train_head_on_cached_features(model, config, train_records, validation_records, loss, verbose):
+def train_head_on_cached_features(model, config, train_records, validation_records, loss, verbose, cache_dir=None):
     size = (config.input_size, config.input_size)
     base = backbone(model)
-    x_train = cached_features(base, train_records, size, config.preprocessing, config.batch_size)
-    x_val = cached_features(base, validation_records, size, config.preprocessing, config.batch_size)
+    x_train = cached_features(base, train_records, size, config.preprocessing, config.batch_size, cache_dir)
+    x_val = cached_features(base, validation_records, size, config.preprocessing, config.batch_size, cache_dir)
     head = head_model(model)  # shares weights with model: training it trains the full model's head
     head.compile(keras.optimizers.AdamW(config.learning_rate, weight_decay=1e-4), loss)
     return head.fit(x_train, targets(train_records), batch_size=config.batch_size, epochs=config.epochs,

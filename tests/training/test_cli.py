@@ -30,8 +30,9 @@ def test_a_predictions_csv_round_trips_through_evaluate(tmp_path, capsys):
     probabilities[::4, cardiomegaly] += 1.0  # perfectly ranks the Cardiomegaly rows
     probabilities = probabilities / probabilities.max()
     write_csv(tmp_path / "p.csv", names, probabilities)
-    read_names, read_probabilities = read_csv(tmp_path / "p.csv")
-    assert read_names == names and np.allclose(read_probabilities, probabilities, atol=1e-6)
+    read = read_csv(tmp_path / "p.csv")
+    assert read.names == names and np.allclose(read.probabilities, probabilities, atol=1e-6)
+    assert read.labels == LABELS and read.missing_labels == () and read.ignored_columns == ()
     with open(tmp_path / "p.csv") as handle:
         assert next(csv.reader(handle)) == COLUMNS
 
@@ -44,6 +45,7 @@ def test_a_predictions_csv_round_trips_through_evaluate(tmp_path, capsys):
     result = json.loads((tmp_path / "r.json").read_text())
     assert result["per_label"]["Cardiomegaly"]["auroc"] == 1.0
     assert set(result["labels_scored"]) == {"Cardiomegaly", "Effusion", "Mass", "No Finding"}
+    assert result["labels_missing"] == [] and "not scored" not in out
 
 
 def test_evaluate_refuses_predictions_for_unlabelled_images(tmp_path):
@@ -55,8 +57,9 @@ def test_evaluate_refuses_predictions_for_unlabelled_images(tmp_path):
 
 def test_predict_writes_one_row_per_image(tmp_path, tiny_model):
     main(["predict", "--model", str(tiny_model), "--images", str(FIXTURES / "nih64"), "--out", str(tmp_path / "p.csv")])
-    names, probabilities = read_csv(tmp_path / "p.csv")
-    assert sorted(names) == sorted(p.name for p in (FIXTURES / "nih64").glob("*.png"))
+    read = read_csv(tmp_path / "p.csv")
+    assert sorted(read.names) == sorted(p.name for p in (FIXTURES / "nih64").glob("*.png"))
+    probabilities = read.probabilities
     assert probabilities.shape == (4, 15) and ((0 <= probabilities) & (probabilities <= 1)).all()
 
 
@@ -88,7 +91,7 @@ def test_an_imported_hobby_model_names_its_findings_right(tmp_path, own_pg_url):
 
     ctx = build_context(load_settings(database_url=own_pg_url, model_dir=tmp_path / "imported", storage_dir=tmp_path / "s"))
     grey = decode_image((FIXTURES / "nih64" / "00000001_000.png").read_bytes(), 10**6)
-    analysis = ctx.engine.analyze([grey])[0]
+    analysis = ctx.engine.analyse([grey])[0]
     assert max(analysis.probabilities, key=analysis.probabilities.get) == "Pneumothorax"
     assert ctx.engine.fast_cam and np.isfinite(analysis.heatmaps["Pneumothorax"]).all()
     # Same numbers as the notebook's model, label by label.
@@ -107,3 +110,9 @@ def test_offline_kaggle_download_fails_with_a_clear_message(monkeypatch, tmp_pat
     monkeypatch.setattr(kagglehub, "dataset_download", offline)
     with pytest.raises(SystemExit, match="nih-chest-xrays/sample.*network access"):
         main(["train", "--kaggle", "sample", "--out", str(tmp_path / "x")])
+
+
+def test_an_external_set_without_its_labels_is_refused_before_training(tmp_path):
+    with pytest.raises(SystemExit, match="needs both --external-images and --external-labels"):
+        main(["train", "--images", str(tmp_path), "--labels", str(tmp_path / "l.csv"),
+              "--external-images", str(tmp_path), "--out", str(tmp_path / "x")])

@@ -53,3 +53,17 @@ def test_evaluate_gives_intervals_that_contain_the_point_estimate():
         assert row["ci_low"] <= row["auroc"] <= row["ci_high"]
     low, high = result["mean_auroc_ci"]
     assert low <= result["mean_auroc"] <= high and result["mean_auroc"] > 0.7
+
+
+def test_evaluate_scores_only_the_labels_given():
+    """A system that predicts fewer labels is scored on those; the mean is over them, not padded to 15."""
+    rng = np.random.default_rng(1)
+    labels = ("Cardiomegaly", "Mass")
+    y = rng.integers(0, 2, (80, 2))
+    probs = np.clip(0.4 * y + rng.random((80, 2)) * 0.6, 0, 1)
+    result = evaluate(y, probs, {label: 0.5 for label in labels}, rounds=20, labels=labels)
+    assert list(result["per_label"]) == list(labels) and result["labels_scored"] == list(labels)
+    expected = np.mean([roc_auc_score(y[:, c], probs[:, c]) for c in range(2)])
+    assert result["mean_auroc"] == pytest.approx(expected, abs=1e-12)
+    with pytest.raises(ValueError, match=r"shape \[images, 2\], received \(80, 15\)"):
+        evaluate(np.zeros((80, 15)), np.zeros((80, 15)), {}, rounds=0, labels=labels)

@@ -38,7 +38,7 @@ def test_the_starter_model_analyses_a_real_xray():
     model, manifest = load_artifact(STARTER)
     engine = InferenceEngine(model, manifest)
     grey = decode_image((FIXTURES / "nih64" / "00000001_000.png").read_bytes(), 10**6)
-    analysis = engine.analyze([grey])[0]
+    analysis = engine.analyse([grey])[0]
     assert set(analysis.probabilities) == set(LABELS)
     assert all(0.0 < p < 1.0 for p in analysis.probabilities.values())
     assert engine.fast_cam and all(np.isfinite(m).all() for m in analysis.heatmaps.values())

@@ -1,5 +1,4 @@
 """Training mechanics on tiny models and real 64×64 X-rays."""
-import argparse
 import json
 import shutil
 
@@ -12,7 +11,7 @@ from tests.helpers import FIXTURES, SHARED_DATA, real_xray_bytes
 from training.data import Record, local_dataset
 from training.features import backbone, cached_features
 from training.inputs import load_model_input, make_dataset, targets
-from training.train import head_model, positive_weights, weighted_binary_crossentropy
+from training.train import TrainConfig, head_model, positive_weights, weighted_binary_crossentropy
 
 
 def _fixture_records(count=4):
@@ -62,6 +61,25 @@ def test_feature_caching_gives_the_same_head_as_plain_training(tmp_path):
     np.testing.assert_array_equal(again, features)  # second call reads the cache
 
 
+def test_the_feature_cache_follows_the_setting_when_it_is_used(tmp_path, monkeypatch):
+    """XRAY_FEATURE_CACHE is read through shared.config when features are cached, not when the module loads."""
+    monkeypatch.setenv("XRAY_FEATURE_CACHE", str(tmp_path / "configured"))
+    features = cached_features(backbone(_tiny_frozen_model()), _fixture_records(2), (32, 32), "unit", 2)
+    assert features.shape == (2, 8) and len(list((tmp_path / "configured").glob("*.npy"))) == 1
+
+
+@pytest.mark.parametrize("arch", ["small-cnn", "xception-transfer"])
+def test_each_architecture_names_its_heatmap_layer_and_preprocessing(arch):
+    from training.architectures import ARCHITECTURES
+
+    architecture = ARCHITECTURES[arch]
+    config = TrainConfig(arch=arch, input_size=71)
+    assert (config.cam_layer, config.preprocessing) == (architecture.cam_layer, architecture.preprocessing)
+    model = architecture.build(71, weights=None) if arch == "xception-transfer" else architecture.build(71)
+    assert len(model.get_layer(architecture.cam_layer).output.shape) == 4  # a spatial map for the heatmaps
+    assert architecture.preprocessing in ("unit", "xception")
+
+
 def test_class_weights_balance_positives_and_negatives():
     y = np.zeros((10, 15), np.float32)
     y[:2, 0] = 1  # 2 positives, 8 negatives
@@ -81,15 +99,6 @@ def test_training_pipeline_feeds_the_same_pixels_as_the_worker():
                                   model_input(decode_image(data, 10**6), (48, 48), "xception"))
 
 
-def _train_args(tmp_path, images, labels, **overrides):
-    values = dict(images=images, labels=labels, kaggle=None, external_images=None, external_labels=None,
-                  arch="small-cnn", weights="none", input_size=32, width=8, epochs=2, batch_size=16,
-                  learning_rate=1e-3, patience=2, augment=True, fine_tune_blocks=0, split=(0.6, 0.2, 0.2), seed=0,
-                  bootstrap=50, name="test-run", out=tmp_path / "artifact", progress=False)
-    values.update(overrides)
-    return argparse.Namespace(**values)
-
-
 @pytest.mark.skipif(not SHARED_DATA.exists(), reason=f"{SHARED_DATA} is absent (real NIH data)")
 def test_short_training_run_on_real_xrays_exports_a_servable_artifact(tmp_path, own_pg_url):
     """Train → export → worker load → predict gives the training process's probabilities."""
@@ -103,12 +112,16 @@ def test_short_training_run_on_real_xrays_exports_a_servable_artifact(tmp_path, 
     images.mkdir()
     for path in sorted((source / "images").glob("*.png"))[:160]:
         shutil.copy(path, images / path.name)
-    results = run_training(_train_args(tmp_path, images, source / "labels.csv"))
+    config = TrainConfig(arch="small-cnn", input_size=32, width=8, epochs=2, batch_size=16, patience=2)
+    results = run_training(config, out=tmp_path / "artifact", name="test-run", images=images,
+                           labels=source / "labels.csv", split_fractions=(0.6, 0.2, 0.2), bootstrap=50,
+                           progress=False, feature_cache_dir=tmp_path / "features")
     assert 0.0 <= results["test"]["mean_auroc"] <= 1.0
 
     artifact = tmp_path / "artifact"
     manifest = json.loads((artifact / "manifest.json").read_text())
-    assert manifest["trained"] is True and manifest["metrics"]["test"]["patients"] > 0
+    assert manifest["name"] == "test-run" and manifest["trained"] is True
+    assert manifest["metrics"]["test"]["patients"] > 0 and manifest["training"]["config"]["width"] == 8
     assert set(manifest["thresholds"]) == set(LABELS) and "Youden" in manifest["training"]["threshold_rule"]
     for name in ("report.md", "roc_test.png", "training_history.png"):
         assert (artifact / name).stat().st_size > 0
@@ -119,6 +132,6 @@ def test_short_training_run_on_real_xrays_exports_a_servable_artifact(tmp_path, 
     ctx = build_context(load_settings(database_url=own_pg_url, model_dir=artifact, storage_dir=tmp_path / "s"))
     from shared.images import decode_image
 
-    served = ctx.engine.analyze([decode_image(r.path.read_bytes(), 10**7) for r in records])
+    served = ctx.engine.analyse([decode_image(r.path.read_bytes(), 10**7) for r in records])
     for row, analysis in zip(in_training, served):
         np.testing.assert_allclose(row, [analysis.probabilities[label] for label in LABELS], atol=1e-5)
