@@ -29,6 +29,7 @@ class Settings:
     broker_url: str
     storage_dir: Path
     model_dir: Path
+    feature_cache_dir: Path  # training: frozen-base features computed once per image set (training/features.py)
     # Requests and images: generous enough for a batch of hundreds of full-resolution X-rays,
     # bounded so that one request cannot fill the disk or one image the memory.
     max_request_bytes: int = 1024 * 1024 * 1024
@@ -53,11 +54,9 @@ class Settings:
     relay_after_seconds: float = 60.0  # a dispatched job still queued this long is sent again (then 2×, 4×, ...)
     recovery_interval_seconds: float = 5.0
     max_attempts: int = 3
+    history_page_size: int = 20  # batches per page of /history and GET /api/v1/batches
     db_retry_seconds: float = 120.0  # how long a worker keeps retrying Postgres before giving up
     worker_max_memory_mb: int = 6144  # a pool process above this is replaced after its task
-    # Fault injection for the fault tests only: a pool process that claims an image with this SHA-256
-    # exits at once, as a crashing decoder would.
-    fault_crash_sha256: str = ""
 
     @property
     def lease(self) -> int:
@@ -66,7 +65,6 @@ class Settings:
     @property
     def visibility_timeout(self) -> int:
         return max(3600, self.task_time_limit * 4)
-    history_page_size: int = 20
 
     @property
     def uses_file_broker(self) -> bool:
@@ -103,7 +101,7 @@ ENVIRONMENT = {
     "max_attempts": "XRAY_MAX_ATTEMPTS",
     "db_retry_seconds": "XRAY_DB_RETRY_SECONDS",
     "worker_max_memory_mb": "XRAY_WORKER_MAX_MEMORY_MB",
-    "fault_crash_sha256": "XRAY_FAULT_CRASH_SHA256",
+    "history_page_size": "XRAY_HISTORY_PAGE_SIZE",
 }
 
 
@@ -116,6 +114,7 @@ def load_settings(**overrides) -> Settings:
         storage_dir=Path(os.environ.get("XRAY_STORAGE_DIR", var_dir / "storage")).resolve(),
         # The starter model committed under models/ (see models/starter/MODEL_CARD.md).
         model_dir=Path(os.environ.get("XRAY_MODEL_DIR", REPO_ROOT / "models" / "starter")).resolve(),
+        feature_cache_dir=Path(os.environ.get("XRAY_FEATURE_CACHE", Path.home() / ".cache" / "xray-features")),
     )
     for field, variable in ENVIRONMENT.items():
         raw = os.environ.get(variable)

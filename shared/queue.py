@@ -10,7 +10,7 @@ from celery import Celery
 
 from shared.config import Settings
 
-ANALYZE_TASK = "xray.analyze_job"
+ANALYSE_TASK = "xray.analyse_job"
 log = logging.getLogger(__name__)
 
 
@@ -68,7 +68,7 @@ def dispatch(app: Celery, job_ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:
     try:
         with app.producer_or_acquire() as producer:
             for job_id in job_ids:
-                app.send_task(ANALYZE_TASK, args=[str(job_id)], producer=producer)
+                app.send_task(ANALYSE_TASK, args=[str(job_id)], producer=producer)
                 sent.append(job_id)
     except Exception as exc:  # broker down or slow: never fail the upload for it
         log.warning("could not enqueue jobs (%s); they stay queued in the database", exc)

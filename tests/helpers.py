@@ -59,12 +59,12 @@ def service_env(**settings: str) -> dict[str, str]:
 class WorkerProcess:
     """A real ``celery -A worker.main worker`` process, its log in a file."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, name: str | None = None):
+    def __init__(self, env: dict[str, str], log_path: Path, name: str | None = None, app: str = "worker.main"):
         self.log_path = log_path
         self.name = name or f"test-{uuid.uuid4().hex[:6]}"
         self._log = open(log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "worker.main", "worker", "--loglevel=INFO",
+            [sys.executable, "-m", "celery", "-A", app, "worker", "--loglevel=INFO",
              "--concurrency=1", "--without-gossip", "--without-mingle", "--without-heartbeat",
              "-n", f"{self.name}@%h"],
             cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
@@ -74,10 +74,12 @@ class WorkerProcess:
         return self.log_path.read_text(errors="replace")
 
     def wait_ready(self, timeout: float = 120) -> None:
-        """Ready when the pool process has loaded the model (it logs 'serves')."""
+        """Ready when the pool process has loaded the model (it logs 'serves') and the main process
+        consumes from the queue (Celery logs 'ready.')."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if " serves " in self.log():
+            log = self.log()
+            if " serves " in log and " ready." in log:
                 return
             if self.process.poll() is not None:
                 raise AssertionError(f"worker exited with {self.process.returncode}:\n{self.log()[-4000:]}")

@@ -80,10 +80,10 @@ class InferenceEngine:
         features, logits = self._forward(tf.constant(batch))
         return np.asarray(features)[:count].astype(np.float32), np.asarray(logits)[:count].astype(np.float64)
 
-    def analyze(self, images: list[np.ndarray]) -> list[Analysis]:
-        return self.analyze_preprocessed(np.stack([self.preprocess(image) for image in images]))
+    def analyse(self, images: list[np.ndarray]) -> list[Analysis]:
+        return self.analyse_preprocessed(np.stack([self.preprocess(image) for image in images]))
 
-    def analyze_preprocessed(self, batch: np.ndarray) -> list[Analysis]:
+    def analyse_preprocessed(self, batch: np.ndarray) -> list[Analysis]:
         results = []
         for start in range(0, len(batch), self.max_batch):
             chunk = batch[start:start + self.max_batch]

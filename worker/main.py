@@ -15,7 +15,7 @@ from celery.signals import worker_init, worker_process_init
 
 from shared.config import load_settings
 from shared.model_manifest import ArtifactError, read_manifest
-from shared.queue import ANALYZE_TASK, create_celery
+from shared.queue import ANALYSE_TASK, create_celery
 from worker import pipeline, runtime
 
 log = logging.getLogger("worker")
@@ -54,6 +54,6 @@ def load_model_in_child(**_):
         raise
 
 
-@app.task(name=ANALYZE_TASK)
-def analyze_job(job_id: str) -> None:
+@app.task(name=ANALYSE_TASK)
+def analyse_job(job_id: str) -> None:
     pipeline.process_job(runtime.get_context(settings), uuid.UUID(job_id))

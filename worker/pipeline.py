@@ -18,7 +18,6 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import logging
-import os
 import time
 import uuid
 
@@ -58,11 +57,22 @@ class WorkerContext:
 
 
 @dataclasses.dataclass
-class Claimed:
+class ImageWork:
+    """One claimed job on its way through the worker. ``outcome`` is set once the job reached a final
+    state (or was given back): 'succeeded', 'failed', 'lost' (reassigned meanwhile) or 'released'."""
+
     job_id: uuid.UUID
     image_key: str | None
-    sha256: str
     attempts: int
+    grey: np.ndarray | None = None  # the decoded original, 8-bit grey
+    model_input: np.ndarray | None = None
+    decode_ms: float = 0.0
+    inference_ms: float = 0.0
+    outcome: str | None = None
+
+    @classmethod
+    def of(cls, job) -> "ImageWork":
+        return cls(job.id, job.image_key, job.attempts)
 
 
 def shown_labels(analysis: Analysis, thresholds: dict[str, float]) -> list[str]:
@@ -81,14 +91,14 @@ def _in_transaction(ctx: WorkerContext, what: str, operation):
     return retry_on_disconnect(attempt, ctx.settings.db_retry_seconds, what)
 
 
-def _claim_group(ctx: WorkerContext, job_id: uuid.UUID) -> list[Claimed]:
+def _claim_group(ctx: WorkerContext, job_id: uuid.UUID) -> list[ImageWork]:
     def claim(session):
         job = jobs.claim(session, job_id, ctx.worker_name, ctx.lease_seconds)
-        group = [] if job is None else [Claimed(job.id, job.image_key, job.content_sha256, job.attempts)]
+        group = [] if job is None else [ImageWork.of(job)]
         if group and group[0].attempts > 1:
             return group  # a retry runs alone
         more = jobs.claim_more(session, ctx.worker_name, ctx.lease_seconds, ctx.settings.batch_size - len(group))
-        return group + [Claimed(j.id, j.image_key, j.content_sha256, j.attempts) for j in more]
+        return group + [ImageWork.of(j) for j in more]
 
     return _in_transaction(ctx, f"claim {job_id}", claim)
 
@@ -105,25 +115,22 @@ def process_job(ctx: WorkerContext, job_id: uuid.UUID) -> str:
     return process_group(ctx, group)[job_id]
 
 
-def process_group(ctx: WorkerContext, group: list[Claimed]) -> dict[uuid.UUID, str]:
-    if ctx.settings.fault_crash_sha256 and any(c.sha256 == ctx.settings.fault_crash_sha256 for c in group):
-        log.critical("fault injection: crashing on %s", [str(c.job_id) for c in group])
-        os._exit(70)
-    outcomes: dict[uuid.UUID, str] = {}
+def process_group(ctx: WorkerContext, group: list[ImageWork]) -> dict[uuid.UUID, str]:
+    """Every claimed job of the group to a final state (or back to the queue); returns each one's outcome."""
     try:
-        _analyse_group(ctx, group, outcomes)
+        _analyse_group(ctx, group)
     except SoftTimeLimitExceeded:
         # The time may have gone to waiting for the database rather than to the image: give unfinished
         # jobs back for another attempt, and fail only those that used their last one.
-        for claimed in group:
-            if claimed.job_id in outcomes:
+        for work in group:
+            if work.outcome is not None:
                 continue
-            if claimed.attempts >= ctx.settings.max_attempts:
-                outcomes[claimed.job_id] = _fail(ctx, claimed.job_id, "analysis took longer than "
-                                                 f"{ctx.settings.task_soft_time_limit} s, {claimed.attempts} times")
+            if work.attempts >= ctx.settings.max_attempts:
+                work.outcome = _fail(ctx, work.job_id, "analysis took longer than "
+                                     f"{ctx.settings.task_soft_time_limit} s, {work.attempts} times")
             else:
-                outcomes[claimed.job_id] = _release(ctx, claimed.job_id)
-    return outcomes
+                work.outcome = _release(ctx, work.job_id)
+    return {work.job_id: work.outcome for work in group}
 
 
 def _release(ctx: WorkerContext, job_id: uuid.UUID) -> str:
@@ -138,76 +145,80 @@ def _release(ctx: WorkerContext, job_id: uuid.UUID) -> str:
     return "released"
 
 
-def _load(ctx: WorkerContext, claimed: Claimed):
+def _decode(ctx: WorkerContext, work: ImageWork) -> None:
     started = time.perf_counter()
-    if claimed.image_key is None:
+    if work.image_key is None:
         raise StorageError("the job has no stored image")
-    grey = decode_image(ctx.storage.get(claimed.image_key), ctx.settings.max_image_pixels)
-    return grey, ctx.engine.preprocess(grey), (time.perf_counter() - started) * 1000
+    work.grey = decode_image(ctx.storage.get(work.image_key), ctx.settings.max_image_pixels)
+    work.model_input = ctx.engine.preprocess(work.grey)
+    work.decode_ms = (time.perf_counter() - started) * 1000
 
 
-def _draw(ctx: WorkerContext, job_id: uuid.UUID, grey: np.ndarray, analysis: Analysis):
+def _draw(ctx: WorkerContext, work: ImageWork, analysis: Analysis) -> tuple[list[jobs.FindingResult], float]:
     started = time.perf_counter()
     thresholds = ctx.manifest.thresholds
     shown = set(shown_labels(analysis, thresholds))
-    base = viewing_base(grey)
+    base = viewing_base(work.grey)
     findings = []
     for label in LABELS:
         key = None
         if label in shown:
-            key = overlay_key(job_id, label)
+            key = overlay_key(work.job_id, label)
             ctx.storage.put(key, render_overlay(base, analysis.heatmaps[label]))
         probability = analysis.probabilities[label]
         findings.append(jobs.FindingResult(label, probability, thresholds[label], probability >= thresholds[label], key))
     return findings, (time.perf_counter() - started) * 1000
 
 
-def _analyse_group(ctx: WorkerContext, group: list[Claimed], outcomes: dict) -> None:
-    loads = [ctx.pool.submit(_load, ctx, claimed) for claimed in group]
-    ready = []  # (claimed, grey, model input, decode ms)
-    for claimed, future in zip(group, loads):
+def _analyse_group(ctx: WorkerContext, group: list[ImageWork]) -> None:
+    decoding = [(work, ctx.pool.submit(_decode, ctx, work)) for work in group]
+    ready = []
+    for work, future in decoding:
         try:
-            ready.append((claimed, *future.result()))
+            future.result()
+            ready.append(work)
         except (ImageError, StorageError) as exc:
-            outcomes[claimed.job_id] = _fail(ctx, claimed.job_id, str(exc))
+            work.outcome = _fail(ctx, work.job_id, str(exc))
     drawing = []
-    batch = ctx.engine.max_batch
-    for start in range(0, len(ready), batch):
-        chunk = ready[start:start + batch]
-        started = time.perf_counter()
-        analyses = _forward(ctx, chunk, outcomes)
-        per_image_ms = (time.perf_counter() - started) * 1000 / max(1, len(chunk))
-        for (claimed, grey, _, decode_ms), analysis in zip(chunk, analyses):
+    for start in range(0, len(ready), ctx.engine.max_batch):
+        chunk = ready[start:start + ctx.engine.max_batch]
+        for work, analysis in zip(chunk, _forward(ctx, chunk)):
             if analysis is not None:  # overlays encode while the next chunk runs through the model
-                drawing.append((claimed, decode_ms, per_image_ms, ctx.pool.submit(_draw, ctx, claimed.job_id, grey, analysis)))
-    for claimed, decode_ms, inference_ms, future in drawing:
+                drawing.append((work, ctx.pool.submit(_draw, ctx, work, analysis)))
+    for work, future in drawing:
         try:
             findings, overlay_ms = future.result()
         except StorageError as exc:
-            outcomes[claimed.job_id] = _fail(ctx, claimed.job_id, str(exc))
+            work.outcome = _fail(ctx, work.job_id, str(exc))
             continue
-        outcomes[claimed.job_id] = _succeed(ctx, claimed.job_id, findings, jobs.Timings(decode_ms, inference_ms, overlay_ms))
+        work.outcome = _succeed(ctx, work.job_id, findings, jobs.Timings(work.decode_ms, work.inference_ms, overlay_ms))
 
 
-def _forward(ctx: WorkerContext, chunk, outcomes: dict) -> list[Analysis | None]:
-    """The chunk in one pass; if the model fails on it, image by image, so only a bad image fails."""
+def _forward(ctx: WorkerContext, chunk: list[ImageWork]) -> list[Analysis | None]:
+    """The chunk in one pass; if the model fails on it, image by image, so only a bad image fails
+    (its outcome is set here; its place in the result is None)."""
+    started = time.perf_counter()
     try:
-        return ctx.engine.analyze_preprocessed(np.stack([x for _, _, x, _ in chunk]))
+        analyses = ctx.engine.analyse_preprocessed(np.stack([work.model_input for work in chunk]))
+        for work in chunk:
+            work.inference_ms = (time.perf_counter() - started) * 1000 / len(chunk)
+        return analyses
     except SoftTimeLimitExceeded:
         raise
     except Exception:
         if len(chunk) > 1:
             log.exception("forward pass failed on a batch of %d; retrying image by image", len(chunk))
     results = []
-    for claimed, _, x, _ in chunk:
+    for work in chunk:
+        started = time.perf_counter()
         try:
-            results.append(ctx.engine.analyze_preprocessed(x[None])[0])
+            results.append(ctx.engine.analyse_preprocessed(work.model_input[None])[0])
+            work.inference_ms = (time.perf_counter() - started) * 1000
         except SoftTimeLimitExceeded:
             raise
         except Exception as exc:  # a model or library error fails this job, not the worker
-            log.exception("job %s failed in the model", claimed.job_id)
-            outcomes[claimed.job_id] = _fail(
-                ctx, claimed.job_id, f"internal error while analysing the image ({type(exc).__name__}: {exc})")
+            log.exception("job %s failed in the model", work.job_id)
+            work.outcome = _fail(ctx, work.job_id, f"internal error while analysing the image ({type(exc).__name__}: {exc})")
             results.append(None)
     return results
 

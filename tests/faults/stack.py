@@ -34,7 +34,7 @@ class Stack:
         self.storage = workdir / "storage"
         self.env = service_env(
             DATABASE_URL=database_url, CELERY_BROKER_URL=broker_url, XRAY_QUEUE=self.queue, XRAY_VAR_DIR=str(workdir),
-            XRAY_STORAGE_DIR=str(self.storage), XRAY_MODEL_DIR=str(model_dir), **FAST_RECOVERY, **extra_env,
+            XRAY_STORAGE_DIR=str(self.storage), XRAY_MODEL_DIR=str(model_dir), **{**FAST_RECOVERY, **extra_env},
         )
         self.workers: list[WorkerProcess] = []
         self.recovery: subprocess.Popen | None = None
@@ -47,8 +47,10 @@ class Stack:
             "WTF_CSRF_ENABLED": False,
         }).test_client()
 
-    def start_worker(self, wait: bool = True) -> WorkerProcess:
-        worker = WorkerProcess(self.env, self.workdir / f"worker{len(self.workers)}.log")
+    def start_worker(self, wait: bool = True, **hooks: str) -> WorkerProcess:
+        """A real worker process with the test hooks of tests/faults/hooked_worker.py (env ``hooks``)."""
+        worker = WorkerProcess({**self.env, **hooks}, self.workdir / f"worker{len(self.workers)}.log",
+                               app="tests.faults.hooked_worker")
         self.workers.append(worker)
         if wait:
             worker.wait_ready()

@@ -1,8 +1,11 @@
 """Horizontal scaling: two worker processes on one queue share a batch; every job gets exactly one result."""
+import pytest
 import sqlalchemy as sa
 
 from shared.models import Job
 from tests.faults.test_faults import _images
+
+pytestmark = pytest.mark.slow  # two real worker processes and their own Redis: ~18 s
 
 
 def test_two_workers_share_one_batch_and_each_job_has_exactly_one_result(make_stack, own_pg_url, own_redis):

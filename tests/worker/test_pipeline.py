@@ -85,14 +85,14 @@ def test_a_model_error_on_one_image_fails_only_that_job(ctx, monkeypatch):
     files = real_xray_bytes(2)
     good, bad = _queue(ctx, files)
     bad_input = ctx.engine.preprocess(decode_image(files[1][1], 10**6))
-    original = ctx.engine.analyze_preprocessed
+    original = ctx.engine.analyse_preprocessed
 
     def exploding(batch):
         if any(np.array_equal(x, bad_input) for x in batch):
             raise RuntimeError("simulated model failure")
         return original(batch)
 
-    monkeypatch.setattr(ctx.engine, "analyze_preprocessed", exploding)
+    monkeypatch.setattr(ctx.engine, "analyse_preprocessed", exploding)
     assert _run(ctx, good) == "succeeded"  # the batch failed, then each image was tried alone
     assert _job(ctx, bad).status == "failed" and "simulated model failure" in _job(ctx, bad).error
 
