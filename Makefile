@@ -4,20 +4,24 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install run test
+.PHONY: install run test test-fast
 
 $(VENV)/.installed: pyproject.toml constraints.txt
-	python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[worker,training,test]'
-	touch $@
+	@echo "==> installing the pinned dependencies into $(VENV)/ (first run only; a few minutes)"
+	@python3 -m venv $(VENV)
+	@$(PY) -m pip install --quiet -c constraints.txt -e '.[worker,training,test]'
+	@touch $@
 
 install: $(VENV)/.installed
 
+# VERBOSE=1 copies every process's log to the terminal (they are always in var/logs/).
 run: install
-	xray-db upgrade
-	xray-model check $${XRAY_MODEL_DIR:-models/starter}
-	@echo "==> Open http://$${XRAY_BIND:-127.0.0.1:8000} in a browser. Ctrl-C stops the web, the worker and the recovery loop."
-	honcho -f deploy/Procfile.local -d . start
+	@$(PY) deploy/run_local.py $(if $(VERBOSE),--verbose)
 
+# The whole suite (what CI runs): unit, service, browser, fault and slow tests.
 test: install
-	bash tests/run.sh $(ARGS)
+	@bash tests/run.sh $(ARGS)
+
+# Unit and service tests only (no fault, browser or slow tests): about a minute, for the edit-test loop.
+test-fast: install
+	@bash tests/run.sh -m "not faults and not browser and not slow" $(ARGS)

@@ -1,14 +1,26 @@
-"""The README's run command, as a person runs it: no external services, SQLite and the file broker."""
+"""The README's run command, as a person runs it in a terminal: no external services, SQLite and the file
+broker; the address printed last once everything is ready; Ctrl-C (a real ^C on a pseudo-terminal)
+stops it all cleanly."""
+import fcntl
 import json
 import os
+import pty
+import select
 import shutil
-import signal
 import subprocess
+import termios
+import time
 import urllib.request
 
 import pytest
 
 from tests.helpers import REPO, corrupt_png, free_port, post_images, real_xray_bytes, service_env, wait_until
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("make") is None or not (REPO / ".venv" / ".installed").exists(),
+                       reason="needs make and the project's .venv (make install)"),
+]
 
 
 def _get_json(url: str) -> dict:
@@ -16,40 +28,88 @@ def _get_json(url: str) -> dict:
         return json.load(response)
 
 
-@pytest.mark.skipif(shutil.which("make") is None or not (REPO / ".venv" / "bin" / "honcho").exists(),
-                    reason="needs make and the project's .venv (make install)")
-def test_make_run_serves_the_whole_round_trip_and_ctrl_c_stops_it(tmp_path, tiny_model):
+class Terminal:
+    """`make run` on a pseudo-terminal that is its controlling terminal, as in a person's shell."""
+
+    def __init__(self, env: dict):
+        self.master, slave = pty.openpty()
+
+        def take_terminal():
+            os.setsid()
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+        self.process = subprocess.Popen(["make", "--no-print-directory", "run"], cwd=REPO, env=env, stdin=slave,
+                                        stdout=slave, stderr=slave, preexec_fn=take_terminal)
+        os.close(slave)
+        self.output = b""
+
+    def read(self, seconds: float) -> str:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self.master], [], [], 0.1)
+            if ready:
+                try:
+                    self.output += os.read(self.master, 65536)
+                except OSError:  # the other side closed: everything has exited
+                    break
+        return self.text
+
+    @property
+    def text(self) -> str:
+        return self.output.decode(errors="replace").replace("\r\n", "\n")
+
+    def ctrl_c(self) -> None:
+        os.write(self.master, b"\x03")  # the terminal turns it into SIGINT for its foreground group
+
+
+def test_make_run_serves_the_whole_round_trip_and_ctrl_c_stops_it_cleanly(tmp_path, tiny_model):
     port = free_port()
-    env = service_env(XRAY_VAR_DIR=str(tmp_path / "var"), XRAY_MODEL_DIR=str(tiny_model),
-                      XRAY_BIND=f"127.0.0.1:{port}")
-    log_path = tmp_path / "run.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(["make", "--no-print-directory", "run"], cwd=REPO, env=env, stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+    env = service_env(XRAY_VAR_DIR=str(tmp_path / "var"), XRAY_MODEL_DIR=str(tiny_model), XRAY_BIND=f"127.0.0.1:{port}")
+    env["TERM"] = "dumb"
+    terminal = Terminal(env)
     base = f"http://127.0.0.1:{port}"
     try:
-        def ready():
-            try:
-                return _get_json(base + "/healthz")["status"] == "ok" and " serves " in log_path.read_text()
-            except OSError:
-                return False
-
-        wait_until(ready, 180, message="the web and the worker to start")
-        assert f"Open http://127.0.0.1:{port}" in log_path.read_text()
+        wait_until(lambda: "Ready." in terminal.read(0.5), 180, interval=0, message="make run to say it is ready")
+        assert len(_processes_with(f"XRAY_VAR_DIR={tmp_path / 'var'}")) >= 4  # make, launcher, web, worker, ...
+        screen = terminal.read(1.0).strip().splitlines()
+        assert screen[-1].startswith(f"Ready. Open {base} in a browser"), screen  # the last thing on screen
+        assert len(screen) <= 6, f"start-up should be quiet, got {len(screen)} lines:\n" + "\n".join(screen)
+        assert _get_json(base + "/healthz")["status"] == "ok"  # it was true when printed
 
         files = real_xray_bytes(2) + [("broken.png", corrupt_png())]
-        status, headers, body = post_images(base + "/api/v1/batches", files)
+        status, headers, _ = post_images(base + "/api/v1/batches", files)
         assert status == 202
         location = base + headers["Location"]
         batch = wait_until(lambda: (b := _get_json(location))["finished"] and b, 60, message="the batch")
         assert batch["counts"]["succeeded"] == 2 and batch["counts"]["failed"] == 1
         assert (tmp_path / "var" / "xray.db").exists()  # SQLite, the embedded default
+        logs = tmp_path / "var" / "logs"
+        assert " serves " in (logs / "worker.log").read_text()  # the full logs are kept, off screen
     finally:
-        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
+        terminal.ctrl_c()
         try:
-            process.wait(60)
+            terminal.process.wait(90)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            pytest.fail("Ctrl-C did not stop `make run` within 60 s")
-    leftovers = subprocess.run(["pgrep", "-g", str(process.pid)], capture_output=True, text=True).stdout.split()
-    assert leftovers == [], f"processes left running after Ctrl-C: {leftovers}"
+            os.killpg(terminal.process.pid, 9)
+            pytest.fail("Ctrl-C did not stop `make run` within 90 s")
+    after = terminal.read(1.0).split("Ready.", 1)[1]
+    assert terminal.process.returncode == 0, terminal.text
+    assert "Stopped." in after
+    for noise in ("Error", "ERROR", "Interrupt", "Traceback"):
+        assert noise not in after, f"{noise!r} after Ctrl-C:\n{after}"
+    assert "ERROR" not in (logs / "worker.log").read_text().split("Warm shutdown", 1)[-1]
+    assert _processes_with(f"XRAY_VAR_DIR={tmp_path / 'var'}") == [], "processes left running after Ctrl-C"
+
+
+def _processes_with(variable: str) -> list[int]:
+    """Pids whose environment holds this exact NAME=value (every process `make run` started has it)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as handle:
+                    if variable.encode() in handle.read().split(b"\0"):
+                        found.append(int(entry))
+            except OSError:
+                pass
+    return found
