@@ -21,6 +21,10 @@ class ImageError(ValueError):
     """The bytes are not an image the service can analyse; the message is for the person who sent it."""
 
 
+class ImageTooLarge(ImageError):
+    """The image has more pixels than the service accepts."""
+
+
 @dataclasses.dataclass(frozen=True)
 class ImageInfo:
     format: str  # "PNG" or "JPEG"
@@ -44,7 +48,7 @@ def inspect_image(data: bytes, max_pixels: int) -> ImageInfo:
         with Image.open(io.BytesIO(data)) as image:
             fmt, (width, height) = image.format, image.size
     except Image.DecompressionBombError:
-        raise ImageError(f"the image is too large: more than {max_pixels:,} pixels") from None
+        raise ImageTooLarge(f"the image is too large: more than {max_pixels:,} pixels") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         raise ImageError("the file is not a PNG or JPEG image") from None
     if fmt not in FORMATS:
@@ -52,7 +56,7 @@ def inspect_image(data: bytes, max_pixels: int) -> ImageInfo:
     if width < 1 or height < 1:
         raise ImageError(f"the image has no pixels ({width}x{height})")
     if width * height > max_pixels:
-        raise ImageError(
+        raise ImageTooLarge(
             f"the image is too large: {width}x{height} = {width * height:,} pixels, the limit is {max_pixels:,}"
         )
     return ImageInfo(fmt, width, height)

@@ -18,7 +18,7 @@ from typing import Iterable, Sequence
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from shared.models import Batch, Finding, Job, JobStatus, utcnow
+from shared.models import Batch, Finding, Job, JobStatus, as_utc, utcnow
 
 
 class InvalidTransition(Exception):
@@ -123,8 +123,7 @@ def take_due_for_dispatch(session: Session, relay_after: float, limit: int = 500
     due = []
     for job_id, dispatched_at, count in session.execute(candidates):
         if dispatched_at is not None:
-            if dispatched_at.tzinfo is None:  # SQLite returns naive UTC
-                dispatched_at = dispatched_at.replace(tzinfo=dt.timezone.utc)
+            dispatched_at = as_utc(dispatched_at)
             wait = relay_after * 2 ** min(max(count - 1, 0), 10)
             if dispatched_at > now - dt.timedelta(seconds=wait):
                 continue

@@ -24,6 +24,9 @@ PREPROCESSING = {
 }
 
 
+UNTRAINED_WARNING = "This model is untrained (random weights): its predictions and heatmaps are meaningless."
+
+
 class ArtifactError(Exception):
     """The model artifact is missing or inconsistent; the message says what to fix."""
 
@@ -53,7 +56,7 @@ class Manifest:
     def warning(self) -> str | None:
         if self.trained:
             return None
-        return "This model is untrained (random weights): its predictions and heatmaps are meaningless."
+        return UNTRAINED_WARNING
 
 
 def file_version(model_path: Path) -> str:

@@ -1,27 +1,19 @@
 """HTTP API, ``/api/v1``: submit batches, read batches and jobs, fetch images and overlays."""
 from __future__ import annotations
 
-import uuid
-
 from flask import Blueprint, jsonify, request, send_file, url_for
 from sqlalchemy import text
 
 from shared import queries
 from shared.storage import StorageError
 from web.errors import ApiError
+from web.ids import not_found, parse_id
 from web.security import current_owner
 from web.serializers import DISCLAIMER, batch_json, counts_json, iso, job_json, model_json
 from web.services import services
 from web.uploads import submit_batch
 
 blueprint = Blueprint("api", __name__)
-
-
-def _uuid(value: str, kind: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise ApiError(404, f"no {kind} with id {value!r}") from None
 
 
 def _with_model_notice(session, body: dict) -> dict:
@@ -36,9 +28,9 @@ def _with_model_notice(session, body: dict) -> dict:
 
 
 def _load_job(session, job_id: str):
-    job = queries.get_job(session, current_owner(), _uuid(job_id, "job"))
+    job = queries.get_job(session, current_owner(), parse_id(job_id, "job"))
     if job is None:
-        raise ApiError(404, f"no job with id {job_id}")
+        raise not_found("job", job_id)
     return job
 
 
@@ -74,9 +66,9 @@ def list_batches():
 @blueprint.get("/batches/<batch_id>")
 def get_batch(batch_id: str):
     with services().db.session() as session:
-        batch = queries.get_batch(session, current_owner(), _uuid(batch_id, "batch"))
+        batch = queries.get_batch(session, current_owner(), parse_id(batch_id, "batch"))
         if batch is None:
-            raise ApiError(404, f"no batch with id {batch_id}")
+            raise not_found("batch", batch_id)
         return jsonify(_with_model_notice(session, batch_json(batch)))
 
 

@@ -2,25 +2,19 @@
 from __future__ import annotations
 
 import math
-import uuid
 
-from flask import Blueprint, Flask, abort, redirect, render_template, request, url_for
+from flask import Blueprint, Flask, redirect, render_template, request, url_for
 
 from shared import queries
 from shared.labels import display_name
 from web.security import current_owner
-from web.serializers import DISCLAIMER, UNTRAINED_WARNING, counts_json
+from shared.model_manifest import UNTRAINED_WARNING
+from web.ids import not_found, parse_id
+from web.serializers import DISCLAIMER, counts_json
 from web.services import services
 from web.uploads import submit_batch
 
 blueprint = Blueprint("pages", __name__)
-
-
-def _uuid_or_404(value: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        abort(404, description="there is no such page")
 
 
 def register_template_globals(app: Flask) -> None:
@@ -50,9 +44,9 @@ def upload_form():
 @blueprint.get("/batches/<batch_id>")
 def batch_page(batch_id: str):
     with services().db.session() as session:
-        batch = queries.get_batch(session, current_owner(), _uuid_or_404(batch_id))
+        batch = queries.get_batch(session, current_owner(), parse_id(batch_id, "batch"))
         if batch is None:
-            abort(404, description=f"there is no batch {batch_id}")
+            raise not_found("batch", batch_id)
         created = batch.created_at
     return render_template("batch.html", batch_id=batch_id, created_at=created)
 
@@ -60,9 +54,9 @@ def batch_page(batch_id: str):
 @blueprint.get("/jobs/<job_id>")
 def job_page(job_id: str):
     with services().db.session() as session:
-        job = queries.get_job(session, current_owner(), _uuid_or_404(job_id))
+        job = queries.get_job(session, current_owner(), parse_id(job_id, "job"))
         if job is None:
-            abort(404, description=f"there is no job {job_id}")
+            raise not_found("job", job_id)
         return render_template("job.html", job=job)
 
 

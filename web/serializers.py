@@ -6,19 +6,15 @@ import datetime as dt
 from flask import url_for
 
 from shared.labels import LABELS, display_name
-from shared.models import Batch, Finding, Job, JobStatus, ModelVersion
+from shared.model_manifest import UNTRAINED_WARNING
+from shared.models import Batch, Finding, Job, JobStatus, ModelVersion, as_utc
 
 DISCLAIMER = "Research and education only: not a medical device, not for diagnosis or treatment decisions."
-UNTRAINED_WARNING = "This model is untrained (random weights): its predictions and heatmaps are meaningless."
 
 
 def iso(moment: dt.datetime | None) -> str | None:
-    """ISO 8601 in UTC; SQLite hands back naive datetimes, which the service always writes in UTC."""
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.timezone.utc)
-    return moment.isoformat()
+    """ISO 8601 in UTC."""
+    return None if moment is None else as_utc(moment).isoformat()
 
 
 def model_json(model: ModelVersion | None) -> dict | None:

@@ -6,13 +6,14 @@ One bad file becomes one failed job; it never rejects the files beside it.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import uuid
 
 from werkzeug.datastructures import FileStorage
 
 from shared import jobs
-from shared.images import ImageError, inspect_image
+from shared.images import ImageError, ImageTooLarge, inspect_image
 from shared.models import JobStatus
 from shared.queue import dispatch
 from shared.storage import StorageError, upload_key
@@ -21,25 +22,34 @@ from web.security import current_owner
 from web.services import services
 
 
-def _accept(file: FileStorage) -> jobs.NewJob:
+@dataclasses.dataclass(frozen=True)
+class Upload:
+    """One file of a request as recorded; ``too_large`` says why a rejected one was rejected."""
+
+    job: jobs.NewJob
+    too_large: bool = False
+
+
+def _accept(file: FileStorage) -> Upload:
     settings, storage = services().settings, services().storage
     name = (file.filename or "unnamed").replace("\\", "/").rsplit("/", 1)[-1] or "unnamed"
     data = file.stream.read(settings.max_file_bytes + 1)
     digest = hashlib.sha256(data).hexdigest()
     if len(data) > settings.max_file_bytes:
         limit = human_size(settings.max_file_bytes)
-        return jobs.NewJob(name, digest, len(data), error=f"the file is larger than the {limit} limit per image")
+        return Upload(jobs.NewJob(name, digest, len(data), error=f"the file is larger than the {limit} limit per image"),
+                      too_large=True)
     try:
         info = inspect_image(data, settings.max_image_pixels)
     except ImageError as exc:
-        return jobs.NewJob(name, digest, len(data), error=str(exc))
+        return Upload(jobs.NewJob(name, digest, len(data), error=str(exc)), too_large=isinstance(exc, ImageTooLarge))
     key = upload_key(info.extension)
     try:
         storage.put(key, data)
     except StorageError as exc:
         raise ApiError(503, f"the upload could not be stored ({exc}); try again later") from exc
-    return jobs.NewJob(name, digest, len(data), image_key=key, content_type=info.content_type,
-                       width=info.width, height=info.height)
+    return Upload(jobs.NewJob(name, digest, len(data), image_key=key, content_type=info.content_type,
+                              width=info.width, height=info.height))
 
 
 def submit_batch(files: list[FileStorage]) -> uuid.UUID:
@@ -50,10 +60,11 @@ def submit_batch(files: list[FileStorage]) -> uuid.UUID:
         raise ApiError(400, "no files were sent: attach one or more PNG or JPEG images in the 'files' field")
     if len(files) > settings.max_files_per_batch:
         raise ApiError(400, f"{len(files)} files were sent; a batch may hold at most {settings.max_files_per_batch}")
-    accepted = [_accept(f) for f in files]
+    uploads = [_accept(f) for f in files]
+    accepted = [upload.job for upload in uploads]
     if all(job.error for job in accepted):
         details = [{"filename": job.original_filename, "error": job.error} for job in accepted]
-        too_large = all("larger than" in job.error or "too large" in job.error for job in accepted)
+        too_large = all(upload.too_large for upload in uploads)
         summary = "; ".join(f"{d['filename']}: {d['error']}" for d in details[:5])
         raise ApiError(413 if too_large else 415, f"none of the files can be analysed ({summary})", details)
 
