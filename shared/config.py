@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import secrets
+import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -35,10 +37,24 @@ class Settings:
     max_request_bytes: int = 1024 * 1024 * 1024
     max_file_bytes: int = 64 * 1024 * 1024
     max_image_pixels: int = 50_000_000
+    max_decoded_bytes: int = 256 * 1024 * 1024  # memory one image may take to decode (16-bit colour is 8 B/pixel)
+    decode_budget_bytes: int = 1024 * 1024 * 1024  # decodes in flight per worker process, together
     max_files_per_batch: int = 1000
     queue_name: str = "xray"
-    owner: str = "local"
-    secret_key: str = "dev-only-change-me"
+    # Accounts and security (web/security.py, SECURITY.md).
+    secret_key: str = ""  # empty: the embedded run keeps a generated one in var/; anything else must set it
+    bind: str = "127.0.0.1:8000"  # where `make run` listens; a non-loopback bind needs XRAY_SECRET_KEY
+    tls: bool = False  # served over HTTPS (directly or behind a proxy): HSTS and Secure cookies
+    proxy_count: int = 0  # reverse proxies in front of the web whose X-Forwarded-* headers are trusted
+    api_rate_limit: str = "600 per minute"  # per user or token, all API calls
+    upload_rate_limit: str = "120 per minute"  # per user or token, uploads
+    signin_rate_limit: str = "10 per minute"  # per client address, sign-in attempts
+    rate_limit_storage: str = ""  # empty: the Redis broker's server, or memory for the embedded run
+    token_days: float = 90.0  # default lifetime of a new API token
+    quota_queued_jobs: int = 5000  # a user's jobs waiting or running at once
+    quota_stored_bytes: int = 20 * 1024**3  # a user's uploads on storage
+    retention_days: float = 30.0  # batches older than this are deleted with their files; 0 keeps them
+    keep_originals: bool = False  # store uploads as sent, metadata included (off: pixels only)
     # Celery: soft < hard time limit; the broker's visibility timeout must stay above both.
     task_soft_time_limit: int = 120
     task_time_limit: int = 180
@@ -74,6 +90,18 @@ class Settings:
     def broker_folder(self) -> Path:
         return self.var_dir / "broker"
 
+    @property
+    def is_embedded(self) -> bool:
+        """The one-machine run: SQLite, listening on loopback only."""
+        host = self.bind.rsplit(":", 1)[0].strip("[]")
+        return self.database_url.startswith("sqlite") and host in ("127.0.0.1", "localhost", "::1")
+
+    @property
+    def limiter_storage(self) -> str:
+        if self.rate_limit_storage:
+            return self.rate_limit_storage
+        return self.broker_url if self.broker_url.startswith(("redis://", "rediss://")) else "memory://"
+
     def replace(self, **changes) -> "Settings":
         return dataclasses.replace(self, **changes)
 
@@ -83,10 +111,23 @@ ENVIRONMENT = {
     "max_request_bytes": "XRAY_MAX_REQUEST_BYTES",
     "max_file_bytes": "XRAY_MAX_FILE_BYTES",
     "max_image_pixels": "XRAY_MAX_IMAGE_PIXELS",
+    "max_decoded_bytes": "XRAY_MAX_DECODED_BYTES",
+    "decode_budget_bytes": "XRAY_DECODE_BUDGET_BYTES",
     "max_files_per_batch": "XRAY_MAX_FILES_PER_BATCH",
     "queue_name": "XRAY_QUEUE",
-    "owner": "XRAY_OWNER",
     "secret_key": "XRAY_SECRET_KEY",
+    "bind": "XRAY_BIND",
+    "tls": "XRAY_TLS",
+    "proxy_count": "XRAY_PROXY_COUNT",
+    "api_rate_limit": "XRAY_RATE_LIMIT_API",
+    "upload_rate_limit": "XRAY_RATE_LIMIT_UPLOAD",
+    "signin_rate_limit": "XRAY_RATE_LIMIT_SIGNIN",
+    "rate_limit_storage": "XRAY_RATE_LIMIT_STORAGE",
+    "token_days": "XRAY_TOKEN_DAYS",
+    "quota_queued_jobs": "XRAY_QUOTA_QUEUED_JOBS",
+    "quota_stored_bytes": "XRAY_QUOTA_STORED_BYTES",
+    "retention_days": "XRAY_RETENTION_DAYS",
+    "keep_originals": "XRAY_KEEP_ORIGINALS",
     "task_soft_time_limit": "XRAY_TASK_SOFT_TIME_LIMIT",
     "task_time_limit": "XRAY_TASK_TIME_LIMIT",
     "publish_timeout": "XRAY_PUBLISH_TIMEOUT",
@@ -124,6 +165,49 @@ def load_settings(**overrides) -> Settings:
     settings = Settings(**values)
     check_time_limits(settings)
     return settings
+
+
+class ConfigError(RuntimeError):
+    """A setting that makes the service unsafe or unable to start; the message says what to set."""
+
+
+MIN_SECRET_LENGTH = 32
+WEAK_SECRETS = {"dev-only-change-me", "changeme", "secret", "change-me"}
+SECRET_HINT = "e.g. XRAY_SECRET_KEY=$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')"
+
+
+def web_secret_key(settings: Settings) -> str:
+    """The key that signs sessions and CSRF tokens. The embedded run generates one once and keeps it in
+    var/secret_key (mode 0600); every other deployment must set XRAY_SECRET_KEY or the web refuses to start."""
+    key = settings.secret_key
+    if key:
+        if len(key) < MIN_SECRET_LENGTH or key in WEAK_SECRETS:
+            raise ConfigError(f"refusing to start: XRAY_SECRET_KEY is too weak (at least {MIN_SECRET_LENGTH} random "
+                              f"characters); {SECRET_HINT}")
+        return key
+    if not settings.is_embedded:
+        raise ConfigError("refusing to start: XRAY_SECRET_KEY is not set, and this is not the embedded run (SQLite "
+                          f"on loopback: database {settings.database_url.split('://')[0]}, bind {settings.bind}). "
+                          f"Sessions and CSRF tokens would be forgeable. Set it; {SECRET_HINT}")
+    return _embedded_secret(settings.var_dir / "secret_key")
+
+
+def _embedded_secret(path: Path) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        if path.stat().st_mode & 0o077:
+            raise ConfigError(f"refusing to start: {path} is readable by other users; chmod 600 it") from None
+        for _ in range(50):  # another process may be writing it this very moment
+            key = path.read_text().strip()
+            if key:
+                return key
+            time.sleep(0.02)
+        raise ConfigError(f"refusing to start: {path} is empty; delete it to generate a new key") from None
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()
 
 
 def check_time_limits(settings: Settings) -> None:

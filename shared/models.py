@@ -1,4 +1,4 @@
-"""ORM models: the system of record for every batch, job and finding.
+"""ORM models: the system of record for every user, batch, job and finding.
 
 Runs on Postgres and SQLite alike (the embedded default); the schema itself is created by the Alembic
 migrations in shared/migrations, never by create_all.
@@ -11,6 +11,7 @@ import uuid
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
@@ -66,13 +67,85 @@ class ModelVersion(Base):
     last_seen_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class Role(str, enum.Enum):
+    ADMIN = "admin"  # sees every owner's batches (each such access is audited) and the audit log
+    MEMBER = "member"  # sees only their own
+
+
+class User(Base):
+    """A person (or a program acting for one) who owns batches. Passwords are stored as Argon2 hashes."""
+
+    __tablename__ = "users"
+    __table_args__ = (CheckConstraint("role IN ('admin', 'member')", name="ck_users_role"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    username: Mapped[str] = mapped_column(String(80), unique=True)  # stored lower case
+    password_hash: Mapped[str | None] = mapped_column(String(200))  # None: cannot sign in with a password
+    role: Mapped[str] = mapped_column(String(10), default=Role.MEMBER.value)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    password_changed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == Role.ADMIN.value
+
+
+class ApiToken(Base):
+    """A bearer token for programs. Only a SHA-256 of its secret part is kept; the token is shown once."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)  # public part, to find and list it
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+    user: Mapped[User] = relationship()
+
+
+class SignInLink(Base):
+    """A one-time sign-in link (``make run`` prints one for the local admin), kept as a hash."""
+
+    __tablename__ = "sign_in_links"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    secret_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AuditEvent(Base):
+    """Append-only (a database trigger refuses UPDATE and DELETE): who did what to which id, from where.
+    Never a file name or anything else a patient could be identified by."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    actor_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)  # no foreign key: outlives users
+    actor: Mapped[str | None] = mapped_column(String(80))  # the username then
+    action: Mapped[str] = mapped_column(String(40), index=True)
+    target_type: Mapped[str | None] = mapped_column(String(20))
+    target_id: Mapped[str | None] = mapped_column(String(64))
+    ip: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[dict | None] = mapped_column(JSON)
+
+
 class Batch(Base):
     """One submission of one or many images by one owner."""
 
     __tablename__ = "batches"
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
-    owner: Mapped[str] = mapped_column(String(200), index=True)
+    owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
     job_count: Mapped[int] = mapped_column(Integer)
 
@@ -98,7 +171,8 @@ class Job(Base):
     original_filename: Mapped[str] = mapped_column(String(300))
     content_sha256: Mapped[str] = mapped_column(String(64), index=True)
     content_type: Mapped[str | None] = mapped_column(String(50))
-    size_bytes: Mapped[int] = mapped_column(Integer)
+    size_bytes: Mapped[int] = mapped_column(Integer)  # as uploaded
+    stored_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")  # on storage now
     width: Mapped[int | None] = mapped_column(Integer)
     height: Mapped[int | None] = mapped_column(Integer)
 

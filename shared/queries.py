@@ -1,4 +1,5 @@
-"""Reads of batches and jobs. Every one goes through the owner, so adding real accounts changes no query."""
+"""Reads of batches and jobs. Every one goes through a Viewer: members see their own, admins all (the web
+audits an admin's look at someone else's). Another owner's id finds nothing, exactly like a missing id."""
 from __future__ import annotations
 
 import uuid
@@ -6,35 +7,37 @@ import uuid
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from shared.models import Batch, Job, ModelVersion
+from shared.accounts import Viewer
+from shared.models import Batch, Job, JobStatus, ModelVersion
+
+MAX_PAGE = 1_000_000  # beyond any real history; keeps OFFSET arithmetic in range
 
 
-def get_batch(session: Session, owner: str, batch_id: uuid.UUID) -> Batch | None:
+def _visible(query, viewer: Viewer):
+    return query if viewer.is_admin else query.where(Batch.owner_id == viewer.user_id)
+
+
+def get_batch(session: Session, viewer: Viewer, batch_id: uuid.UUID) -> Batch | None:
     return session.scalars(
-        select(Batch)
-        .where(Batch.id == batch_id, Batch.owner == owner)
+        _visible(select(Batch).where(Batch.id == batch_id), viewer)
         .options(selectinload(Batch.jobs).selectinload(Job.findings), selectinload(Batch.jobs).selectinload(Job.model))
     ).one_or_none()
 
 
-def get_job(session: Session, owner: str, job_id: uuid.UUID) -> Job | None:
+def get_job(session: Session, viewer: Viewer, job_id: uuid.UUID) -> Job | None:
     return session.scalars(
-        select(Job)
-        .join(Batch)
-        .where(Job.id == job_id, Batch.owner == owner)
-        .options(selectinload(Job.findings), selectinload(Job.model))
+        _visible(select(Job).join(Batch).where(Job.id == job_id), viewer)
+        .options(selectinload(Job.findings), selectinload(Job.model), selectinload(Job.batch))
     ).one_or_none()
 
 
-def list_batches(session: Session, owner: str, page: int, per_page: int) -> tuple[list[Batch], int]:
-    """One page of the owner's batches, newest first, and the total count."""
-    total = session.scalar(select(func.count()).select_from(Batch).where(Batch.owner == owner)) or 0
+def list_batches(session: Session, viewer: Viewer, page: int, per_page: int) -> tuple[list[Batch], int]:
+    """One page of the viewer's batches (an admin's own, not everyone's), newest first, and the total."""
+    mine = Batch.owner_id == viewer.user_id
+    total = session.scalar(select(func.count()).select_from(Batch).where(mine)) or 0
+    page = min(max(1, page), MAX_PAGE)
     batches = session.scalars(
-        select(Batch)
-        .where(Batch.owner == owner)
-        .order_by(Batch.created_at.desc(), Batch.id)
-        .offset((page - 1) * per_page)
-        .limit(per_page)
+        select(Batch).where(mine).order_by(Batch.created_at.desc(), Batch.id).offset((page - 1) * per_page).limit(per_page)
     ).all()
     return list(batches), total
 
@@ -49,6 +52,15 @@ def status_counts(session: Session, batch_ids: list[uuid.UUID]) -> dict[uuid.UUI
         for batch_id, status, count in rows:
             counts[batch_id][status] = count
     return counts
+
+
+def owner_usage(session: Session, owner_id: uuid.UUID) -> tuple[int, int]:
+    """(jobs waiting or running, bytes stored) of one owner: what the quotas limit."""
+    waiting = session.scalar(select(func.count()).select_from(Job).join(Batch)
+                             .where(Batch.owner_id == owner_id, Job.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value])))
+    stored = session.scalar(select(func.coalesce(func.sum(Job.stored_bytes), 0)).select_from(Job).join(Batch)
+                            .where(Batch.owner_id == owner_id))
+    return int(waiting or 0), int(stored or 0)
 
 
 def current_model(session: Session) -> ModelVersion | None:
