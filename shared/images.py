@@ -2,8 +2,12 @@
 
 ``inspect_image`` reads only the header (cheap, used by the web at upload) and rejects what is not a
 PNG or JPEG or is absurdly large in pixels before anything decodes it (a decoder bomb costs nothing).
-``decode_image`` (used by the worker) fully decodes with OpenCV and returns an 8-bit greyscale array:
-chest X-rays are greyscale, colour and alpha channels in the NIH files are an artefact of export.
+``decode_image`` (used by the worker and by training, so both see the same pixels) decodes with OpenCV
+and returns an 8-bit greyscale array at most ``WORKING_SIDE`` pixels on its long side: chest X-rays are
+greyscale (colour and alpha channels in the NIH files are an artefact of export), and nothing downstream
+needs more than a few hundred pixels. Large JPEGs are decoded at 1/2, 1/4 or 1/8 scale directly (the
+format allows it), so a 6000² JPEG never occupies 6000² bytes. The memory a decode needs is known from
+the header (``ImageInfo.decoded_bytes``) and bounded before anything is decoded.
 """
 from __future__ import annotations
 
@@ -15,6 +19,9 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 FORMATS = {"PNG": ("png", "image/png"), "JPEG": ("jpg", "image/jpeg")}
+WORKING_SIDE = 1024  # decoded images are scaled to at most this many pixels on their long side
+# PNG colour type → channels as OpenCV decodes them (palette and grey+alpha come out as BGR(A)).
+PNG_CHANNELS = {0: 1, 2: 3, 3: 4, 4: 4, 6: 4}
 
 
 class ImageError(ValueError):
@@ -22,7 +29,7 @@ class ImageError(ValueError):
 
 
 class ImageTooLarge(ImageError):
-    """The image has more pixels than the service accepts."""
+    """The image has more pixels, or needs more memory to decode, than the service accepts."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +37,7 @@ class ImageInfo:
     format: str  # "PNG" or "JPEG"
     width: int
     height: int
+    decoded_bytes: int  # memory a full decode takes (all channels, 8 or 16 bits each)
 
     @property
     def extension(self) -> str:
@@ -40,13 +48,20 @@ class ImageInfo:
         return FORMATS[self.format][1]
 
 
-def inspect_image(data: bytes, max_pixels: int) -> ImageInfo:
+def _decoded_bytes(data: bytes, fmt: str, mode: str, width: int, height: int) -> int:
+    if fmt == "PNG" and len(data) >= 26:
+        bit_depth, colour_type = data[24], data[25]
+        return width * height * PNG_CHANNELS.get(colour_type, 4) * (2 if bit_depth == 16 else 1)
+    return width * height * max(1, len(mode))  # JPEG: L, RGB, CMYK; 8 bits a sample
+
+
+def inspect_image(data: bytes, max_pixels: int, max_decoded_bytes: int | None = None) -> ImageInfo:
     if not data:
         raise ImageError("the file is empty")
     try:
         # Image.open reads the header only; pixel data is not decoded here.
         with Image.open(io.BytesIO(data)) as image:
-            fmt, (width, height) = image.format, image.size
+            fmt, (width, height), mode = image.format, image.size, image.mode
     except Image.DecompressionBombError:
         raise ImageTooLarge(f"the image is too large: more than {max_pixels:,} pixels") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
@@ -59,7 +74,13 @@ def inspect_image(data: bytes, max_pixels: int) -> ImageInfo:
         raise ImageTooLarge(
             f"the image is too large: {width}x{height} = {width * height:,} pixels, the limit is {max_pixels:,}"
         )
-    return ImageInfo(fmt, width, height)
+    info = ImageInfo(fmt, width, height, _decoded_bytes(data, fmt, mode, width, height))
+    if max_decoded_bytes is not None and info.decoded_bytes > max_decoded_bytes:
+        raise ImageTooLarge(
+            f"the image would need {info.decoded_bytes / 2**20:,.0f} MB of memory to decode ({width}x{height}, "
+            f"colour or 16-bit channels); the limit is {max_decoded_bytes / 2**20:,.0f} MB: send it as 8-bit greyscale"
+        )
+    return info
 
 
 def to_grey8(pixels: np.ndarray) -> np.ndarray:
@@ -84,18 +105,38 @@ def to_grey8(pixels: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(pixels)
 
 
-def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
-    inspect_image(data, max_pixels)
+REDUCED_JPEG = {8: cv2.IMREAD_REDUCED_GRAYSCALE_8, 4: cv2.IMREAD_REDUCED_GRAYSCALE_4, 2: cv2.IMREAD_REDUCED_GRAYSCALE_2}
+
+
+def _read_flag(info: ImageInfo, working_side: int) -> int:
+    """JPEG can be decoded at 1/2, 1/4 or 1/8 scale: the largest reduction that keeps working_side."""
+    if info.format == "JPEG":
+        for factor, flag in REDUCED_JPEG.items():
+            if max(info.width, info.height) // factor >= working_side:
+                return flag
+    return cv2.IMREAD_UNCHANGED
+
+
+def decode_image(data: bytes, max_pixels: int, max_decoded_bytes: int | None = None,
+                 working_side: int = WORKING_SIDE) -> np.ndarray:
+    """8-bit grey pixels, at most working_side on the long side (aspect kept)."""
+    info = inspect_image(data, max_pixels, max_decoded_bytes)
     try:
         # Quiet OpenCV's own warnings: the ImageError below says what went wrong.
         previous = cv2.utils.logging.getLogLevel()
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
         try:
-            pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+            pixels = cv2.imdecode(np.frombuffer(data, np.uint8), _read_flag(info, working_side))
         finally:
             cv2.utils.logging.setLogLevel(previous)
     except cv2.error as exc:
         raise ImageError(f"the image could not be decoded ({exc.err or 'OpenCV error'})") from None
     if pixels is None:
         raise ImageError("the image could not be decoded: the file is damaged or truncated")
-    return to_grey8(pixels)
+    grey = to_grey8(pixels)
+    del pixels  # the full decode can be large; only the working copy lives on
+    height, width = grey.shape
+    if max(height, width) > working_side:
+        scale = working_side / max(height, width)
+        grey = cv2.resize(grey, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
+    return grey

@@ -15,7 +15,7 @@ import datetime as dt
 import uuid
 from typing import Iterable, Sequence
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from shared.models import Batch, Finding, Job, JobStatus, as_utc, utcnow
@@ -37,6 +37,7 @@ class NewJob:
     width: int | None = None
     height: int | None = None
     error: str | None = None
+    stored_bytes: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,12 +56,12 @@ class Timings:
     overlay_ms: float
 
 
-def create_batch(session: Session, owner: str, uploads: Sequence[NewJob]) -> Batch:
+def create_batch(session: Session, owner_id: uuid.UUID, uploads: Sequence[NewJob]) -> Batch:
     """Record a batch and its jobs; jobs rejected at upload are failed at once, the rest queued."""
     if not uploads:
         raise ValueError("a batch needs at least one file")
     now = utcnow()
-    batch = Batch(owner=owner, job_count=len(uploads), created_at=now)
+    batch = Batch(owner_id=owner_id, job_count=len(uploads), created_at=now)
     for position, upload in enumerate(uploads):
         rejected = upload.error is not None
         batch.jobs.append(
@@ -71,6 +72,7 @@ def create_batch(session: Session, owner: str, uploads: Sequence[NewJob]) -> Bat
                 content_sha256=upload.content_sha256,
                 content_type=upload.content_type,
                 size_bytes=upload.size_bytes,
+                stored_bytes=upload.stored_bytes,
                 width=upload.width,
                 height=upload.height,
                 status=(JobStatus.FAILED if rejected else JobStatus.QUEUED).value,
@@ -157,6 +159,10 @@ def return_expired(session: Session, max_attempts: int) -> tuple[list[uuid.UUID]
     return list(requeued), list(failed)
 
 
+def exists(session: Session, job_id: uuid.UUID) -> bool:
+    return session.get(Job, job_id) is not None
+
+
 def claim(session: Session, job_id: uuid.UUID, worker: str, lease_seconds: float) -> Job | None:
     """queued → running for this worker, or None when the job is gone or someone else has it."""
     now = utcnow()
@@ -177,18 +183,24 @@ def claim(session: Session, job_id: uuid.UUID, worker: str, lease_seconds: float
 
 
 def claim_more(session: Session, worker: str, lease_seconds: float, limit: int) -> list[Job]:
-    """Up to ``limit`` more queued jobs, oldest first, claimed for this worker in one statement.
+    """Up to ``limit`` more queued jobs, claimed for this worker in one statement, fairly across owners.
 
+    Round robin: every owner's oldest queued job first, then every owner's second, and so on, so one
+    owner's backlog of thousands delays another owner's single image by about one forward batch.
     Only first attempts are taken: a job that is being retried (its worker crashed or hung) runs alone,
     so an image that crashes its worker never takes the images beside it down with it.
     """
     if limit <= 0:
         return []
     now = utcnow()
-    candidates = (select(Job.id).where(Job.status == JobStatus.QUEUED.value, Job.attempts == 0)
-                  .order_by(Job.created_at, Job.position).limit(limit))
+    turn = func.row_number().over(partition_by=Batch.owner_id, order_by=(Job.created_at, Job.position)).label("turn")
+    ranked = (select(Job.id, turn).join(Batch, Batch.id == Job.batch_id)
+              .where(Job.status == JobStatus.QUEUED.value, Job.attempts == 0)).subquery()
+    candidates = (select(Job.id).join(ranked, ranked.c.id == Job.id)
+                  .order_by(ranked.c.turn, Job.created_at, Job.position).limit(limit))
     if session.get_bind().dialect.name == "postgresql":
-        candidates = candidates.with_for_update(skip_locked=True)
+        # Rows another worker is claiming right now are skipped (and the next ones taken), not waited for.
+        candidates = candidates.with_for_update(skip_locked=True, of=Job)
     picked = session.scalars(candidates).all()
     if not picked:
         return []

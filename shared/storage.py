@@ -57,3 +57,25 @@ class LocalStorage:
 
     def exists(self, key: str) -> bool:
         return self.path(key).is_file()
+
+    def delete(self, key: str) -> None:
+        """Remove a stored file; a missing one is already gone."""
+        try:
+            self.path(key).unlink(missing_ok=True)
+        except OSError as exc:
+            raise StorageError(f"could not delete {key}: {exc.strerror or exc}") from exc
+
+    def delete_job_files(self, job_id: uuid.UUID) -> None:
+        """Everything the worker wrote for one job (its overlays)."""
+        folder = self.root / "overlays" / job_id.hex
+        if folder.is_dir():
+            for path in folder.iterdir():
+                path.unlink(missing_ok=True)
+            folder.rmdir()
+
+    def keys(self, prefix: str) -> list[str]:
+        """Every stored key under a top-level folder (``uploads``, ``overlays``); for checks and clean-up."""
+        base = self.root / prefix
+        if not base.is_dir():
+            return []
+        return sorted(str(p.relative_to(self.root)) for p in base.rglob("*") if p.is_file() and not p.name.startswith(".tmp-"))

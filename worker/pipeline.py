@@ -27,10 +27,11 @@ from celery.exceptions import SoftTimeLimitExceeded
 from shared import jobs
 from shared.config import Settings
 from shared.db import Database, retry_on_disconnect
-from shared.images import ImageError, decode_image
+from shared.images import ImageError, decode_image, inspect_image
 from shared.labels import LABELS
 from shared.model_manifest import Manifest
 from shared.storage import LocalStorage, StorageError, overlay_key
+from worker.budget import DecodeBudget
 from worker.engine import Analysis, InferenceEngine
 from worker.overlay import render_overlay, viewing_base
 
@@ -46,10 +47,13 @@ class WorkerContext:
     manifest: Manifest
     worker_name: str
     pool: concurrent.futures.ThreadPoolExecutor = dataclasses.field(default=None)
+    decode_budget: DecodeBudget = dataclasses.field(default=None)
 
     def __post_init__(self):
         if self.pool is None:
             self.pool = concurrent.futures.ThreadPoolExecutor(max(1, self.settings.io_threads), "xray-io")
+        if self.decode_budget is None:
+            self.decode_budget = DecodeBudget(self.settings.decode_budget_bytes)
 
     @property
     def lease_seconds(self) -> float:
@@ -59,7 +63,8 @@ class WorkerContext:
 @dataclasses.dataclass
 class ImageWork:
     """One claimed job on its way through the worker. ``outcome`` is set once the job reached a final
-    state (or was given back): 'succeeded', 'failed', 'lost' (reassigned meanwhile) or 'released'."""
+    state (or was given back): 'succeeded', 'failed', 'lost' (reassigned meanwhile), 'deleted' (by its
+    owner meanwhile) or 'released'."""
 
     job_id: uuid.UUID
     image_key: str | None
@@ -149,7 +154,10 @@ def _decode(ctx: WorkerContext, work: ImageWork) -> None:
     started = time.perf_counter()
     if work.image_key is None:
         raise StorageError("the job has no stored image")
-    work.grey = decode_image(ctx.storage.get(work.image_key), ctx.settings.max_image_pixels)
+    data = ctx.storage.get(work.image_key)
+    limits = (ctx.settings.max_image_pixels, ctx.settings.max_decoded_bytes)
+    with ctx.decode_budget.reserve(inspect_image(data, *limits).decoded_bytes):
+        work.grey = decode_image(data, *limits)
     work.model_input = ctx.engine.preprocess(work.grey)
     work.decode_ms = (time.perf_counter() - started) * 1000
 
@@ -230,7 +238,12 @@ def _succeed(ctx: WorkerContext, job_id: uuid.UUID, findings, timings: jobs.Timi
     except jobs.InvalidTransition:
         # The lease ran out (e.g. Postgres was away for longer) and the job was handed to another
         # worker: that worker's result is the one recorded. Overlay keys are per job and label,
-        # so the files written here are the same set, not a second one.
+        # so the files written here are the same set, not a second one. Or its owner deleted it
+        # meanwhile: then nothing may stay behind.
+        if not _in_transaction(ctx, f"look up {job_id}", lambda session: jobs.exists(session, job_id)):
+            ctx.storage.delete_job_files(job_id)
+            log.info("job %s was deleted while this worker ran it; its files are removed", job_id)
+            return "deleted"
         log.warning("job %s was reassigned while this worker ran it; its result is discarded", job_id)
         return "lost"
     return "succeeded"

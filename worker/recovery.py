@@ -1,4 +1,5 @@
-"""The recovery loop: return jobs whose lease ran out, and (re)send jobs that sit queued in Postgres.
+"""The recovery loop: return jobs whose lease ran out, (re)send jobs that sit queued in Postgres, and
+delete batches past the retention limit (``XRAY_RETENTION_DAYS``) with their files.
 
 Redis only carries "please work on job X"; Postgres knows every job. So a job whose message was lost
 (broker down at upload, broker restarted without persistence) or whose worker died is found again here.
@@ -10,13 +11,15 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 
 from celery import Celery
 
-from shared import jobs
+from shared import audit, deletion, jobs
 from shared.config import Settings, load_settings
 from shared.db import Database
 from shared.queue import create_celery, dispatch
+from shared.storage import LocalStorage
 
 log = logging.getLogger("recovery")
 
@@ -39,13 +42,42 @@ def recover_once(db: Database, celery: Celery, settings: Settings) -> dict[str, 
     return counts
 
 
+def purge_expired(db: Database, storage: LocalStorage, settings: Settings) -> deletion.Removed:
+    """Batches older than the retention limit, all of whose jobs are final: rows, then files."""
+    total = deletion.Removed()
+    if settings.retention_days <= 0:
+        return total
+    while True:
+        with db.session() as session:
+            removed = deletion.Removed()
+            for batch in deletion.expired_batches(session, settings.retention_days):
+                removed.add(deletion.delete_batch(session, batch))
+            if removed.batches:
+                audit.record(session, "retention_purge", actor="recovery", detail={
+                    "batches": removed.batches, "jobs": removed.jobs, "older_than_days": settings.retention_days})
+        if not removed.batches:
+            return total
+        deletion.remove_files(storage, removed)
+        total.add(removed)
+        log.info("retention: deleted %d batches (%d images) older than %g days", removed.batches, removed.jobs,
+                 settings.retention_days)
+
+
+RETENTION_EVERY_SECONDS = 60.0
+
+
 def run(settings: Settings, stop: threading.Event) -> None:
-    db, celery = Database(settings.database_url), create_celery(settings)
-    log.info("recovery loop every %.1f s (lease %d s, resend after %.0f s, %d attempts)",
-             settings.recovery_interval_seconds, settings.lease, settings.relay_after_seconds, settings.max_attempts)
+    db, celery, storage = Database(settings.database_url), create_celery(settings), LocalStorage(settings.storage_dir)
+    log.info("recovery loop every %.1f s (lease %d s, resend after %.0f s, %d attempts, retention %g days)",
+             settings.recovery_interval_seconds, settings.lease, settings.relay_after_seconds, settings.max_attempts,
+             settings.retention_days)
+    last_purge = -RETENTION_EVERY_SECONDS
     while not stop.is_set():
         try:
             recover_once(db, celery, settings)
+            if time.monotonic() - last_purge >= RETENTION_EVERY_SECONDS:
+                purge_expired(db, storage, settings)
+                last_purge = time.monotonic()
         except Exception as exc:  # Postgres or Redis away: try again next round
             log.warning("recovery round failed (%s: %s); retrying", type(exc).__name__, exc)
         stop.wait(settings.recovery_interval_seconds)
