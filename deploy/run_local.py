@@ -117,20 +117,28 @@ def _web_answers(address: str) -> bool:
         return False
 
 
-def _prepare() -> str:
-    """Migrate the database and check the model the worker will serve; returns a one-line summary."""
-    from shared.config import load_settings
+def _prepare() -> tuple[str, str]:
+    """Migrate the database, check the model the worker will serve, make sure the secret key and the local
+    admin exist; returns a one-line model summary and a one-time sign-in secret for the admin."""
+    from shared import accounts
+    from shared.config import ConfigError, load_settings, web_secret_key
+    from shared.db import Database
     from shared.migrate import upgrade
     from shared.model_manifest import ArtifactError, read_manifest
 
     settings = load_settings()
-    upgrade(settings.database_url)
     try:
+        web_secret_key(settings)  # generated once into var/ (0600) for the embedded run; else must be set
         manifest = read_manifest(settings.model_dir)
-    except ArtifactError as exc:
+    except (ArtifactError, ConfigError) as exc:
         sys.exit(f"cannot start: {exc}")
+    upgrade(settings.database_url)
+    db = Database(settings.database_url)
+    with db.session() as session:
+        secret = accounts.create_sign_in_link(session, accounts.ensure_local_admin(session))
+    db.engine.dispose()
     trained = "" if manifest.trained else " (UNTRAINED: its predictions are meaningless)"
-    return f"{manifest.name} {manifest.version}{trained}"
+    return f"{manifest.name} {manifest.version}{trained}", secret
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -145,16 +153,16 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda *_: stopping.set())
     with Terminal():
-        model = _prepare()
+        model, secret = _prepare()
         print(f"Starting the web, a worker and the recovery loop; model {model}; logs in {log_dir}/", flush=True)
         processes = [Process(name, command, log_dir / f"{name}.log", args.verbose)
                      for name, command in read_procfile(PROCFILE).items()]
-        status = _supervise(processes, address, stopping)
+        status = _supervise(processes, address, stopping, f"http://{address}/signin/link/{secret}")
         _stop(processes, stopping)
     return status
 
 
-def _supervise(processes: list[Process], address: str, stopping: threading.Event) -> int:
+def _supervise(processes: list[Process], address: str, stopping: threading.Event, sign_in: str) -> int:
     """Wait for readiness, print the address, then run until Ctrl-C or a process exits by itself."""
     worker = next(p for p in processes if p.name == "worker")
     announced = False
@@ -167,7 +175,8 @@ def _supervise(processes: list[Process], address: str, stopping: threading.Event
             return 1
         if not announced and " serves " in worker.text() and _web_answers(address):
             announced = True
-            print(f"\nReady. Open http://{address} in a browser.  (Ctrl-C stops it all)", flush=True)
+            print(f"\nReady at http://{address} (Ctrl-C stops it all). Sign in as the local admin with this "
+                  f"one-time link:\n    {sign_in}", flush=True)
     return 0
 
 

@@ -7,7 +7,7 @@ import logging
 
 from flask import Flask
 
-from shared.config import Settings, load_settings
+from shared.config import Settings, load_settings, web_secret_key
 from shared.db import Database
 from shared.queue import create_celery
 from shared.storage import LocalStorage
@@ -18,7 +18,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     """Wiring only: defaults, then the environment (load_settings), then the test's overrides.
 
     Keys of ``test_config`` that name a Settings field (lower case) override that setting; the rest go
-    into Flask's config (TESTING, WTF_CSRF_ENABLED, ...).
+    into Flask's config (TESTING, WTF_CSRF_ENABLED, ...). Refuses to start without a safe secret key
+    outside the embedded run (shared.config.web_secret_key says what to set).
     """
     test_config = dict(test_config or {})
     setting_names = {field.name for field in dataclasses.fields(Settings)}
@@ -26,12 +27,10 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     app = Flask(__name__)
     app.config.update(
-        SECRET_KEY=settings.secret_key,
+        SECRET_KEY=web_secret_key(settings),
         MAX_CONTENT_LENGTH=settings.max_request_bytes,
         MAX_FORM_PARTS=settings.max_files_per_batch * 2 + 100,
-        WTF_CSRF_TIME_LIMIT=None,
     )
-    app.config.update(test_config)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     app.extensions["xray"] = Services(
@@ -41,13 +40,19 @@ def create_app(test_config: dict | None = None) -> Flask:
         celery=create_celery(settings),
     )
 
-    from web import api, errors, pages, security
+    from web import admin, api, auth, errors, pages, security
 
-    security.csrf.init_app(app)
+    security.init_app(app, settings)
+    app.config.update(test_config)
+    auth.init_app(app)
     app.register_blueprint(pages.blueprint)
+    app.register_blueprint(admin.blueprint)
     app.register_blueprint(api.blueprint, url_prefix="/api/v1")
     app.add_url_rule("/healthz", view_func=api.healthz)  # where load balancers look by convention
-    security.csrf.exempt(api.blueprint)  # API clients send no browser cookies; tokens come with accounts
+    # The API authenticates every request itself (tokens, or a session with an Origin check and a CSRF
+    # header: web/security.py), so the form CSRF check, which wants a form field, stays off it.
+    security.csrf.exempt(api.blueprint)
+    app.extensions["xray_limiter"] = security.init_limits(app, settings)
     errors.register(app)
     pages.register_template_globals(app)
     return app

@@ -1,19 +1,33 @@
-"""HTTP API, ``/api/v1``: submit batches, read batches and jobs, fetch images and overlays."""
+"""HTTP API, ``/api/v1``: submit, read and delete batches and jobs, fetch images and overlays.
+
+Every route but the health check needs a bearer token or a signed-in session (web/auth.py) and sees only
+its owner's items (admins: everyone's, audited); another owner's id answers 404 like a missing one.
+"""
 from __future__ import annotations
 
 from flask import Blueprint, jsonify, request, send_file, url_for
 from sqlalchemy import text
 
 from shared import queries
+from shared.queries import MAX_PAGE
 from shared.storage import StorageError
+from web.audit import audit_access
+from web.auth import authenticate_api
 from web.errors import ApiError
-from web.ids import not_found, parse_id
-from web.security import current_owner
+from web.owned import delete_owned_batch, delete_owned_job, owned_batch, owned_job
+from web.security import current_viewer
 from web.serializers import DISCLAIMER, batch_json, counts_json, iso, job_json, model_json
 from web.services import services
 from web.uploads import submit_batch
 
 blueprint = Blueprint("api", __name__)
+PRIVATE = "private, no-store"  # X-rays are patient data: never kept by a browser or proxy cache
+
+
+@blueprint.before_request
+def _authenticate():
+    if request.endpoint != "api.healthz":
+        authenticate_api()
 
 
 def _with_model_notice(session, body: dict) -> dict:
@@ -27,20 +41,19 @@ def _with_model_notice(session, body: dict) -> dict:
     return {**body, "served_model": served, "warnings": warnings, "disclaimer": DISCLAIMER}
 
 
-def _load_job(session, job_id: str):
-    job = queries.get_job(session, current_owner(), parse_id(job_id, "job"))
-    if job is None:
-        raise not_found("job", job_id)
-    return job
+def _page_args() -> tuple[int, int]:
+    page = min(max(1, request.args.get("page", 1, type=int)), MAX_PAGE)
+    per_page = min(100, max(1, request.args.get("per_page", services().settings.history_page_size, type=int)))
+    return page, per_page
 
 
 @blueprint.post("/batches")
 def create_batch():
     """Multipart upload: one or many files in the 'files' field (or 'file'). Answers 202."""
     files = request.files.getlist("files") + request.files.getlist("file")
-    batch_id = submit_batch(files)
+    batch_id = submit_batch(files, current_viewer())
     with services().db.session() as session:
-        body = _with_model_notice(session, batch_json(queries.get_batch(session, current_owner(), batch_id)))
+        body = _with_model_notice(session, batch_json(queries.get_batch(session, current_viewer(), batch_id)))
     response = jsonify(body)
     response.status_code = 202
     response.headers["Location"] = url_for("api.get_batch", batch_id=batch_id)
@@ -49,37 +62,54 @@ def create_batch():
 
 @blueprint.get("/batches")
 def list_batches():
-    page = max(1, request.args.get("page", 1, type=int))
-    per_page = min(100, max(1, request.args.get("per_page", services().settings.history_page_size, type=int)))
+    page, per_page = _page_args()
     with services().db.session() as session:
-        batches, total = queries.list_batches(session, current_owner(), page, per_page)
+        batches, total = queries.list_batches(session, current_viewer(), page, per_page)
         counts = queries.status_counts(session, [b.id for b in batches])
         items = [
             {"id": str(b.id), "created_at": iso(b.created_at), **counts_json(counts[b.id], b.job_count),
              "url": url_for("api.get_batch", batch_id=b.id)}
             for b in batches
         ]
-        body = _with_model_notice(session, {"batches": items, "page": page, "per_page": per_page, "total": total})
+        pages = max(1, -(-total // per_page))
+        body = {"batches": items, "page": page, "per_page": per_page, "total": total, "pages": pages}
+        if page > pages:
+            body["warnings"] = [f"page {page} is past the last page ({pages})"]
+        body = _with_model_notice(session, body)
     return jsonify(body)
 
 
 @blueprint.get("/batches/<batch_id>")
 def get_batch(batch_id: str):
     with services().db.session() as session:
-        batch = queries.get_batch(session, current_owner(), parse_id(batch_id, "batch"))
-        if batch is None:
-            raise not_found("batch", batch_id)
+        batch = owned_batch(session, batch_id)
+        audit_access(session, "view", "batch", batch.id, batch.owner_id)
         return jsonify(_with_model_notice(session, batch_json(batch)))
+
+
+@blueprint.delete("/batches/<batch_id>")
+def delete_batch(batch_id: str):
+    """The batch, its jobs, findings, uploads and overlays; answers 204."""
+    delete_owned_batch(batch_id)
+    return "", 204
 
 
 @blueprint.get("/jobs/<job_id>")
 def get_job(job_id: str):
     with services().db.session() as session:
-        job = _load_job(session, job_id)
+        job = owned_job(session, job_id)
+        audit_access(session, "view", "job", job.id, job.batch.owner_id)
         body = job_json(job, detail=True)
         if job.model and job.model.trained is False:
             body["warnings"] = [body["model"]["warning"]]
         return jsonify(_with_model_notice(session, body))
+
+
+@blueprint.delete("/jobs/<job_id>")
+def delete_job(job_id: str):
+    """One image with its results and files (its batch too if it was the last); answers 204."""
+    delete_owned_job(job_id)
+    return "", 204
 
 
 def _send_stored(key: str, mimetype: str):
@@ -87,17 +117,18 @@ def _send_stored(key: str, mimetype: str):
         path = services().storage.path(key)
         if not path.is_file():
             raise StorageError(f"stored file {key} is missing")
-    except StorageError as exc:
-        raise ApiError(404, str(exc)) from None
-    response = send_file(path, mimetype=mimetype, max_age=3600)
-    response.headers["X-Content-Type-Options"] = "nosniff"
+    except StorageError:
+        raise ApiError(404, "the stored file is missing") from None
+    response = send_file(path, mimetype=mimetype, conditional=False, etag=False)
+    response.headers["Cache-Control"] = PRIVATE
     return response
 
 
 @blueprint.get("/jobs/<job_id>/image")
 def job_image(job_id: str):
     with services().db.session() as session:
-        job = _load_job(session, job_id)
+        job = owned_job(session, job_id)
+        audit_access(session, "download", "job", job.id, job.batch.owner_id)
     if not job.image_key:
         raise ApiError(404, "this job has no stored image (the upload was rejected)")
     return _send_stored(job.image_key, job.content_type or "application/octet-stream")
@@ -106,7 +137,8 @@ def job_image(job_id: str):
 @blueprint.get("/jobs/<job_id>/overlays/<label>")
 def job_overlay(job_id: str, label: str):
     with services().db.session() as session:
-        job = _load_job(session, job_id)
+        job = owned_job(session, job_id)
+        audit_access(session, "download", "job", job.id, job.batch.owner_id)
     finding = next((f for f in job.findings if f.label == label), None)
     if finding is None or not finding.overlay_key:
         raise ApiError(404, f"job {job_id} has no heatmap overlay for {label!r}")
@@ -122,7 +154,7 @@ def current_model():
 
 @blueprint.get("/healthz")
 def healthz():
-    """Liveness and readiness: the database answers."""
+    """Liveness and readiness: the database answers. Needs no authentication (load balancers ask it)."""
     try:
         with services().db.session() as session:
             session.execute(text("SELECT 1"))

@@ -1,20 +1,30 @@
-"""Pages for people: upload, batch (polls the API), job, history."""
+"""Pages for people: upload, batch (polls the API), job, history, delete. All need a signed-in user."""
 from __future__ import annotations
 
 import math
 
-from flask import Blueprint, Flask, redirect, render_template, request, url_for
+from flask import Blueprint, Flask, flash, redirect, render_template, request, url_for
+from flask_login import current_user
 
 from shared import queries
 from shared.labels import display_name
-from web.security import current_owner
 from shared.model_manifest import UNTRAINED_WARNING
-from web.ids import not_found, parse_id
+from shared.queries import MAX_PAGE
+from web.audit import audit_access
+from web.auth import login_manager
+from web.owned import delete_owned_batch, delete_owned_job, owned_batch, owned_job
+from web.security import current_viewer
 from web.serializers import DISCLAIMER, counts_json
 from web.services import services
 from web.uploads import submit_batch
 
 blueprint = Blueprint("pages", __name__)
+
+
+@blueprint.before_request
+def _signed_in():
+    if not current_user.is_authenticated:
+        return login_manager.unauthorized()  # to the sign-in page, then back here
 
 
 def register_template_globals(app: Flask) -> None:
@@ -37,16 +47,15 @@ def upload_page():
 
 @blueprint.post("/batches")
 def upload_form():
-    batch_id = submit_batch(request.files.getlist("files"))
+    batch_id = submit_batch(request.files.getlist("files"), current_viewer())
     return redirect(url_for("pages.batch_page", batch_id=batch_id), code=303)
 
 
 @blueprint.get("/batches/<batch_id>")
 def batch_page(batch_id: str):
     with services().db.session() as session:
-        batch = queries.get_batch(session, current_owner(), parse_id(batch_id, "batch"))
-        if batch is None:
-            raise not_found("batch", batch_id)
+        batch = owned_batch(session, batch_id)
+        audit_access(session, "view", "batch", batch.id, batch.owner_id)
         created = batch.created_at
     return render_template("batch.html", batch_id=batch_id, created_at=created)
 
@@ -54,18 +63,50 @@ def batch_page(batch_id: str):
 @blueprint.get("/jobs/<job_id>")
 def job_page(job_id: str):
     with services().db.session() as session:
-        job = queries.get_job(session, current_owner(), parse_id(job_id, "job"))
-        if job is None:
-            raise not_found("job", job_id)
+        job = owned_job(session, job_id)
+        audit_access(session, "view", "job", job.id, job.batch.owner_id)
         return render_template("job.html", job=job)
+
+
+@blueprint.get("/batches/<batch_id>/delete")
+def confirm_delete_batch(batch_id: str):
+    with services().db.session() as session:
+        batch = owned_batch(session, batch_id)
+        return render_template("delete.html", what="batch", item=batch, images=batch.job_count,
+                               action=url_for("pages.delete_batch", batch_id=batch.id),
+                               cancel=url_for("pages.batch_page", batch_id=batch.id))
+
+
+@blueprint.post("/batches/<batch_id>/delete")
+def delete_batch(batch_id: str):
+    removed = delete_owned_batch(batch_id)
+    flash(f"Deleted the batch and its {removed.jobs} image(s), with their results and heatmaps.", "info")
+    return redirect(url_for("pages.history_page"), code=303)
+
+
+@blueprint.get("/jobs/<job_id>/delete")
+def confirm_delete_job(job_id: str):
+    with services().db.session() as session:
+        job = owned_job(session, job_id)
+        return render_template("delete.html", what="image", item=job, images=1,
+                               action=url_for("pages.delete_job", job_id=job.id),
+                               cancel=url_for("pages.job_page", job_id=job.id))
+
+
+@blueprint.post("/jobs/<job_id>/delete")
+def delete_job(job_id: str):
+    removed = delete_owned_job(job_id)
+    flash("Deleted the image with its results and heatmaps.", "info")
+    target = url_for("pages.batch_page", batch_id=removed.batch_id) if removed.batch_id else url_for("pages.history_page")
+    return redirect(target, code=303)
 
 
 @blueprint.get("/history")
 def history_page():
     per_page = services().settings.history_page_size
-    page = max(1, request.args.get("page", 1, type=int))
+    page = min(max(1, request.args.get("page", 1, type=int)), MAX_PAGE)
     with services().db.session() as session:
-        batches, total = queries.list_batches(session, current_owner(), page, per_page)
+        batches, total = queries.list_batches(session, current_viewer(), page, per_page)
         counts = queries.status_counts(session, [b.id for b in batches])
         rows = [{"batch": b, **counts_json(counts[b.id], b.job_count)} for b in batches]
     pages = max(1, math.ceil(total / per_page))

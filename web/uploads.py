@@ -1,8 +1,9 @@
-"""Accepting uploads: check each file by content, store it, record the batch, then enqueue.
+"""Accepting uploads: check each file by content, keep only its pixels, record the batch, then enqueue.
 
 Order matters: the job rows are committed before anything is enqueued, so a worker never receives an
 id it cannot find, and a broker outage leaves jobs queued in the database instead of losing them.
-One bad file becomes one failed job; it never rejects the files beside it.
+One bad file becomes one failed job; it never rejects the files beside it. If recording the batch
+fails, the bytes already stored for it are removed again: no file without a row.
 """
 from __future__ import annotations
 
@@ -10,16 +11,39 @@ import dataclasses
 import hashlib
 import uuid
 
-from werkzeug.datastructures import FileStorage
+import werkzeug.formparser
+from flask import request
+from werkzeug.datastructures import FileStorage, Headers
+from werkzeug.sansio.multipart import HEADER_CONTINUATION_RE, MultipartDecoder
 
-from shared import jobs
+from shared import jobs, queries
+from shared.accounts import Viewer
 from shared.images import ImageError, ImageTooLarge, inspect_image
 from shared.models import JobStatus
+from shared.privacy import MetadataError, clean_filename, strip_metadata
 from shared.queue import dispatch
 from shared.storage import StorageError, upload_key
+from web.audit import audit
 from web.errors import ApiError, human_size
-from web.security import current_owner
 from web.services import services
+
+
+class TolerantMultipartDecoder(MultipartDecoder):
+    """Werkzeug decodes part headers as strict UTF-8 and, on one bad byte in one file name, silently drops
+    the whole form ("no files were sent"). Here a bad byte becomes U+FFFD and only that name suffers."""
+
+    def _parse_headers(self, data) -> Headers:
+        data = HEADER_CONTINUATION_RE.sub(b" ", data)
+        headers = []
+        for line in data.splitlines():
+            line = line.strip(b" \t")
+            if line:
+                name, _, value = line.decode("utf-8", "replace").partition(":")
+                headers.append((name.strip(" \t"), value.strip(" \t")))
+        return Headers(headers)
+
+
+werkzeug.formparser.MultipartDecoder = TolerantMultipartDecoder  # the name MultiPartParser.parse looks up
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,7 +56,7 @@ class Upload:
 
 def _accept(file: FileStorage) -> Upload:
     settings, storage = services().settings, services().storage
-    name = (file.filename or "unnamed").replace("\\", "/").rsplit("/", 1)[-1] or "unnamed"
+    name = clean_filename(file.filename)
     data = file.stream.read(settings.max_file_bytes + 1)
     digest = hashlib.sha256(data).hexdigest()
     if len(data) > settings.max_file_bytes:
@@ -40,19 +64,46 @@ def _accept(file: FileStorage) -> Upload:
         return Upload(jobs.NewJob(name, digest, len(data), error=f"the file is larger than the {limit} limit per image"),
                       too_large=True)
     try:
-        info = inspect_image(data, settings.max_image_pixels)
+        info = inspect_image(data, settings.max_image_pixels, settings.max_decoded_bytes)
+        kept = data if settings.keep_originals else strip_metadata(data, info.format)
     except ImageError as exc:
         return Upload(jobs.NewJob(name, digest, len(data), error=str(exc)), too_large=isinstance(exc, ImageTooLarge))
+    except MetadataError as exc:
+        return Upload(jobs.NewJob(name, digest, len(data),
+                                  error=f"the image could not be decoded: the file is damaged or truncated ({exc})"))
     key = upload_key(info.extension)
     try:
-        storage.put(key, data)
+        storage.put(key, kept)
     except StorageError as exc:
-        raise ApiError(503, f"the upload could not be stored ({exc}); try again later") from exc
+        raise ApiError(503, "the upload could not be stored; try again later") from exc
     return Upload(jobs.NewJob(name, digest, len(data), image_key=key, content_type=info.content_type,
-                              width=info.width, height=info.height))
+                              width=info.width, height=info.height, stored_bytes=len(kept)))
 
 
-def submit_batch(files: list[FileStorage]) -> uuid.UUID:
+def _check_quota(viewer: Viewer, files: int) -> None:
+    settings = services().settings
+    with services().db.session() as session:
+        waiting, stored = queries.owner_usage(session, viewer.user_id)
+    if waiting + files > settings.quota_queued_jobs:
+        raise ApiError(429, f"you have {waiting} images waiting or running; at most {settings.quota_queued_jobs} may "
+                            "wait at once: send these when some have finished", headers={"Retry-After": "60"})
+    incoming = request.content_length or 0  # an upper bound of what this request would add
+    if stored + incoming > settings.quota_stored_bytes:
+        raise ApiError(413, f"your stored images take {human_size(stored)} and this upload up to "
+                            f"{human_size(incoming)}; your quota is {human_size(settings.quota_stored_bytes)}: "
+                            "delete old batches first")
+
+
+def _remove_stored(uploads: list[Upload]) -> None:
+    for upload in uploads:
+        if upload.job.image_key:
+            try:
+                services().storage.delete(upload.job.image_key)
+            except StorageError:
+                pass
+
+
+def submit_batch(files: list[FileStorage], viewer: Viewer) -> uuid.UUID:
     """Store, record and enqueue; returns the batch id. Raises ApiError when nothing can be accepted."""
     settings = services().settings
     files = [f for f in files if f and (f.filename or f.content_length)]
@@ -60,20 +111,26 @@ def submit_batch(files: list[FileStorage]) -> uuid.UUID:
         raise ApiError(400, "no files were sent: attach one or more PNG or JPEG images in the 'files' field")
     if len(files) > settings.max_files_per_batch:
         raise ApiError(400, f"{len(files)} files were sent; a batch may hold at most {settings.max_files_per_batch}")
-    uploads = [_accept(f) for f in files]
-    accepted = [upload.job for upload in uploads]
-    if all(job.error for job in accepted):
-        details = [{"filename": job.original_filename, "error": job.error} for job in accepted]
-        too_large = all(upload.too_large for upload in uploads)
-        summary = "; ".join(f"{d['filename']}: {d['error']}" for d in details[:5])
-        raise ApiError(413 if too_large else 415, f"none of the files can be analysed ({summary})", details)
-
-    db = services().db
-    with db.session() as session:
-        batch = jobs.create_batch(session, current_owner(), accepted)
-        batch_id = batch.id
-        queued = [job.id for job in batch.jobs if job.status == JobStatus.QUEUED.value]
+    _check_quota(viewer, len(files))
+    uploads: list[Upload] = []
+    try:
+        for file in files:
+            uploads.append(_accept(file))
+        accepted = [upload.job for upload in uploads]
+        if all(job.error for job in accepted):
+            details = [{"filename": job.original_filename, "error": job.error} for job in accepted]
+            too_large = all(upload.too_large for upload in uploads)
+            summary = "; ".join(f"{d['filename']}: {d['error']}" for d in details[:5])
+            raise ApiError(413 if too_large else 415, f"none of the files can be analysed ({summary})", details)
+        with services().db.session() as session:
+            batch = jobs.create_batch(session, viewer.user_id, accepted)
+            batch_id = batch.id
+            queued = [job.id for job in batch.jobs if job.status == JobStatus.QUEUED.value]
+            audit(session, "upload", "batch", batch_id, detail={"images": len(accepted), "queued": len(queued)})
+    except BaseException:
+        _remove_stored(uploads)
+        raise
     sent = dispatch(services().celery, queued)
-    with db.session() as session:
+    with services().db.session() as session:
         jobs.mark_dispatched(session, sent)
     return batch_id
