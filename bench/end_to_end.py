@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -25,10 +26,10 @@ PG = os.environ.get("XRAY_BENCH_PG", "postgresql+psycopg2://postgres@127.0.0.1:5
 REDIS = os.environ.get("XRAY_BENCH_REDIS", "redis://127.0.0.1:6379/0")
 
 
-def post(url: str, files: list[Path]) -> None:
+def post(url: str, files: list[Path], token: str) -> None:
     from tests.helpers import post_images
 
-    status, _, _ = post_images(url, [(p.name, p.read_bytes()) for p in files], timeout=120)
+    status, _, _ = post_images(url, [(p.name, p.read_bytes()) for p in files], timeout=120, token=token)
     assert status == 202, status
 
 
@@ -74,7 +75,7 @@ def run(stack_env, base_url, engine_url, workers: int, paths, cores: int, workdi
         before = conn.execute(sa.text("SELECT count(*) FROM jobs")).scalar()
     started = time.time()
     for i in range(0, len(paths), 50):
-        post(base_url + "/api/v1/batches", paths[i:i + 50])
+        post(base_url + "/api/v1/batches", paths[i:i + 50], stack_env["XRAY_BENCH_TOKEN"])
     uploaded = time.time() - started
     total = before + len(paths)
     while True:
@@ -111,7 +112,7 @@ def main() -> None:
     import sqlalchemy as sa
 
     from shared.migrate import upgrade
-    from tests.helpers import free_port
+    from tests.helpers import api_token, free_port
 
     cores = os.cpu_count() or 1
     database = f"xray_bench_{uuid.uuid4().hex[:8]}"
@@ -128,8 +129,10 @@ def main() -> None:
             port = free_port()
             env = {**os.environ, "DATABASE_URL": url, "CELERY_BROKER_URL": REDIS, "XRAY_QUEUE": f"bench-{database}",
                    "XRAY_VAR_DIR": str(workdir), "XRAY_STORAGE_DIR": str(workdir / "storage"),
-                   "XRAY_MODEL_DIR": str(artifact), "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
-            web = start([sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2",
+                   "XRAY_MODEL_DIR": str(artifact), "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2",
+                   "XRAY_SECRET_KEY": secrets.token_urlsafe(48)}
+            env["XRAY_BENCH_TOKEN"] = api_token(url, "bench")
+            web = start([sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "--bind", f"127.0.0.1:{port}", "--workers", "2",
                          "--threads", "4", "web:create_app()"], env, workdir / "web.log")
             recovery = start([sys.executable, "-m", "worker.recovery"], env, workdir / "recovery.log")
             base = f"http://127.0.0.1:{port}"

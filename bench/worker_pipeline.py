@@ -46,7 +46,7 @@ def hobby_baseline(model, paths, size: int) -> float:
 
 
 def our_pipeline(artifact: Path, paths, batch: int, workdir: Path) -> tuple[float, dict]:
-    from shared import jobs
+    from shared import accounts, jobs
     from shared.config import load_settings
     from shared.migrate import upgrade
     from shared.storage import upload_key
@@ -65,7 +65,8 @@ def our_pipeline(artifact: Path, paths, batch: int, workdir: Path) -> tuple[floa
         ctx.storage.put(key, data)
         uploads.append(jobs.NewJob(path.name, hashlib.sha256(data).hexdigest(), len(data), image_key=key))
     with ctx.db.session() as session:
-        ids = [job.id for job in jobs.create_batch(session, "bench", uploads).jobs]
+        owner = accounts.create_user(session, "bench", None).id
+        ids = [job.id for job in jobs.create_batch(session, owner, uploads).jobs]
     started = time.perf_counter()
     outcomes = {}
     for job_id in ids:  # one message per job, as the queue delivers them; claimed jobs are skipped fast

@@ -7,7 +7,7 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from tests.helpers import PG_SERVER, REDIS_URL, WorkerProcess, service_env
+from tests.helpers import PG_SERVER, REDIS_URL, TEST_SECRET_KEY, TokenClient, WorkerProcess, api_token, service_env
 
 
 def _admin_engine():
@@ -80,6 +80,7 @@ def pg_stack(tmp_path_factory, pg_url, redis_queue, tiny_model):
         "var_dir": var_dir,
         "storage_dir": var_dir / "storage",
         "model_dir": tiny_model,
+        "secret_key": TEST_SECRET_KEY,
     }
     env = service_env(
         DATABASE_URL=pg_url, CELERY_BROKER_URL=broker, XRAY_QUEUE=queue, XRAY_VAR_DIR=str(var_dir),
@@ -100,6 +101,17 @@ def pg_app(pg_stack):
     return create_app({**pg_stack, "TESTING": True, "WTF_CSRF_ENABLED": False})
 
 
+@pytest.fixture(scope="session")
+def alice_token(pg_url):
+    return api_token(pg_url, "alice")
+
+
+@pytest.fixture(scope="session")
+def bob_token(pg_url):
+    return api_token(pg_url, "bob")
+
+
 @pytest.fixture()
-def pg_client(pg_app):
-    return pg_app.test_client()
+def pg_client(pg_app, alice_token):
+    """The API as alice, with her token."""
+    return TokenClient(pg_app.test_client(), alice_token)

@@ -124,15 +124,18 @@ def decode_image_bytes(data: bytes) -> np.ndarray:
     return image
 
 
-def post_images(url: str, files: list[tuple[str, bytes]], timeout: float = 30) -> tuple[int, dict, dict]:
+def post_images(url: str, files: list[tuple[str, bytes]], timeout: float = 30, token: str | None = None
+                ) -> tuple[int, dict, dict]:
     """POST files as multipart/form-data ('files' field) over real HTTP; returns status, headers, JSON."""
     boundary = uuid.uuid4().hex
     body = b"".join(
         (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{name}\"\r\n"
          "Content-Type: image/png\r\n\r\n").encode() + data + b"\r\n" for name, data in files
     ) + f"--{boundary}--\r\n".encode()
-    request = urllib.request.Request(url, data=body, method="POST",
-                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, data=body, method="POST", headers=headers)
     with urllib.request.urlopen(request, timeout=timeout) as response:
         return response.status, dict(response.headers), json.load(response)
 
@@ -140,3 +143,55 @@ def post_images(url: str, files: list[tuple[str, bytes]], timeout: float = 30) -
 def multipart(files: list[tuple[str, bytes]], field: str = "files") -> dict:
     """Flask test-client form data for several files in one field."""
     return {field: [(io.BytesIO(data), name) for name, data in files]}
+
+
+TEST_SECRET_KEY = "test-secret-key-" + "x" * 40  # web apps in tests: long enough for web_secret_key
+
+
+def ensure_user(session, username: str = "alice", role: str = "member", password: str | None = None):
+    """The user of that name (created when missing): owners for batches made directly in the database."""
+    from shared import accounts
+    from shared.models import Role
+
+    user = accounts.find_user(session, username)
+    if user is None:
+        user = accounts.create_user(session, username, password, Role(role))
+    elif password is not None:
+        accounts.set_password(session, user, password)
+    return user
+
+
+def api_token(database_url: str, username: str = "alice", role: str = "member", days: float | None = 1) -> str:
+    """A fresh API token for that user (created when missing)."""
+    from shared import accounts
+    from shared.db import Database
+
+    database = Database(database_url)
+    try:
+        with database.session() as session:
+            _, token = accounts.create_token(session, ensure_user(session, username, role), "tests", expires_in_days=days)
+    finally:
+        database.engine.dispose()
+    return token
+
+
+class TokenClient:
+    """A Flask test client that sends an API token with every request."""
+
+    def __init__(self, client, token: str):
+        self.client, self.token = client, token
+
+    def _headers(self, kwargs):
+        return {"Authorization": f"Bearer {self.token}", **kwargs.pop("headers", {})}
+
+    def open(self, *args, **kwargs):
+        return self.client.open(*args, headers=self._headers(kwargs), **kwargs)
+
+    def get(self, *args, **kwargs):
+        return self.client.get(*args, headers=self._headers(kwargs), **kwargs)
+
+    def post(self, *args, **kwargs):
+        return self.client.post(*args, headers=self._headers(kwargs), **kwargs)
+
+    def delete(self, *args, **kwargs):
+        return self.client.delete(*args, headers=self._headers(kwargs), **kwargs)

@@ -58,3 +58,10 @@ def test_redis_keeps_queued_jobs_and_never_evicts_them():
 def test_the_web_image_installs_no_tensorflow():
     web_stage = DOCKERFILE.split("AS web", 1)[1].split("FROM", 1)[0]
     assert "pip install -c constraints.txt ." in web_stage and "[worker]" not in web_stage
+
+
+def test_the_stack_will_not_start_without_a_secret_key_and_recovery_reaches_the_files():
+    env = SERVICES["web"]["environment"]
+    assert env["XRAY_SECRET_KEY"].startswith("${XRAY_SECRET_KEY:?")  # compose refuses to start without it
+    assert "data:/data" in SERVICES["recovery"]["volumes"]  # retention deletes files too
+    assert "deploy/gunicorn.conf.py" in DOCKERFILE.split("AS web", 1)[1].split("FROM", 1)[0]

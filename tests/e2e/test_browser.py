@@ -1,21 +1,28 @@
-"""A person in a real browser: choose files, submit the form, watch the batch page fill in."""
+"""A person in a real browser: sign in, choose files, submit the form, watch the batch page fill in; and a
+page on another origin that tries to upload with the person's cookies."""
+import http.server
 import threading
+import uuid
 
 import pytest
+import sqlalchemy as sa
 from werkzeug.serving import make_server
 
-from tests.helpers import FIXTURES, REPO, corrupt_png, free_port
+from tests.helpers import FIXTURES, REPO, corrupt_png, ensure_user, free_port, wait_until
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = REPO / "test-artifacts"
 
 
+PASSWORD = "a long enough password"
+
+
 @pytest.fixture()
 def live_server(pg_stack):
     from web import create_app
 
-    app = create_app(dict(pg_stack))  # CSRF on, as in production
+    app = create_app({**pg_stack, "RATELIMIT_KEY_PREFIX": f"t-{uuid.uuid4().hex}"})  # CSRF on, as in production
     port = free_port()
     server = make_server("127.0.0.1", port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -40,13 +47,35 @@ def page():
         browser.close()
 
 
+def images_loaded(page, selector: str) -> None:
+    """Wait until every image the selector finds has loaded. Polled from here: the pages' CSP forbids the
+    string evaluation Playwright's wait_for_function uses, and the tests keep the CSP on."""
+    script = f"[...document.querySelectorAll({selector!r})].every(i => i.complete && i.naturalWidth > 0)"
+    wait_until(lambda: page.evaluate(script), 30, interval=0.1, message=f"{selector} images to load")
+
+
+def sign_in(page, base: str, username: str, pg_url: str) -> None:
+    from shared.db import Database
+
+    database = Database(pg_url)
+    with database.session() as session:
+        ensure_user(session, username, password=PASSWORD)
+    database.engine.dispose()
+    page.goto(base + "/")
+    assert "/signin" in page.url  # pages need a signed-in user
+    page.fill("#username", username)
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(base + "/")
+
+
 @pytest.mark.browser
-def test_upload_through_the_form_and_watch_results_arrive(live_server, page, tmp_path):
+def test_upload_through_the_form_and_watch_results_arrive(live_server, page, tmp_path, pg_url):
     broken = tmp_path / "broken.png"
     broken.write_bytes(corrupt_png())
     good = sorted((FIXTURES / "nih64").glob("*.png"))[:2]
 
-    page.goto(live_server + "/")
+    sign_in(page, live_server, "browser-user", pg_url)
     assert "Research and education only" in page.inner_text(".disclaimer")
     assert "Untrained model" in page.inner_text(".untrained")
     page.set_input_files("#files", [str(p) for p in good] + [str(broken)])
@@ -60,7 +89,7 @@ def test_upload_through_the_form_and_watch_results_arrive(live_server, page, tmp
     failed = page.locator("tr.job.status-failed")
     assert failed.count() == 1 and "damaged or truncated" in failed.inner_text()
     # Thumbnails are real overlay images that loaded.
-    page.wait_for_function("[...document.querySelectorAll('img.thumb')].every(i => i.complete && i.naturalWidth > 0)")
+    images_loaded(page, "img.thumb")
     assert page.locator("img.thumb").count() == 2
     assert page.locator("td.model.untrained").first.inner_text().startswith("tiny-test-model sha256-")
     SCREENSHOTS.mkdir(exist_ok=True)
@@ -69,7 +98,7 @@ def test_upload_through_the_form_and_watch_results_arrive(live_server, page, tmp
     page.locator("tr.job.status-succeeded a").nth(1).click()
     page.wait_for_selector("table.findings")
     assert page.locator("table.findings tbody tr").count() == 15
-    page.wait_for_function("[...document.querySelectorAll('img.overlay')].every(i => i.complete && i.naturalWidth > 0)")
+    images_loaded(page, "img.overlay")
     assert page.locator("img.overlay").count() >= 1
     assert "untrained" in page.inner_text("main").lower()
     page.screenshot(path=str(SCREENSHOTS / "job.png"), full_page=True)
@@ -79,7 +108,55 @@ def test_upload_through_the_form_and_watch_results_arrive(live_server, page, tmp
 
 
 @pytest.mark.browser
-def test_the_form_without_a_csrf_token_is_refused_with_a_readable_page(live_server, page):
+def test_the_form_without_a_csrf_token_is_refused_with_a_readable_page(live_server, page, pg_url):
+    sign_in(page, live_server, "browser-user", pg_url)
     response = page.request.post(live_server + "/batches", multipart={"files": {"name": "a.png", "mimeType": "image/png", "buffer": b"x"}})
     assert response.status == 400
     assert "form expired" in response.text()
+
+
+EVIL_PAGE = """<!doctype html><html><body><p id="state">running</p><script>
+const png = Uint8Array.from(atob("{png}"), c => c.charCodeAt(0));
+async function attack(url) {{
+  const form = new FormData();
+  form.append("files", new Blob([png], {{type: "image/png"}}), "stolen.png");
+  try {{ await fetch(url, {{method: "POST", mode: "no-cors", credentials: "include", body: form}}); }} catch (e) {{}}
+}}
+Promise.all([attack("{target}/api/v1/batches"), attack("{target}/batches")])
+  .then(() => {{ document.getElementById("state").textContent = "done"; }});
+</script></body></html>"""
+
+
+@pytest.mark.browser
+def test_a_page_on_another_origin_cannot_upload_with_the_signed_in_persons_cookies(live_server, page, pg_url):
+    import base64
+
+    sign_in(page, live_server, "victim", pg_url)
+    html = EVIL_PAGE.format(png=base64.b64encode(sorted((FIXTURES / "nih64").glob("*.png"))[0].read_bytes()).decode(),
+                            target=live_server)
+
+    class Evil(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(html.encode())
+
+        def log_message(self, *args):
+            pass
+
+    evil = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Evil)  # same site, another origin (port)
+    threading.Thread(target=evil.serve_forever, daemon=True).start()
+    try:
+        page.goto(f"http://127.0.0.1:{evil.server_address[1]}/")
+        page.wait_for_selector("#state:text('done')", timeout=20_000)
+    finally:
+        evil.shutdown()
+    engine = sa.create_engine(pg_url)
+    with engine.connect() as conn:
+        uploads = conn.execute(sa.text("SELECT count(*) FROM batches b JOIN users u ON u.id = b.owner_id "
+                                       "WHERE u.username = 'victim'")).scalar()
+    engine.dispose()
+    assert uploads == 0
+    page.goto(live_server + "/history")  # still signed in: the attack was refused, not the person
+    assert "No batches yet" in page.inner_text("main")

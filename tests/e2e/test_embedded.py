@@ -2,6 +2,7 @@
 broker; the address printed last once everything is ready; Ctrl-C (a real ^C on a pseudo-terminal)
 stops it all cleanly."""
 import fcntl
+import http.cookiejar
 import json
 import os
 import pty
@@ -10,6 +11,7 @@ import shutil
 import subprocess
 import termios
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -23,8 +25,9 @@ pytestmark = [
 ]
 
 
-def _get_json(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=10) as response:
+def _get_json(url: str, token: str | None = None) -> dict:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as response:
         return json.load(response)
 
 
@@ -69,18 +72,31 @@ def test_make_run_serves_the_whole_round_trip_and_ctrl_c_stops_it_cleanly(tmp_pa
     terminal = Terminal(env)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: "Ready." in terminal.read(0.5), 180, interval=0, message="make run to say it is ready")
+        wait_until(lambda: "/signin/link/" in terminal.read(0.5), 180, interval=0, message="make run to say it is ready")
         assert len(_processes_with(f"XRAY_VAR_DIR={tmp_path / 'var'}")) >= 4  # make, launcher, web, worker, ...
         screen = terminal.read(1.0).strip().splitlines()
-        assert screen[-1].startswith(f"Ready. Open {base} in a browser"), screen  # the last thing on screen
+        assert screen[-2].startswith(f"Ready at {base} ") and "one-time link" in screen[-2], screen
+        link = screen[-1].strip()  # the last thing on screen: where to sign in
+        assert link.startswith(f"{base}/signin/link/"), screen
         assert len(screen) <= 6, f"start-up should be quiet, got {len(screen)} lines:\n" + "\n".join(screen)
         assert _get_json(base + "/healthz")["status"] == "ok"  # it was true when printed
 
+        browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        with browser.open(link, timeout=10) as signed_in:  # the link signs the local admin in, once
+            assert signed_in.url == base + "/" and "admin" in signed_in.read().decode()
+        with pytest.raises(urllib.error.HTTPError) as reused:
+            urllib.request.urlopen(link, timeout=10)
+        assert reused.value.code == 401
+        assert (tmp_path / "var" / "secret_key").stat().st_mode & 0o777 == 0o600
+
+        created = subprocess.run([str(REPO / ".venv" / "bin" / "xray-admin"), "create-token", "admin", "--name", "test"],
+                                 env=env, capture_output=True, text=True, check=True)
+        token = created.stdout.strip().splitlines()[-1]
         files = real_xray_bytes(2) + [("broken.png", corrupt_png())]
-        status, headers, _ = post_images(base + "/api/v1/batches", files)
+        status, headers, _ = post_images(base + "/api/v1/batches", files, token=token)
         assert status == 202
         location = base + headers["Location"]
-        batch = wait_until(lambda: (b := _get_json(location))["finished"] and b, 60, message="the batch")
+        batch = wait_until(lambda: (b := _get_json(location, token))["finished"] and b, 60, message="the batch")
         assert batch["counts"]["succeeded"] == 2 and batch["counts"]["failed"] == 1
         assert (tmp_path / "var" / "xray.db").exists()  # SQLite, the embedded default
         logs = tmp_path / "var" / "logs"
@@ -92,7 +108,7 @@ def test_make_run_serves_the_whole_round_trip_and_ctrl_c_stops_it_cleanly(tmp_pa
         except subprocess.TimeoutExpired:
             os.killpg(terminal.process.pid, 9)
             pytest.fail("Ctrl-C did not stop `make run` within 90 s")
-    after = terminal.read(1.0).split("Ready.", 1)[1]
+    after = terminal.read(1.0).split("/signin/link/", 1)[1]
     assert terminal.process.returncode == 0, terminal.text
     assert "Stopped." in after
     for noise in ("Error", "ERROR", "Interrupt", "Traceback"):

@@ -5,9 +5,11 @@ right after jobs are claimed) and is switched on by an environment variable of t
 
 - ``XRAY_TEST_CRASH_SHA256``: a pool process that claims an image with this SHA-256 exits at once, as a
   crashing decoder would.
-- ``XRAY_TEST_HOLD_WHEN=PATH``: the first group claimed once the file PATH exists is held: the process
-  sleeps with the jobs claimed until it is killed, so they never finish there. The test creates the
-  file when it is ready to act, and kills the worker as soon as it logs the hold.
+- ``XRAY_TEST_HOLD_AFTER=N``: the first group a pool process claims once N jobs have succeeded is held:
+  the process sleeps with the jobs claimed until it is killed (through its soft time limit; if the
+  hard limit replaces the process, the new one holds its first group too), so held jobs never finish
+  in this worker. N jobs done while more are certainly queued or still arriving means a hold is
+  certain; the test kills the worker once it logs one.
 - ``XRAY_TEST_GATE=PATH``: every group waits, claimed, until the file PATH exists, so a test can act
   (stop Postgres, send SIGTERM) while the worker certainly holds unfinished jobs.
 
@@ -22,7 +24,9 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from shared.models import Job
+from celery.exceptions import SoftTimeLimitExceeded
+
+from shared.models import Job, JobStatus
 from worker import pipeline
 from worker.main import app  # noqa: F401  (the Celery app this module stands in for)
 
@@ -37,6 +41,11 @@ def _upload_hashes(ctx, group) -> set[str]:
         return set(session.scalars(sa.select(Job.content_sha256).where(Job.id.in_([w.job_id for w in group]))))
 
 
+def _succeeded(ctx) -> int:
+    with ctx.db.session() as session:
+        return session.scalar(sa.select(sa.func.count()).where(Job.status == JobStatus.SUCCEEDED.value))
+
+
 def _ids(group) -> str:
     return ",".join(str(work.job_id) for work in group)
 
@@ -47,12 +56,15 @@ def process_group(ctx, group):
     if crash and crash in _upload_hashes(ctx, group):
         log.critical("test hook: crashing on %s", _ids(group))
         os._exit(70)
-    hold_when = os.environ.get("XRAY_TEST_HOLD_WHEN")
-    if hold_when and not _held and Path(hold_when).exists():
+    hold_after = os.environ.get("XRAY_TEST_HOLD_AFTER")
+    if hold_after is not None and not _held and _succeeded(ctx) >= int(hold_after):
         _held = True
-        log.warning("test hook: holding %s until killed", _ids(group))
+        log.warning("test hook: holding %s in %d until killed", _ids(group), os.getpid())
         while True:
-            time.sleep(0.1)
+            try:
+                time.sleep(0.1)
+            except SoftTimeLimitExceeded:
+                pass
     gate = os.environ.get("XRAY_TEST_GATE")
     if gate:
         log.warning("test hook: at the gate with %s", _ids(group))

@@ -11,7 +11,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from shared.models import Finding, Job
-from tests.helpers import REPO, WorkerProcess, multipart, service_env, wait_until
+from tests.helpers import REPO, TEST_SECRET_KEY, TokenClient, WorkerProcess, api_token, multipart, service_env, wait_until
 
 # Short limits so a dead worker's job comes back within seconds (the tiny model needs milliseconds).
 FAST_RECOVERY = {
@@ -41,11 +41,11 @@ class Stack:
         self.engine = sa.create_engine(database_url, pool_pre_ping=True)
         from web import create_app
 
-        self.client = create_app({
+        self.client = TokenClient(create_app({
             "database_url": database_url, "broker_url": broker_url, "queue_name": self.queue,
             "var_dir": workdir, "storage_dir": self.storage, "model_dir": model_dir, "publish_timeout": 1.0,
-            "WTF_CSRF_ENABLED": False,
-        }).test_client()
+            "secret_key": TEST_SECRET_KEY, "upload_rate_limit": "10000 per minute",
+        }).test_client(), api_token(database_url, "fault-tester"))
 
     def start_worker(self, wait: bool = True, **hooks: str) -> WorkerProcess:
         """A real worker process with the test hooks of tests/faults/hooked_worker.py (env ``hooks``)."""

@@ -74,3 +74,45 @@ def test_decoder_bomb_is_refused_before_decoding():
         decode_image(bomb, LIMIT)
     with pytest.raises(ImageError, match="limit is 100"):
         inspect_image(png_bytes(np.zeros((20, 20), np.uint8)), 100)
+
+
+def _png_header(width: int, height: int, bit_depth: int, colour_type: int) -> bytes:
+    """A PNG that claims this size (header and an empty image stream): enough for inspect_image."""
+    import struct
+    import zlib
+
+    def chunk(kind, payload):
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+def test_the_memory_a_decode_needs_is_bounded_before_decoding():
+    from shared.images import ImageTooLarge
+
+    huge = _png_header(7000, 7000, 16, 6)  # 16-bit RGBA: 8 bytes a pixel: 374 MB decoded, from a few bytes
+    assert inspect_image(huge, 10**8).decoded_bytes == 7000 * 7000 * 8
+    with pytest.raises(ImageTooLarge, match="374 MB of memory to decode .* the limit is 256 MB"):
+        inspect_image(huge, 10**8, max_decoded_bytes=256 * 2**20)
+    assert inspect_image(_png_header(7000, 7000, 8, 0), 10**8, 256 * 2**20).decoded_bytes == 49_000_000
+
+
+def test_large_images_come_out_at_the_working_size_and_jpegs_are_decoded_reduced():
+    import subprocess
+    import sys
+
+    from shared.images import WORKING_SIDE
+
+    wide = np.tile(np.linspace(0, 255, 3000, dtype=np.uint8), (1500, 1))
+    ok, jpeg = cv2.imencode(".jpg", wide)
+    grey = decode_image(jpeg.tobytes(), 10**8)
+    assert grey.shape == (WORKING_SIDE // 2, WORKING_SIDE) and abs(float(grey.mean()) - float(wide.mean())) < 2
+    assert decode_image(png_bytes(wide), 10**8).shape == (WORKING_SIDE // 2, WORKING_SIDE)
+    # A 6000² JPEG decodes at 1/4 scale: the process never holds the 36 MB full image.
+    ok, big = cv2.imencode(".jpg", np.tile(np.arange(6000, dtype=np.uint16).astype(np.uint8), (6000, 1)))
+    code = ("import resource, sys; from shared.images import decode_image; data = sys.stdin.buffer.read();"
+            "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; g = decode_image(data, 10**8);"
+            "print(g.shape[0], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)")
+    out = subprocess.run([sys.executable, "-c", code], input=big.tobytes(), capture_output=True, check=True).stdout.split()
+    assert int(out[0]) == WORKING_SIDE and int(out[1]) < 20_000  # KiB of peak growth, against 35,000 for a full decode

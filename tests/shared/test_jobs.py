@@ -5,21 +5,8 @@ import uuid
 import pytest
 
 from shared import jobs
-from shared.db import Database
-from shared.migrate import upgrade
 from shared.models import Job, ModelVersion
-
-
-@pytest.fixture(params=["postgres", "sqlite"])
-def db(request, tmp_path):
-    if request.param == "postgres":
-        url = request.getfixturevalue("own_pg_url")  # relay and reaper look at every job
-    else:
-        url = f"sqlite:///{tmp_path / 'jobs.db'}"
-        upgrade(url)
-    database = Database(url)
-    yield database
-    database.engine.dispose()
+from tests.helpers import ensure_user
 
 
 def _batch(db, *errors):
@@ -28,7 +15,7 @@ def _batch(db, *errors):
         for i, error in enumerate(errors)
     ]
     with db.session() as session:
-        batch = jobs.create_batch(session, "alice", uploads)
+        batch = jobs.create_batch(session, ensure_user(session).id, uploads)
         return batch.id, [job.id for job in batch.jobs]
 
 
@@ -105,7 +92,7 @@ def test_dispatch_is_recorded_for_queued_jobs_only(db):
 
 def test_an_empty_batch_is_refused(db):
     with pytest.raises(ValueError), db.session() as session:
-        jobs.create_batch(session, "alice", [])
+        jobs.create_batch(session, ensure_user(session).id, [])
 
 
 def _expire_lease(db, job_id):
@@ -172,3 +159,18 @@ def test_a_worker_can_give_back_only_a_job_it_holds(db):
         assert jobs.release(session, job_id, "worker-a")
     job = _job(db, job_id)
     assert job.status == "queued" and job.attempts == 1 and job.dispatched_at is None
+
+
+def test_claims_take_owners_in_turn_so_a_backlog_cannot_starve_a_single_image(db):
+    with db.session() as session:
+        flood = jobs.create_batch(session, ensure_user(session, "flood").id,
+                                  [jobs.NewJob(f"{i}.png", "0" * 64, 1, image_key=f"uploads/{i}.png") for i in range(40)])
+        single = jobs.create_batch(session, ensure_user(session, "single").id,
+                                   [jobs.NewJob("one.png", "0" * 64, 1, image_key="uploads/one.png")])
+        flood_ids, single_id = [j.id for j in flood.jobs], single.jobs[0].id
+    with db.session() as session:
+        first = {j.id for j in jobs.claim_more(session, "w", 60, 4)}
+    # Each owner's oldest first (the single image comes in the first group), then the flood's next ones.
+    assert first == {flood_ids[0], single_id, flood_ids[1], flood_ids[2]}
+    with db.session() as session:
+        assert [j.id for j in jobs.claim_more(session, "w", 60, 4)] == flood_ids[3:7]  # oldest first within an owner

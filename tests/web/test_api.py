@@ -7,7 +7,8 @@ import uuid
 import numpy as np
 import pytest
 
-from tests.helpers import REPO, corrupt_png, decode_image_bytes, multipart, png_bytes, real_xray_bytes, service_env
+from tests.helpers import (REPO, TEST_SECRET_KEY, TokenClient, corrupt_png, decode_image_bytes, multipart, png_bytes,
+                           real_xray_bytes, service_env)
 
 
 def wait_for_batch(client, location, timeout=60):
@@ -49,7 +50,8 @@ def test_two_valid_and_one_corrupt_upload_complete_as_two_results_and_one_clear_
             assert overlay.status_code == 200 and overlay.mimetype == "image/jpeg"
             assert decode_image_bytes(overlay.data).shape == (64, 64, 3)
         original = pg_client.get(job["image_url"])
-        assert original.status_code == 200 and original.data == dict(files)[name]
+        assert original.status_code == 200 and original.headers["Cache-Control"] == "private, no-store"
+        assert np.array_equal(decode_image_bytes(original.data), decode_image_bytes(dict(files)[name]))
 
 
 def test_errors_are_json_with_the_right_status(pg_app, pg_client):
@@ -68,11 +70,11 @@ def test_errors_are_json_with_the_right_status(pg_app, pg_client):
     assert pg_client.delete("/api/v1/batches").status_code == 405
 
 
-def test_request_and_file_size_limits(pg_stack):
+def test_request_and_file_size_limits(pg_stack, alice_token):
     from web import create_app
 
-    client = create_app({**pg_stack, "max_request_bytes": 50_000, "max_file_bytes": 20_000,
-                         "WTF_CSRF_ENABLED": False}).test_client()
+    client = TokenClient(create_app({**pg_stack, "max_request_bytes": 50_000, "max_file_bytes": 20_000}).test_client(),
+                         alice_token)
     big = png_bytes(np.random.default_rng(0).integers(0, 255, (300, 300), dtype=np.uint8))
     assert len(big) > 50_000
     too_big_request = client.post("/api/v1/batches", data=multipart([("big.png", big)]), content_type="multipart/form-data")
@@ -95,12 +97,10 @@ def test_one_bad_file_in_a_batch_fails_alone(pg_client):
     assert batch["counts"]["succeeded"] == 2 and batch["counts"]["failed"] == 1
 
 
-def test_batches_and_jobs_are_read_through_their_owner(pg_stack, pg_client):
-    from web import create_app
-
+def test_batches_and_jobs_are_read_through_their_owner(pg_app, pg_client, bob_token):
     response = pg_client.post("/api/v1/batches", data=multipart(real_xray_bytes(1)), content_type="multipart/form-data")
     batch = response.get_json()
-    stranger = create_app({**pg_stack, "owner": "someone-else"}).test_client()
+    stranger = TokenClient(pg_app.test_client(), bob_token)
     assert stranger.get(f"/api/v1/batches/{batch['id']}").status_code == 404
     assert stranger.get(batch["jobs"][0]["url"]).status_code == 404
     assert stranger.get(batch["jobs"][0]["image_url"]).status_code == 404
@@ -129,11 +129,11 @@ def test_healthz_and_current_model(pg_client):
 def test_the_web_process_never_imports_tensorflow(pg_stack):
     code = (
         "import sys; from web import create_app; app = create_app(); c = app.test_client();"
-        "assert c.get('/').status_code == 200;"
+        "assert c.get('/signin').status_code == 200;"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'worker')];"
         "assert not bad, bad; print('clean')"
     )
     env = service_env(DATABASE_URL=pg_stack["database_url"], CELERY_BROKER_URL=pg_stack["broker_url"],
-                      XRAY_VAR_DIR=str(pg_stack["var_dir"]))
+                      XRAY_VAR_DIR=str(pg_stack["var_dir"]), XRAY_SECRET_KEY=TEST_SECRET_KEY)
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "clean" in result.stdout, result.stderr[-2000:]

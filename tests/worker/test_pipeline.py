@@ -9,7 +9,7 @@ from shared.config import load_settings
 from shared.images import decode_image
 from shared.models import Job
 from shared.storage import LocalStorage
-from tests.helpers import corrupt_png, decode_image_bytes, quiet_cv2, real_xray_bytes
+from tests.helpers import corrupt_png, decode_image_bytes, ensure_user, quiet_cv2, real_xray_bytes
 from worker.runtime import build_context
 
 
@@ -28,7 +28,7 @@ def _queue(ctx, files):
             ctx.storage.put(key, data)
         uploads.append(jobs.NewJob(name, "0" * 64, len(data or b""), image_key=key))
     with ctx.db.session() as session:
-        return [job.id for job in jobs.create_batch(session, "local", uploads).jobs]
+        return [job.id for job in jobs.create_batch(session, ensure_user(session).id, uploads).jobs]
 
 
 def _job(ctx, job_id) -> Job:
@@ -109,3 +109,21 @@ def test_jobs_that_arrive_together_share_a_forward_pass_up_to_the_batch_size(ctx
     assert _run(ctx, ids[1]) == "skipped" and shapes == [16, 4]
     assert all(_run(ctx, job_id) == "skipped" for job_id in ids[2:]) and shapes == [16, 4]
     assert all(_job(ctx, i).status == "succeeded" and _job(ctx, i).attempts == 1 for i in ids)
+
+
+def test_a_job_deleted_while_it_runs_leaves_no_files_behind(ctx, monkeypatch):
+    from shared import deletion
+    from worker import pipeline
+
+    (job_id,) = _queue(ctx, real_xray_bytes(1))
+    original = pipeline._draw
+
+    def draw_then_owner_deletes(ctx_, work, analysis):
+        result = original(ctx_, work, analysis)  # the overlays are written...
+        with ctx.db.session() as session:  # ...and meanwhile the owner deletes the image
+            deletion.delete_job(session, session.get(Job, job_id))
+        return result
+
+    monkeypatch.setattr(pipeline, "_draw", draw_then_owner_deletes)
+    assert _run(ctx, job_id) == "deleted"
+    assert not (ctx.storage.root / "overlays" / job_id.hex).exists()
