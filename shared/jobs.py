@@ -53,15 +53,15 @@ class FindingResult:
 class Timings:
     decode_ms: float
     inference_ms: float
-    overlay_ms: float
+    overlay_ms: float | None = None  # workers drew overlays before maps were stored as data
 
 
-def create_batch(session: Session, owner_id: uuid.UUID, uploads: Sequence[NewJob]) -> Batch:
+def create_batch(session: Session, owner_id: uuid.UUID, uploads: Sequence[NewJob], name: str | None = None) -> Batch:
     """Record a batch and its jobs; jobs rejected at upload are failed at once, the rest queued."""
     if not uploads:
         raise ValueError("a batch needs at least one file")
     now = utcnow()
-    batch = Batch(owner_id=owner_id, job_count=len(uploads), created_at=now)
+    batch = Batch(owner_id=owner_id, job_count=len(uploads), created_at=now, name=name)
     for position, upload in enumerate(uploads):
         rejected = upload.error is not None
         batch.jobs.append(
@@ -79,6 +79,7 @@ def create_batch(session: Session, owner_id: uuid.UUID, uploads: Sequence[NewJob
                 error=upload.error,
                 attempts=0,
                 created_at=now,
+                updated_at=now,
                 finished_at=now if rejected else None,
             )
         )
@@ -145,7 +146,7 @@ def return_expired(session: Session, max_attempts: int) -> tuple[list[uuid.UUID]
     expired = [Job.status == JobStatus.RUNNING.value, Job.lease_expires_at < now]
     failed = session.scalars(
         update(Job).where(*expired, Job.attempts >= max_attempts)
-        .values(status=JobStatus.FAILED.value, finished_at=now, lease_expires_at=None,
+        .values(status=JobStatus.FAILED.value, finished_at=now, lease_expires_at=None, updated_at=now,
                 error=f"the worker analysing this image stopped or hung {max_attempts} time(s) "
                       f"(crash, time limit or lost machine); giving up")
         .returning(Job.id)
@@ -153,7 +154,7 @@ def return_expired(session: Session, max_attempts: int) -> tuple[list[uuid.UUID]
     requeued = session.scalars(
         update(Job).where(*expired, Job.attempts < max_attempts)
         .values(status=JobStatus.QUEUED.value, worker=None, lease_expires_at=None, dispatched_at=None,
-                dispatch_count=0)
+                dispatch_count=0, updated_at=now)
         .returning(Job.id)
     ).all()
     return list(requeued), list(failed)
@@ -174,6 +175,7 @@ def claim(session: Session, job_id: uuid.UUID, worker: str, lease_seconds: float
             worker=worker,
             attempts=Job.attempts + 1,
             started_at=now,
+            updated_at=now,
             lease_expires_at=now + dt.timedelta(seconds=lease_seconds),
         )
     )
@@ -207,7 +209,7 @@ def claim_more(session: Session, worker: str, lease_seconds: float, limit: int) 
     claimed = session.scalars(
         update(Job)
         .where(Job.id.in_(picked), Job.status == JobStatus.QUEUED.value)
-        .values(status=JobStatus.RUNNING.value, worker=worker, attempts=Job.attempts + 1, started_at=now,
+        .values(status=JobStatus.RUNNING.value, worker=worker, attempts=Job.attempts + 1, started_at=now, updated_at=now,
                 lease_expires_at=now + dt.timedelta(seconds=lease_seconds))
         .returning(Job.id)
     ).all()
@@ -224,15 +226,20 @@ def succeed(
     model_version: str,
     findings: Sequence[FindingResult],
     timings: Timings,
+    maps: bytes | None = None,
 ) -> None:
-    """running → succeeded with its findings, only while this worker still holds the claim."""
+    """running → succeeded with its findings (and its class activation maps, shared/maps.py), only while
+    this worker still holds the claim."""
+    now = utcnow()
     result = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.status == JobStatus.RUNNING.value, Job.worker == worker)
         .values(
             status=JobStatus.SUCCEEDED.value,
             model_version=model_version,
-            finished_at=utcnow(),
+            finished_at=now,
+            updated_at=now,
+            maps=maps,
             lease_expires_at=None,
             error=None,
             decode_ms=timings.decode_ms,
@@ -261,7 +268,8 @@ def release(session: Session, job_id: uuid.UUID, worker: str) -> bool:
     for the database). The attempt still counts. False if the worker no longer held it."""
     result = session.execute(
         update(Job).where(Job.id == job_id, Job.status == JobStatus.RUNNING.value, Job.worker == worker)
-        .values(status=JobStatus.QUEUED.value, worker=None, lease_expires_at=None, dispatched_at=None, dispatch_count=0)
+        .values(status=JobStatus.QUEUED.value, worker=None, lease_expires_at=None, dispatched_at=None, dispatch_count=0,
+                updated_at=utcnow())
     )
     return result.rowcount == 1
 
@@ -278,7 +286,8 @@ def fail(session: Session, job_id: uuid.UUID, message: str, worker: str | None =
         condition += [Job.status == JobStatus.RUNNING.value, Job.worker == worker]
     result = session.execute(
         update(Job).where(*condition).values(
-            status=JobStatus.FAILED.value, error=message[:2000], finished_at=utcnow(), lease_expires_at=None
+            status=JobStatus.FAILED.value, error=message[:2000], finished_at=utcnow(), lease_expires_at=None,
+            updated_at=utcnow(),
         )
     )
     if result.rowcount != 1:

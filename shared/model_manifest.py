@@ -159,3 +159,16 @@ def register(session: Session, manifest: Manifest) -> None:
     else:
         row.last_seen_at = now
     session.flush()
+
+
+def label_quality(manifest: dict | None, split: str = "test") -> dict[str, dict]:
+    """Per label: the held-out AUROC with its 95% interval from the manifest, and whether the model can
+    be relied on for that finding at all (the interval lies above 0.5). No measurement: unreliable."""
+    per_label = ((manifest or {}).get("metrics") or {}).get(split, {}).get("per_label_auroc", {})
+    quality = {}
+    for label in LABELS:
+        row = per_label.get(label) or {}
+        auroc, low, high = row.get("auroc"), row.get("ci_low"), row.get("ci_high")
+        quality[label] = {"auroc": auroc, "ci_low": low, "ci_high": high, "positives": row.get("positives"),
+                          "reliable": low is not None and low > 0.5, "split": split}
+    return quality

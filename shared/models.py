@@ -18,11 +18,13 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
     Uuid,
 )
+from sqlalchemy import func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -146,6 +148,7 @@ class Batch(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str | None] = mapped_column(String(200))  # optional, given at upload
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
     job_count: Mapped[int] = mapped_column(Integer)
 
@@ -189,6 +192,11 @@ class Job(Base):
     dispatch_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # Every status change moves this on: pages poll for "what changed since" with it.
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, server_default=func.now(),
+                                                    index=True)
+    # The 15 class activation maps at feature resolution, as one small PNG (shared/maps.py).
+    maps: Mapped[bytes | None] = mapped_column(LargeBinary)
     # Where the worker's time went, in milliseconds.
     decode_ms: Mapped[float | None] = mapped_column(Float)
     inference_ms: Mapped[float | None] = mapped_column(Float)
@@ -206,7 +214,8 @@ class Job(Base):
 
 
 class Finding(Base):
-    """One label's result for one job; overlay_key is set for the findings the service shows."""
+    """One label's result for one job. overlay_key: a JPEG overlay drawn by workers before heatmaps were
+    stored as data (jobs.maps); newer results leave it empty and overlays are drawn on request."""
 
     __tablename__ = "findings"
     __table_args__ = (UniqueConstraint("job_id", "label", name="uq_findings_job_label"),)

@@ -102,11 +102,14 @@ def strip_metadata(data: bytes, image_format: str) -> bytes:
     raise MetadataError(f"cannot remove metadata from a {image_format} file")
 
 
+def clean_text(text: str | None, limit: int) -> str:
+    """Text safe to store and show: no control characters (NUL included), normalised, bounded."""
+    text = "".join(ch for ch in (text or "") if unicodedata.category(ch)[0] != "C")
+    return unicodedata.normalize("NFC", text).strip()[:limit]
+
+
 def clean_filename(name: str | None) -> str:
-    """A file name safe to store and show: no path, no control characters (NUL included), bounded."""
-    name = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
-    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")
-    name = unicodedata.normalize("NFC", name).strip()
-    return (name or "unnamed")[:MAX_FILENAME]
+    """A file name safe to store and show: no path, no control characters, bounded."""
+    return clean_text((name or "").replace("\\", "/").rsplit("/", 1)[-1], MAX_FILENAME) or "unnamed"
 
 

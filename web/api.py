@@ -1,14 +1,20 @@
-"""HTTP API, ``/api/v1``: submit, read and delete batches and jobs, fetch images and overlays.
+"""HTTP API, ``/api/v1``: submit, read and delete batches and jobs; fetch images, heatmaps (as data or
+drawn), reports and exports.
 
 Every route but the health check needs a bearer token or a signed-in session (web/auth.py) and sees only
 its owner's items (admins: everyone's, audited); another owner's id answers 404 like a missing one.
 """
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, request, send_file, url_for
+import base64
+import datetime as dt
+import hashlib
+import json
+
+from flask import Blueprint, Response, jsonify, request, send_file, url_for
 from sqlalchemy import text
 
-from shared import queries
+from shared import exports, maps, queries, renders, reports
 from shared.queries import MAX_PAGE
 from shared.storage import StorageError
 from web.audit import audit_access
@@ -51,7 +57,7 @@ def _page_args() -> tuple[int, int]:
 def create_batch():
     """Multipart upload: one or many files in the 'files' field (or 'file'). Answers 202."""
     files = request.files.getlist("files") + request.files.getlist("file")
-    batch_id = submit_batch(files, current_viewer())
+    batch_id = submit_batch(files, current_viewer(), request.form.get("name"))
     with services().db.session() as session:
         body = _with_model_notice(session, batch_json(queries.get_batch(session, current_viewer(), batch_id)))
     response = jsonify(body)
@@ -79,12 +85,49 @@ def list_batches():
     return jsonify(body)
 
 
+def _since() -> dt.datetime | None:
+    raw = request.args.get("since")
+    if not raw:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(raw)
+    except ValueError:
+        raise ApiError(400, f"'since' must be a cursor from an earlier answer (ISO 8601), got {raw!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+
+
 @blueprint.get("/batches/<batch_id>")
 def get_batch(batch_id: str):
+    """The batch; ``?since=<cursor>`` gives only the jobs changed since an earlier answer, and an unchanged
+    answer is ``304`` to a request with its ETag, so polling costs next to nothing."""
+    since = _since()
     with services().db.session() as session:
         batch = owned_batch(session, batch_id)
         audit_access(session, "view", "batch", batch.id, batch.owner_id)
-        return jsonify(_with_model_notice(session, batch_json(batch)))
+        body = json.dumps(_with_model_notice(session, batch_json(batch, since)), separators=(",", ":"), sort_keys=True)
+    response = Response(body, mimetype="application/json")
+    response.set_etag(hashlib.sha256(body.encode()).hexdigest()[:32])
+    response.headers["Cache-Control"] = "private, no-cache"
+    return response.make_conditional(request)
+
+
+@blueprint.get("/batches/<batch_id>/export.<kind>")
+def batch_export(batch_id: str, kind: str):
+    """Every job of the batch as CSV or JSON (all 15 probabilities, thresholds, model, timings), or a PDF summary."""
+    if kind not in ("csv", "json", "pdf"):
+        raise ApiError(404, f"exports are .csv, .json or .pdf, not .{kind}")
+    with services().db.session() as session:
+        batch = owned_batch(session, batch_id)
+        audit_access(session, "download", "batch", batch.id, batch.owner_id)
+        if kind == "csv":
+            data, mimetype = exports.batch_csv(batch), "text/csv"
+        elif kind == "json":
+            data, mimetype = json.dumps(exports.batch_json(batch, DISCLAIMER), indent=1), "application/json"
+        else:
+            data, mimetype = reports.batch_report(batch, DISCLAIMER), "application/pdf"
+    name = f"batch-{batch_id[:8]}.{kind}"
+    return Response(data, mimetype=mimetype, headers={"Content-Disposition": f'attachment; filename="{name}"',
+                                                      "Cache-Control": PRIVATE})
 
 
 @blueprint.delete("/batches/<batch_id>")
@@ -134,16 +177,65 @@ def job_image(job_id: str):
     return _send_stored(job.image_key, job.content_type or "application/octet-stream")
 
 
-@blueprint.get("/jobs/<job_id>/overlays/<label>")
-def job_overlay(job_id: str, label: str):
+def _limits() -> dict:
+    settings = services().settings
+    return {"max_pixels": settings.max_image_pixels, "max_decoded_bytes": settings.max_decoded_bytes}
+
+
+@blueprint.get("/jobs/<job_id>/maps")
+def job_maps(job_id: str):
+    """Every class's activation map at the model's feature resolution (uint8, base64, row-major), with the
+    colour table the service draws them with: what the viewer draws from."""
     with services().db.session() as session:
         job = owned_job(session, job_id)
         audit_access(session, "download", "job", job.id, job.batch.owner_id)
-    finding = next((f for f in job.findings if f.label == label), None)
-    if finding is None or not finding.overlay_key:
-        raise ApiError(404, f"job {job_id} has no heatmap overlay for {label!r}")
-    mimetype = "image/png" if finding.overlay_key.endswith(".png") else "image/jpeg"  # older results were PNG
-    return _send_stored(finding.overlay_key, mimetype)
+    if job.maps is None:
+        raise ApiError(404, f"job {job_id} has no heatmaps (not analysed yet, failed, or analysed before maps were kept)")
+    decoded = maps.decode(job.maps)
+    height, width = next(iter(decoded.values())).shape
+    body = {"labels": list(decoded), "height": height, "width": width, "scale": "0..255, each map scaled to its own maximum",
+            "colormap": maps.JET_RGB.tolist(), "default_opacity": maps.DEFAULT_OPACITY,
+            "maps": {label: base64.b64encode(m.tobytes()).decode() for label, m in decoded.items()}}
+    response = jsonify(body)
+    response.headers["Cache-Control"] = PRIVATE
+    return response
+
+
+@blueprint.get("/jobs/<job_id>/overlays/<label>")
+def job_overlay(job_id: str, label: str):
+    """The label's heatmap over the image, drawn on request: ``?format=jpeg|png``, ``?opacity=0..1``,
+    ``?size=full|thumb`` (the default look is cached)."""
+    image_format = request.args.get("format", "jpeg")
+    size = request.args.get("size", "full")
+    opacity = request.args.get("opacity", maps.DEFAULT_OPACITY, type=float)
+    if image_format not in renders.FORMATS or size not in ("full", "thumb") or not 0.0 <= opacity <= 1.0:
+        raise ApiError(400, "format is jpeg or png, size is full or thumb, opacity lies between 0 and 1")
+    with services().db.session() as session:
+        job = owned_job(session, job_id)
+        audit_access(session, "download", "job", job.id, job.batch.owner_id)
+    try:
+        data, mimetype = renders.overlay(services().storage, job, label, image_format=image_format, opacity=opacity,
+                                         size=size, **_limits())
+    except renders.RenderError as exc:
+        raise ApiError(404, str(exc)) from None
+    except StorageError:
+        raise ApiError(404, "the stored image is missing") from None
+    return Response(data, mimetype=mimetype, headers={"Cache-Control": PRIVATE})
+
+
+@blueprint.get("/jobs/<job_id>/report.pdf")
+def job_report(job_id: str):
+    """A PDF: the original, the heatmaps of the findings above threshold, all probabilities with the
+    model's measured quality, the model and the disclaimer."""
+    with services().db.session() as session:
+        job = owned_job(session, job_id)
+        audit_access(session, "download", "job", job.id, job.batch.owner_id)
+        try:
+            data = reports.job_report(job, services().storage, DISCLAIMER, **_limits())
+        except StorageError:
+            raise ApiError(404, "the stored image is missing") from None
+    return Response(data, mimetype="application/pdf", headers={
+        "Content-Disposition": f'attachment; filename="report-{job_id[:8]}.pdf"', "Cache-Control": PRIVATE})
 
 
 @blueprint.get("/models/current")

@@ -1,15 +1,22 @@
-"""Batches and jobs as the JSON the API answers and the batch page renders."""
+"""Batches and jobs as the JSON the API answers and the pages render.
+
+"No Finding" is a summary ("no finding above its threshold"), not a finding: it is never listed among
+the shown findings and never has a heatmap. Each finding carries the model's measured quality for it
+(held-out AUROC and interval from the manifest); one whose interval does not lie above 0.5 is flagged
+unreliable.
+"""
 from __future__ import annotations
 
 import datetime as dt
 
 from flask import url_for
 
-from shared.labels import LABELS, display_name
-from shared.model_manifest import UNTRAINED_WARNING
+from shared.labels import LABELS, NO_FINDING, display_name
+from shared.model_manifest import UNTRAINED_WARNING, label_quality
 from shared.models import Batch, Finding, Job, JobStatus, ModelVersion, as_utc
 
 DISCLAIMER = "Research and education only: not a medical device, not for diagnosis or treatment decisions."
+ORDER = {label: i for i, label in enumerate(LABELS)}
 
 
 def iso(moment: dt.datetime | None) -> str | None:
@@ -26,22 +33,55 @@ def model_json(model: ModelVersion | None) -> dict | None:
         "architecture": model.architecture,
         "trained": model.trained,
         "warning": None if model.trained else UNTRAINED_WARNING,
+        "card_url": url_for("pages.model_card", version=model.version),
     }
 
 
-def finding_json(job: Job, finding: Finding) -> dict:
-    return {
+def has_heatmap(job: Job, finding: Finding) -> bool:
+    return finding.label != NO_FINDING and (job.maps is not None or bool(finding.overlay_key))
+
+
+def finding_json(job: Job, finding: Finding, quality: dict | None = None) -> dict:
+    body = {
         "label": finding.label,
         "display_name": display_name(finding.label),
         "probability": round(finding.probability, 6),
         "threshold": finding.threshold,
         "positive": finding.positive,
-        "overlay_url": url_for("api.job_overlay", job_id=job.id, label=finding.label) if finding.overlay_key else None,
+        "summary": finding.label == NO_FINDING,
+        "overlay_url": url_for("api.job_overlay", job_id=job.id, label=finding.label) if has_heatmap(job, finding) else None,
     }
+    if quality is not None:
+        body["quality"] = quality.get(finding.label)
+    return body
+
+
+def shown_findings(job: Job) -> list[Finding]:
+    """Findings above their threshold, most probable first; never "No Finding"."""
+    return sorted((f for f in job.findings if f.positive and f.label != NO_FINDING), key=lambda f: -f.probability)
+
+
+def thumbnail_finding(job: Job) -> tuple[Finding | None, bool]:
+    """The finding a thumbnail shows: the most probable one above threshold, else the most probable of all
+    (flagged as below threshold); None when the job has no results."""
+    shown = shown_findings(job)
+    if shown:
+        return shown[0], True
+    candidates = [f for f in job.findings if f.label != NO_FINDING]
+    return (max(candidates, key=lambda f: f.probability), False) if candidates else (None, False)
+
+
+def summary(job: Job) -> str | None:
+    if job.status != JobStatus.SUCCEEDED.value:
+        return None
+    shown = shown_findings(job)
+    if not shown:
+        return "no finding above its threshold"
+    return ", ".join(f"{display_name(f.label)} {100 * f.probability:.1f}%" for f in shown)
 
 
 def job_json(job: Job, detail: bool = False) -> dict:
-    shown = [f for f in job.findings if f.overlay_key]  # findings arrive most probable first
+    thumb, above = thumbnail_finding(job)
     body = {
         "id": str(job.id),
         "batch_id": str(job.batch_id),
@@ -56,15 +96,21 @@ def job_json(job: Job, detail: bool = False) -> dict:
         "page_url": url_for("pages.job_page", job_id=job.id),
         "image_url": url_for("api.job_image", job_id=job.id) if job.image_key else None,
         "model": model_json(job.model),
-        "shown_findings": [finding_json(job, f) for f in shown],
+        "summary": summary(job),
+        "shown_findings": [finding_json(job, f) for f in shown_findings(job)],
+        "thumbnail": None if thumb is None or not has_heatmap(job, thumb) else {
+            "label": thumb.label, "display_name": display_name(thumb.label), "above_threshold": above,
+            "url": url_for("api.job_overlay", job_id=job.id, label=thumb.label, size="thumb")},
+        "finished_at": iso(job.finished_at),
+        "updated_at": iso(job.updated_at),
     }
     if detail:
-        order = {label: i for i, label in enumerate(LABELS)}
-        body["findings"] = [finding_json(job, f) for f in sorted(job.findings, key=lambda f: order.get(f.label, 99))]
-        body["timings_ms"] = {"decode": job.decode_ms, "inference": job.inference_ms, "overlay": job.overlay_ms}
+        quality = label_quality(job.model.manifest if job.model else None)
+        body["findings"] = [finding_json(job, f, quality) for f in sorted(job.findings, key=lambda f: ORDER.get(f.label, 99))]
+        body["maps_url"] = url_for("api.job_maps", job_id=job.id) if job.maps is not None else None
+        body["timings_ms"] = {"decode": job.decode_ms, "inference": job.inference_ms}
         body["created_at"] = iso(job.created_at)
         body["started_at"] = iso(job.started_at)
-        body["finished_at"] = iso(job.finished_at)
     return body
 
 
@@ -74,17 +120,43 @@ def counts_json(counts: dict[str, int], total: int) -> dict:
     return {"total": total, "done": done, "finished": done == total, "counts": full}
 
 
-def batch_json(batch: Batch) -> dict:
+def rate_json(jobs: list[Job], remaining: int) -> dict:
+    """Images per second over the finished jobs so far and the time left at that rate (None until known)."""
+    finished = sorted(as_utc(j.finished_at) for j in jobs if j.finished_at and j.status == JobStatus.SUCCEEDED.value)
+    started = [as_utc(j.started_at) for j in jobs if j.started_at]
+    if len(finished) < 2 or not started:
+        return {"images_per_second": None, "eta_seconds": None}
+    span = (finished[-1] - min(started)).total_seconds()
+    rate = len(finished) / span if span > 0 else None
+    return {"images_per_second": rate, "eta_seconds": remaining / rate if rate and remaining else (0 if rate else None)}
+
+
+# A status change is stamped when its statement runs and seen when its transaction commits; the cursor
+# looks back this far so a change committed just after a later one is not missed.
+CURSOR_OVERLAP = dt.timedelta(seconds=5)
+
+
+def batch_json(batch: Batch, since: dt.datetime | None = None) -> dict:
+    """The batch with its jobs; with ``since`` (the previous answer's cursor), only the jobs that changed
+    since then, so a page polling a batch of thousands downloads what changed, not everything."""
     counts: dict[str, int] = {}
     for job in batch.jobs:
         counts[job.status] = counts.get(job.status, 0) + 1
     warnings = sorted({UNTRAINED_WARNING for job in batch.jobs if job.model and not job.model.trained})
+    changed = batch.jobs if since is None else [j for j in batch.jobs if as_utc(j.updated_at) > since - CURSOR_OVERLAP]
+    cursor = max((as_utc(j.updated_at) for j in batch.jobs), default=as_utc(batch.created_at))
+    full = counts_json(counts, batch.job_count)
     return {
         "id": str(batch.id),
+        "name": batch.name,
         "created_at": iso(batch.created_at),
-        **counts_json(counts, batch.job_count),
+        **full,
+        **rate_json(batch.jobs, full["total"] - full["done"]),
         "url": url_for("api.get_batch", batch_id=batch.id),
         "page_url": url_for("pages.batch_page", batch_id=batch.id),
-        "jobs": [job_json(job) for job in batch.jobs],
+        "downloads": {kind: url_for("api.batch_export", batch_id=batch.id, kind=kind) for kind in ("csv", "json", "pdf")},
+        "cursor": iso(cursor),
+        "partial": since is not None,
+        "jobs": [job_json(job) for job in changed],
         "warnings": warnings,
     }

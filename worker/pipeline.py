@@ -1,5 +1,5 @@
 """What a worker does with a job id: claim it (and other queued jobs, up to a batch), decode, analyse
-in one forward pass, draw overlays, record each job's result.
+in one forward pass, record each job's probabilities and class activation maps.
 
 Batching choice: a worker-side collector in Postgres. The task for job X claims X and, in the same
 breath, up to batch_size − 1 other queued first-attempt jobs (oldest first, SKIP LOCKED). Jobs that
@@ -10,8 +10,9 @@ each job is claimed, failed or completed by its own conditional update, and a re
 Chosen over celery-batches (buffers messages in the worker, unacknowledged, and adds a dependency) and
 over one task per chunk (groups only what the web sent together, not many single uploads).
 
-Decode and overlay encoding run on a small thread pool (OpenCV and TensorFlow release the GIL), so
-decoding the next images and encoding the last overlays overlap the forward pass.
+Decoding runs on a small thread pool (OpenCV and TensorFlow release the GIL), so decoding the next
+images overlaps the forward pass. The worker draws no pictures: every class's map is stored as a few
+hundred bytes of data (shared/maps.py), and the browser or the web draws overlays when someone looks.
 """
 from __future__ import annotations
 
@@ -30,10 +31,10 @@ from shared.db import Database, retry_on_disconnect
 from shared.images import ImageError, decode_image, inspect_image
 from shared.labels import LABELS
 from shared.model_manifest import Manifest
-from shared.storage import LocalStorage, StorageError, overlay_key
+from shared import maps
+from shared.storage import LocalStorage, StorageError
 from worker.budget import DecodeBudget
 from worker.engine import Analysis, InferenceEngine
-from worker.overlay import render_overlay, viewing_base
 
 log = logging.getLogger(__name__)
 
@@ -78,13 +79,6 @@ class ImageWork:
     @classmethod
     def of(cls, job) -> "ImageWork":
         return cls(job.id, job.image_key, job.attempts)
-
-
-def shown_labels(analysis: Analysis, thresholds: dict[str, float]) -> list[str]:
-    """Findings above their threshold, most probable first; the top finding when none is."""
-    ranked = sorted(analysis.probabilities, key=analysis.probabilities.get, reverse=True)
-    above = [label for label in ranked if analysis.probabilities[label] >= thresholds[label]]
-    return above or ranked[:1]
 
 
 def _in_transaction(ctx: WorkerContext, what: str, operation):
@@ -162,20 +156,10 @@ def _decode(ctx: WorkerContext, work: ImageWork) -> None:
     work.decode_ms = (time.perf_counter() - started) * 1000
 
 
-def _draw(ctx: WorkerContext, work: ImageWork, analysis: Analysis) -> tuple[list[jobs.FindingResult], float]:
-    started = time.perf_counter()
+def _findings(ctx: WorkerContext, analysis: Analysis) -> list[jobs.FindingResult]:
     thresholds = ctx.manifest.thresholds
-    shown = set(shown_labels(analysis, thresholds))
-    base = viewing_base(work.grey)
-    findings = []
-    for label in LABELS:
-        key = None
-        if label in shown:
-            key = overlay_key(work.job_id, label)
-            ctx.storage.put(key, render_overlay(base, analysis.heatmaps[label]))
-        probability = analysis.probabilities[label]
-        findings.append(jobs.FindingResult(label, probability, thresholds[label], probability >= thresholds[label], key))
-    return findings, (time.perf_counter() - started) * 1000
+    return [jobs.FindingResult(label, analysis.probabilities[label], thresholds[label],
+                               analysis.probabilities[label] >= thresholds[label]) for label in LABELS]
 
 
 def _analyse_group(ctx: WorkerContext, group: list[ImageWork]) -> None:
@@ -184,22 +168,16 @@ def _analyse_group(ctx: WorkerContext, group: list[ImageWork]) -> None:
     for work, future in decoding:
         try:
             future.result()
+            work.grey = None  # the model input is all that is needed from here on
             ready.append(work)
         except (ImageError, StorageError) as exc:
             work.outcome = _fail(ctx, work.job_id, str(exc))
-    drawing = []
     for start in range(0, len(ready), ctx.engine.max_batch):
         chunk = ready[start:start + ctx.engine.max_batch]
         for work, analysis in zip(chunk, _forward(ctx, chunk)):
-            if analysis is not None:  # overlays encode while the next chunk runs through the model
-                drawing.append((work, ctx.pool.submit(_draw, ctx, work, analysis)))
-    for work, future in drawing:
-        try:
-            findings, overlay_ms = future.result()
-        except StorageError as exc:
-            work.outcome = _fail(ctx, work.job_id, str(exc))
-            continue
-        work.outcome = _succeed(ctx, work.job_id, findings, jobs.Timings(work.decode_ms, work.inference_ms, overlay_ms))
+            if analysis is not None:
+                work.outcome = _succeed(ctx, work.job_id, _findings(ctx, analysis), maps.encode(analysis.heatmaps),
+                                        jobs.Timings(work.decode_ms, work.inference_ms))
 
 
 def _forward(ctx: WorkerContext, chunk: list[ImageWork]) -> list[Analysis | None]:
@@ -231,21 +209,18 @@ def _forward(ctx: WorkerContext, chunk: list[ImageWork]) -> list[Analysis | None
     return results
 
 
-def _succeed(ctx: WorkerContext, job_id: uuid.UUID, findings, timings: jobs.Timings) -> str:
+def _succeed(ctx: WorkerContext, job_id: uuid.UUID, findings, job_maps: bytes, timings: jobs.Timings) -> str:
     try:
         _in_transaction(ctx, f"record result of {job_id}", lambda session: jobs.succeed(
-            session, job_id, ctx.worker_name, ctx.manifest.version, findings, timings))
+            session, job_id, ctx.worker_name, ctx.manifest.version, findings, timings, maps=job_maps))
     except jobs.InvalidTransition:
         # The lease ran out (e.g. Postgres was away for longer) and the job was handed to another
-        # worker: that worker's result is the one recorded. Overlay keys are per job and label,
-        # so the files written here are the same set, not a second one. Or its owner deleted it
-        # meanwhile: then nothing may stay behind.
-        if not _in_transaction(ctx, f"look up {job_id}", lambda session: jobs.exists(session, job_id)):
-            ctx.storage.delete_job_files(job_id)
-            log.info("job %s was deleted while this worker ran it; its files are removed", job_id)
-            return "deleted"
-        log.warning("job %s was reassigned while this worker ran it; its result is discarded", job_id)
-        return "lost"
+        # worker: that worker's result is the one recorded (results and maps go in one conditional
+        # update, so nothing of this attempt remains). Or its owner deleted it meanwhile.
+        deleted = not _in_transaction(ctx, f"look up {job_id}", lambda session: jobs.exists(session, job_id))
+        log.warning("job %s was %s while this worker ran it; its result is discarded", job_id,
+                    "deleted" if deleted else "reassigned")
+        return "deleted" if deleted else "lost"
     return "succeeded"
 
 
