@@ -4,7 +4,11 @@ Same images (the NIH full-resolution sample), same Xception-transfer weights, sa
 - baseline (hobby): per image: load and resize with OpenCV, ``model.predict`` on it, then a
   GradientTape Grad-CAM for the top class (one map per image).
 - ours: jobs recorded in a database, then the worker's path: decode → batched compiled forward pass →
-  maps for every class → overlays for every shown finding → results in the database.
+  maps for every class, stored as data → results in the database. No pictures are drawn.
+
+It also reports the bytes stored per image: now (the upload and its maps) and as the worker stored them
+before maps were data (the upload and a full-size JPEG overlay for every finding above threshold, drawn
+here with the same renderer the web now uses on request).
 
     .venv/bin/python bench/worker_pipeline.py [--images 57] [--input-size 299] [--batch 16]
 """
@@ -63,7 +67,8 @@ def our_pipeline(artifact: Path, paths, batch: int, workdir: Path) -> tuple[floa
         data = path.read_bytes()
         key = upload_key("png")
         ctx.storage.put(key, data)
-        uploads.append(jobs.NewJob(path.name, hashlib.sha256(data).hexdigest(), len(data), image_key=key))
+        uploads.append(jobs.NewJob(path.name, hashlib.sha256(data).hexdigest(), len(data), image_key=key,
+                                   stored_bytes=len(data)))
     with ctx.db.session() as session:
         owner = accounts.create_user(session, "bench", None).id
         ids = [job.id for job in jobs.create_batch(session, owner, uploads).jobs]
@@ -74,14 +79,31 @@ def our_pipeline(artifact: Path, paths, batch: int, workdir: Path) -> tuple[floa
     elapsed = time.perf_counter() - started
     from sqlalchemy import func, select
 
-    from shared.models import Finding, Job
+    from shared.models import Job
+
+    from sqlalchemy.orm import selectinload
+
+    from shared import renders
 
     with ctx.db.session() as session:
         done = session.scalar(select(func.count()).where(Job.status == "succeeded"))
-        overlays = session.scalar(select(func.count(Finding.overlay_key)))
-        timing = session.execute(select(func.avg(Job.decode_ms), func.avg(Job.inference_ms), func.avg(Job.overlay_ms))).one()
+        timing = session.execute(select(func.avg(Job.decode_ms), func.avg(Job.inference_ms))).one()
+        stored = session.scalars(select(Job).options(selectinload(Job.findings))).all()
+        uploads = sum(job.stored_bytes or len(ctx.storage.get(job.image_key)) for job in stored)
+        maps_bytes = sum(len(job.maps) for job in stored)
+        old_overlays = 0  # what the worker used to write: a JPEG overlay per finding above threshold (or the top one)
+        old_count = 0
+        for job in stored[:20]:
+            shown = [f.label for f in job.findings if f.positive] or [max(job.findings, key=lambda f: f.probability).label]
+            for label in shown:
+                old_overlays += len(renders.overlay(ctx.storage, job, label)[0])
+                old_count += 1
+        old_per_image = old_overlays / min(20, len(stored))
     assert done == len(ids), f"only {done} of {len(ids)} succeeded"
-    return elapsed, {"overlays": overlays, "decode_ms": timing[0], "inference_ms": timing[1], "overlay_ms": timing[2]}
+    n = len(stored)
+    return elapsed, {"decode_ms": timing[0], "inference_ms": timing[1], "upload_per_image": uploads / n,
+                     "maps_per_image": maps_bytes / n, "old_overlays_per_image": old_per_image,
+                     "old_overlay_count": old_count / min(20, n)}
 
 
 def main() -> None:
@@ -107,10 +129,17 @@ def main() -> None:
     print("|---|---:|---:|---|")
     print(f"| baseline: hobby per-image predict + GradientTape Grad-CAM | {baseline:.1f} | {n / baseline:.2f} | "
           f"1 per image, not saved |")
-    print(f"| ours: decode → batch {args.batch} forward → all maps → overlays → database | {ours:.1f} | "
-          f"{n / ours:.2f} | {details['overlays']} overlays saved ({details['overlays'] / n:.1f} per image) |")
+    print(f"| ours: decode → batch {args.batch} forward → all 15 maps as data → database | {ours:.1f} | "
+          f"{n / ours:.2f} | 15 per image, {details['maps_per_image']:.0f} bytes |")
     print(f"speed-up: {baseline / ours:.1f}x (target 10x); ours per image: decode {details['decode_ms']:.0f} ms "
-          f"(on I/O threads), model {details['inference_ms']:.0f} ms, overlays {details['overlay_ms']:.0f} ms")
+          f"(on I/O threads), model {details['inference_ms']:.0f} ms")
+    kb = 1024
+    before = details["upload_per_image"] + details["old_overlays_per_image"]
+    after = details["upload_per_image"] + details["maps_per_image"]
+    print(f"stored per image: now {after / kb:.1f} kB (upload {details['upload_per_image'] / kb:.1f} kB + maps "
+          f"{details['maps_per_image'] / kb:.2f} kB); before maps were data {before / kb:.1f} kB (upload + "
+          f"{details['old_overlay_count']:.1f} JPEG overlays, {details['old_overlays_per_image'] / kb:.1f} kB): "
+          f"{before / after:.2f}x less")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test suite on real services: `make test` runs this (and CI runs `make test`).
-# Starts PostgreSQL and Redis if they are down, installs Debian's Chromium if it is missing, then pytest.
+# Starts PostgreSQL and Redis if they are down, installs Debian's Chromium and poppler-utils (pdftoppm) and
+# the browser-test helpers from npm (axe-core, tests/js/package-lock.json) if they are missing, then pytest.
 # Extra arguments go to pytest: `make test ARGS="-k api"` or `bash tests/run.sh -k api`.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -15,10 +16,17 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
   redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
   for _ in $(seq 30); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 0.5; done
 fi
-if [ ! -x /usr/bin/chromium ]; then
-  echo "==> installing Chromium for the browser tests (Debian package; no browser download)"
-  if [ "$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
-  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; fi
+missing=()
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v pdftoppm >/dev/null || missing+=(poppler-utils)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "==> installing ${missing[*]} for the browser and report tests (Debian packages; no browser download)"
+  sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+if [ ! -f tests/js/node_modules/axe-core/axe.min.js ] && command -v npm >/dev/null; then
+  echo "==> installing axe-core for the accessibility tests (npm ci, pinned in tests/js/package-lock.json)"
+  npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
 fi
 
 export TF_CPP_MIN_LOG_LEVEL=2

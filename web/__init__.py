@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import mimetypes
 
 from flask import Flask
 
@@ -25,6 +26,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     setting_names = {field.name for field in dataclasses.fields(Settings)}
     settings = load_settings(**{k: test_config.pop(k) for k in list(test_config) if k in setting_names})
 
+    mimetypes.add_type("application/manifest+json", ".webmanifest")
     app = Flask(__name__)
     app.config.update(
         SECRET_KEY=web_secret_key(settings),

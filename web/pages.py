@@ -1,20 +1,24 @@
-"""Pages for people: upload, batch (polls the API), job, history, delete. All need a signed-in user."""
+"""Pages for people: upload, batch (rendered here, then polls the API), the viewer (one image), history
+with search, the model card, delete. All need a signed-in user."""
 from __future__ import annotations
 
+import datetime as dt
 import math
 
 from flask import Blueprint, Flask, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from shared import queries
-from shared.labels import display_name
-from shared.model_manifest import UNTRAINED_WARNING
-from shared.queries import MAX_PAGE
+from shared.labels import LABELS, NO_FINDING, display_name
+from shared.model_manifest import UNTRAINED_WARNING, label_quality
+from shared.models import ModelVersion
+from shared.queries import MAX_PAGE, HistoryFilter
 from web.audit import audit_access
 from web.auth import login_manager
 from web.owned import delete_owned_batch, delete_owned_job, owned_batch, owned_job
 from web.security import current_viewer
-from web.serializers import DISCLAIMER, counts_json
+from web.ids import not_found
+from web.serializers import DISCLAIMER, batch_json, counts_json, job_json
 from web.services import services
 from web.uploads import submit_batch
 
@@ -37,7 +41,7 @@ def register_template_globals(app: Flask) -> None:
         except Exception:  # an error page must still render when the database is down
             info = None
         return {"current_model": info, "disclaimer": DISCLAIMER, "untrained_warning": UNTRAINED_WARNING,
-                "display_name": display_name}
+                "display_name": display_name, "findings_labels": [l for l in LABELS if l != NO_FINDING]}
 
 
 @blueprint.get("/")
@@ -47,25 +51,45 @@ def upload_page():
 
 @blueprint.post("/batches")
 def upload_form():
-    batch_id = submit_batch(request.files.getlist("files"), current_viewer())
+    batch_id = submit_batch(request.files.getlist("files"), current_viewer(), request.form.get("name"))
+    with services().db.session() as session:
+        batch = owned_batch(session, str(batch_id))
+        if batch.job_count == 1:  # one image: straight to it
+            return redirect(url_for("pages.job_page", job_id=batch.jobs[0].id), code=303)
     return redirect(url_for("pages.batch_page", batch_id=batch_id), code=303)
 
 
 @blueprint.get("/batches/<batch_id>")
 def batch_page(batch_id: str):
+    """Every row rendered here (the page works without JavaScript); batch.js then polls for changes."""
     with services().db.session() as session:
         batch = owned_batch(session, batch_id)
         audit_access(session, "view", "batch", batch.id, batch.owner_id)
-        created = batch.created_at
-    return render_template("batch.html", batch_id=batch_id, created_at=created)
+        return render_template("batch.html", batch=batch, view=batch_json(batch))
 
 
 @blueprint.get("/jobs/<job_id>")
 def job_page(job_id: str):
+    """The viewer: one large image, every finding's heatmap, window/level, zoom, previous/next."""
     with services().db.session() as session:
         job = owned_job(session, job_id)
         audit_access(session, "view", "job", job.id, job.batch.owner_id)
-        return render_template("job.html", job=job)
+        before, after = queries.neighbours(session, job)
+        view = job_json(job, detail=True)
+        return render_template("job.html", job=job, view=view, before=before, after=after,
+                               quality=label_quality(job.model.manifest if job.model else None))
+
+
+@blueprint.get("/models/<version>")
+def model_card(version: str):
+    """The model card of a model some worker served: data, split, per-finding quality, thresholds."""
+    with services().db.session() as session:
+        model = session.get(ModelVersion, version)
+        if model is None:
+            raise not_found("model", version)
+        return render_template("model_card.html", model=model, manifest=model.manifest,
+                               quality=label_quality(model.manifest),
+                               external=label_quality(model.manifest, "external"))
 
 
 @blueprint.get("/batches/<batch_id>/delete")
@@ -101,13 +125,30 @@ def delete_job(job_id: str):
     return redirect(target, code=303)
 
 
+def _date(name: str) -> dt.date | None:
+    raw = request.args.get(name, "")
+    try:
+        return dt.date.fromisoformat(raw) if raw else None
+    except ValueError:
+        flash(f"'{raw}' is not a date (YYYY-MM-DD); that bound was left out.", "error")
+        return None
+
+
 @blueprint.get("/history")
 def history_page():
+    """Your batches, newest first, with their name, first file and a thumbnail; searchable."""
     per_page = services().settings.history_page_size
     page = min(max(1, request.args.get("page", 1, type=int)), MAX_PAGE)
+    finding = request.args.get("finding", "")
+    narrowed = HistoryFilter(text=request.args.get("q", "").strip()[:200], finding=finding if finding in LABELS else "",
+                             date_from=_date("from"), date_to=_date("to"))
     with services().db.session() as session:
-        batches, total = queries.list_batches(session, current_viewer(), page, per_page)
+        batches, total = queries.list_batches(session, current_viewer(), page, per_page, narrowed)
         counts = queries.status_counts(session, [b.id for b in batches])
-        rows = [{"batch": b, **counts_json(counts[b.id], b.job_count)} for b in batches]
+        firsts = queries.first_jobs(session, [b.id for b in batches])
+        rows = [{"batch": b, "first": firsts.get(b.id), "first_view": job_json(firsts[b.id]) if b.id in firsts else None,
+                 **counts_json(counts[b.id], b.job_count)} for b in batches]
     pages = max(1, math.ceil(total / per_page))
-    return render_template("history.html", rows=rows, page=page, pages=pages, total=total)
+    query = {k: v for k, v in request.args.items() if k != "page" and v}
+    return render_template("history.html", rows=rows, page=page, pages=pages, total=total, query=query,
+                           searching=bool(query))

@@ -20,7 +20,7 @@ from shared import jobs, queries
 from shared.accounts import Viewer
 from shared.images import ImageError, ImageTooLarge, inspect_image
 from shared.models import JobStatus
-from shared.privacy import MetadataError, clean_filename, strip_metadata
+from shared.privacy import MetadataError, clean_filename, clean_text, strip_metadata
 from shared.queue import dispatch
 from shared.storage import StorageError, upload_key
 from web.audit import audit
@@ -103,8 +103,9 @@ def _remove_stored(uploads: list[Upload]) -> None:
                 pass
 
 
-def submit_batch(files: list[FileStorage], viewer: Viewer) -> uuid.UUID:
-    """Store, record and enqueue; returns the batch id. Raises ApiError when nothing can be accepted."""
+def submit_batch(files: list[FileStorage], viewer: Viewer, name: str | None = None) -> uuid.UUID:
+    """Store, record and enqueue; returns the batch id. Raises ApiError when nothing can be accepted.
+    ``name`` (optional) names the batch in the history."""
     settings = services().settings
     files = [f for f in files if f and (f.filename or f.content_length)]
     if not files:
@@ -123,7 +124,7 @@ def submit_batch(files: list[FileStorage], viewer: Viewer) -> uuid.UUID:
             summary = "; ".join(f"{d['filename']}: {d['error']}" for d in details[:5])
             raise ApiError(413 if too_large else 415, f"none of the files can be analysed ({summary})", details)
         with services().db.session() as session:
-            batch = jobs.create_batch(session, viewer.user_id, accepted)
+            batch = jobs.create_batch(session, viewer.user_id, accepted, name=clean_text(name, 200) or None)
             batch_id = batch.id
             queued = [job.id for job in batch.jobs if job.status == JobStatus.QUEUED.value]
             audit(session, "upload", "batch", batch_id, detail={"images": len(accepted), "queued": len(queued)})

@@ -208,6 +208,8 @@ def test_deleting_a_batch_removes_its_rows_and_every_file(app, alice_token, pg_s
     with db.connect() as conn:
         keys = conn.execute(sa.text("SELECT image_key FROM jobs WHERE batch_id = :b"), {"b": batch["id"]}).scalars().all()
     job_ids = [j["id"] for j in batch["jobs"]]
+    for job in batch["jobs"]:  # overlays are drawn on request and cached beside the job's other files
+        assert alice.get(job["thumbnail"]["url"]).status_code == 200
     overlay_dirs = [storage / "overlays" / j.replace("-", "") for j in job_ids]
     assert all((storage / k).exists() for k in keys) and all(d.is_dir() for d in overlay_dirs)
 

@@ -43,12 +43,18 @@ def test_two_valid_and_one_corrupt_upload_complete_as_two_results_and_one_clear_
         assert [f["label"] for f in job["findings"]][:2] == ["Atelectasis", "Cardiomegaly"]
         assert len(job["findings"]) == 15 and "not for diagnosis" in job["disclaimer"]
         assert "untrained" in job["warnings"][0]
-        overlays = [f["overlay_url"] for f in job["findings"] if f["overlay_url"]]
-        assert overlays
-        for url in overlays:
+        # Every finding has a heatmap, drawn on request from the stored maps; "No Finding" is a summary.
+        overlays = {f["label"]: f["overlay_url"] for f in job["findings"]}
+        assert overlays.pop("No Finding") is None and all(overlays.values()) and len(overlays) == 14
+        assert "No Finding" not in [f["label"] for f in job["shown_findings"]]
+        for url in list(overlays.values())[:3]:
             overlay = pg_client.get(url)
             assert overlay.status_code == 200 and overlay.mimetype == "image/jpeg"
             assert decode_image_bytes(overlay.data).shape == (64, 64, 3)
+        assert pg_client.get(overlays["Mass"] + "?format=png&opacity=1").mimetype == "image/png"
+        assert pg_client.get(job["url"] + "/overlays/No%20Finding").status_code == 404
+        maps = pg_client.get(job["maps_url"]).get_json()
+        assert len(maps["maps"]) == 15 and len(maps["colormap"]) == 256 and maps["height"] == maps["width"] == 8
         original = pg_client.get(job["image_url"])
         assert original.status_code == 200 and original.headers["Cache-Control"] == "private, no-store"
         assert np.array_equal(decode_image_bytes(original.data), decode_image_bytes(dict(files)[name]))

@@ -7,6 +7,7 @@ import pytest
 from shared import jobs
 from shared.config import load_settings
 from shared.images import decode_image
+from shared.labels import LABELS
 from shared.models import Job
 from shared.storage import LocalStorage
 from tests.helpers import corrupt_png, decode_image_bytes, ensure_user, quiet_cv2, real_xray_bytes
@@ -38,23 +39,23 @@ def _job(ctx, job_id) -> Job:
         return job
 
 
-def test_a_real_xray_gets_15_probabilities_and_overlays_for_shown_findings(ctx):
+def test_a_real_xray_gets_15_probabilities_and_every_class_map_as_data_and_no_pictures(ctx):
+    from shared import maps
+
     name, data = real_xray_bytes(1)[0]
     (job_id,) = _queue(ctx, [(name, data)])
     assert _run(ctx, job_id) == "succeeded"
     job = _job(ctx, job_id)
     assert job.status == "succeeded" and job.model_version == ctx.manifest.version and job.attempts == 1
     assert len(job.findings) == 15 and all(0.0 <= f.probability <= 1.0 for f in job.findings)
-    shown = [f for f in job.findings if f.overlay_key]
-    assert shown, "at least the top finding is shown"
-    above = [f for f in job.findings if f.positive]
-    if above:
-        assert {f.label for f in shown} == {f.label for f in above}
-    else:
-        assert [f.label for f in shown] == [max(job.findings, key=lambda f: f.probability).label]
-    overlay = decode_image_bytes(ctx.storage.get(shown[0].overlay_key))
-    assert overlay.shape == (*decode_image(data, 10**6).shape, 3)
-    assert job.decode_ms >= 0 and job.inference_ms > 0 and job.overlay_ms >= 0
+    assert all(f.overlay_key is None for f in job.findings) and not (ctx.storage.root / "overlays").exists()
+    stored = maps.decode(job.maps)
+    assert list(stored) == list(LABELS) and all(m.shape == (8, 8) and m.dtype == np.uint8 for m in stored.values())
+    assert len(job.maps) < 2000  # a few hundred bytes for all 15 maps
+    # The maps are the engine's own, at feature resolution, quantised to 8 bits.
+    expected = ctx.engine.analyse([decode_image(data, 10**6)])[0].heatmaps
+    assert all(np.abs(stored[label].astype(int) - np.rint(expected[label] * 255)).max() <= 1 for label in LABELS)
+    assert job.decode_ms >= 0 and job.inference_ms > 0
 
 
 def _run(ctx, job_id):
@@ -116,14 +117,14 @@ def test_a_job_deleted_while_it_runs_leaves_no_files_behind(ctx, monkeypatch):
     from worker import pipeline
 
     (job_id,) = _queue(ctx, real_xray_bytes(1))
-    original = pipeline._draw
+    original = pipeline._findings
 
-    def draw_then_owner_deletes(ctx_, work, analysis):
-        result = original(ctx_, work, analysis)  # the overlays are written...
-        with ctx.db.session() as session:  # ...and meanwhile the owner deletes the image
+    def owner_deletes_meanwhile(ctx_, analysis):
+        with ctx.db.session() as session:  # the owner deletes the image while the model runs
             deletion.delete_job(session, session.get(Job, job_id))
-        return result
+        return original(ctx_, analysis)
 
-    monkeypatch.setattr(pipeline, "_draw", draw_then_owner_deletes)
+    monkeypatch.setattr(pipeline, "_findings", owner_deletes_meanwhile)
     assert _run(ctx, job_id) == "deleted"
-    assert not (ctx.storage.root / "overlays" / job_id.hex).exists()
+    with ctx.db.session() as session:
+        assert session.get(Job, job_id) is None

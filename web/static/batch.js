@@ -1,76 +1,134 @@
-// Poll the batch's JSON and fill in each image as it finishes; stop when all are done.
+// The batch page's rows are rendered by the server; this keeps them current. It asks only for what
+// changed since its last answer (?since=cursor, and If-None-Match: unchanged is a bodiless 304), stops
+// when every image is done, pauses while the tab is hidden, shows images/s and the time left, and puts
+// the progress in the tab's title. Sorting and filtering work on the rows in the page.
 (function () {
   const root = document.getElementById("batch");
+  if (!root) return;
   const rows = document.getElementById("job-rows");
   const bar = document.getElementById("batch-progress");
   const summary = document.getElementById("batch-summary");
+  const baseTitle = root.dataset.title + " · Chest X-ray analysis";
+  let cursor = root.dataset.cursor;
+  let etag = null;
   let delay = 1000;
+  let timer = null;
+  root.dataset.polls = "0";
 
-  function cell(row, content) {
+  function cell(row, content, className) {
     const td = document.createElement("td");
-    if (content instanceof Node) td.appendChild(content); else td.textContent = content;
+    if (className) td.className = className;
+    if (content instanceof Node) td.appendChild(content); else td.textContent = content || "";
     row.appendChild(td);
     return td;
   }
-  function link(href, text) {
+  function link(href, content) {
     const a = document.createElement("a");
     a.href = href;
-    a.textContent = text;
+    if (content instanceof Node) a.appendChild(content); else a.textContent = content;
     return a;
   }
-  function render(job) {
+  function render(job) {  // the same cells as templates/_job_row.html
     const tr = document.createElement("tr");
     tr.id = "job-" + job.id;
     tr.className = "job status-" + job.status;
     tr.dataset.status = job.status;
-    const top = job.shown_findings[0];
-    if (top && top.overlay_url) {
+    tr.dataset.position = job.position;
+    tr.dataset.top = job.shown_findings.length ? job.shown_findings[0].probability : 0;
+    tr.dataset.findings = job.shown_findings.map((f) => f.label).join(" ");
+    const thumb = cell(tr, "", "thumb-cell");
+    if (job.thumbnail) {
       const img = document.createElement("img");
       img.className = "thumb";
-      img.src = top.overlay_url;
-      img.alt = "heatmap for " + top.display_name;
-      cell(tr, link(job.page_url, "")).firstChild.appendChild(img);
-    } else {
-      cell(tr, "");
+      img.loading = "lazy";
+      img.src = job.thumbnail.url;
+      img.alt = "heatmap of " + job.thumbnail.display_name + " on " + job.filename;
+      thumb.appendChild(link(job.page_url, img));
+      const caption = document.createElement("span");
+      caption.className = "caption";
+      caption.textContent = job.thumbnail.display_name + (job.thumbnail.above_threshold ? "" : " (below threshold)");
+      thumb.appendChild(caption);
     }
     cell(tr, link(job.page_url, job.filename));
-    cell(tr, job.status);
-    if (job.status === "failed") {
-      cell(tr, job.error || "failed").className = "error";
-    } else {
-      cell(tr, job.shown_findings.map((f) => f.display_name + " " + (100 * f.probability).toFixed(1) + "%").join(", "));
-    }
-    const model = cell(tr, job.model ? job.model.name + " " + job.model.version.slice(0, 15) : "");
-    model.className = "model" + (job.model && !job.model.trained ? " untrained" : "");
+    cell(tr, job.status, "status");
+    cell(tr, job.status === "failed" ? job.error : job.summary, job.status === "failed" ? "result error" : "result");
+    const model = cell(tr, job.model ? job.model.name + " " + job.model.version.slice(0, 15) : "",
+                       "model" + (job.model && !job.model.trained ? " untrained" : ""));
     if (job.model && !job.model.trained) model.title = job.model.warning;
     return tr;
+  }
+  function duration(seconds) {
+    if (seconds < 90) return Math.round(seconds) + " s";
+    if (seconds < 5400) return Math.round(seconds / 60) + " min";
+    return (seconds / 3600).toFixed(1) + " h";
   }
   function update(batch) {
     bar.max = batch.total;
     bar.value = batch.done;
     const c = batch.counts;
-    summary.textContent = batch.done + " of " + batch.total + " done (" + c.succeeded + " succeeded, " +
-      c.failed + " failed, " + c.running + " running, " + c.queued + " queued)" + (batch.finished ? "." : "…");
+    let text = batch.done + " of " + batch.total + " done (" + c.succeeded + " succeeded, " + c.failed + " failed, " +
+      c.running + " running, " + c.queued + " queued)";
+    if (batch.images_per_second) text += " · " + batch.images_per_second.toFixed(1) + " images/s";
+    if (!batch.finished && batch.eta_seconds) text += " · about " + duration(batch.eta_seconds) + " left";
+    summary.textContent = text + (batch.finished ? "." : "…");
+    document.title = (batch.finished ? "Done: " : Math.floor((100 * batch.done) / batch.total) + "% · ") + baseTitle;
     for (const job of batch.jobs) {
       const existing = document.getElementById("job-" + job.id);
-      if (!existing) rows.appendChild(render(job));
-      else if (existing.dataset.status !== job.status) existing.replaceWith(render(job));
+      const row = render(job);
+      if (existing) existing.replaceWith(row); else rows.appendChild(row);
     }
+    cursor = batch.cursor;
     root.dataset.finished = batch.finished ? "true" : "false";
+    applyFilters();
+  }
+  function schedule() {
+    clearTimeout(timer);
+    if (root.dataset.finished === "true" || document.hidden) return;  // resumes on visibilitychange
+    timer = setTimeout(poll, delay);
   }
   async function poll() {
+    root.dataset.polls = String(Number(root.dataset.polls) + 1);
     try {
-      const response = await fetch(root.dataset.url, { headers: { Accept: "application/json" } });
-      if (!response.ok) throw new Error("HTTP " + response.status);
-      const batch = await response.json();
-      update(batch);
-      if (batch.finished) return;
+      const headers = { Accept: "application/json" };
+      if (etag) headers["If-None-Match"] = etag;
+      const response = await fetch(root.dataset.url + "?since=" + encodeURIComponent(cursor), { headers });
+      if (response.status !== 304) {
+        if (!response.ok) throw new Error("HTTP " + response.status);
+        etag = response.headers.get("ETag");
+        update(await response.json());
+      }
       delay = 1000;
     } catch (err) {
       summary.textContent = "Could not refresh (" + err.message + "); retrying…";
-      delay = Math.min(delay * 2, 10000);
+      delay = Math.min(delay * 2, 15000);
     }
-    setTimeout(poll, delay);
+    schedule();
   }
-  poll();
+  document.addEventListener("visibilitychange", () => { if (!document.hidden) schedule(); });
+
+  // Sorting and filtering, on the rows in the page.
+  const filters = document.getElementById("row-filters");
+  const status = document.getElementById("filter-status");
+  const finding = document.getElementById("filter-finding");
+  const minimum = document.getElementById("filter-min");
+  const sortBy = document.getElementById("sort-by");
+  filters.hidden = false;
+  function applyFilters() {
+    const all = [...rows.querySelectorAll("tr.job")];
+    const key = { position: (r) => Number(r.dataset.position), top: (r) => -Number(r.dataset.top),
+                  status: (r) => ["failed", "succeeded", "running", "queued"].indexOf(r.dataset.status) }[sortBy.value];
+    all.sort((a, b) => key(a) - key(b) || Number(a.dataset.position) - Number(b.dataset.position));
+    for (const row of all) {
+      row.hidden = (status.value && row.dataset.status !== status.value) ||
+        (finding.value && !row.dataset.findings.split(" ").includes(finding.value)) ||
+        Number(row.dataset.top) * 100 < Number(minimum.value || 0);
+      rows.appendChild(row);
+    }
+  }
+  [status, finding, minimum, sortBy].forEach((input) => input.addEventListener("input", applyFilters));
+  if (root.dataset.finished === "true") {
+    document.title = "Done: " + baseTitle;
+  } else {
+    schedule();
+  }
 })();
