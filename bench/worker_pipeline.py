@@ -21,7 +21,7 @@ import time
 import uuid
 from pathlib import Path
 
-from _common import export_xception, machine, real_xrays
+from _common import export_xception, machine, real_xrays, timed
 
 
 def hobby_baseline(model, paths, size: int) -> float:
@@ -47,6 +47,18 @@ def hobby_baseline(model, paths, size: int) -> float:
         heatmap = tf.nn.relu(tf.einsum("bhwk,bk->bhw", features, weights)).numpy()[0]
         heatmap /= heatmap.max() + 1e-8
     return time.perf_counter() - started
+
+
+def raw_model(model, manifest, size: int, batch: int) -> float:
+    """Images/s of the compiled forward pass alone (features and logits) at the worker's batch size: the
+    ceiling for any pipeline around it on this machine."""
+    import numpy as np
+
+    from worker.engine import InferenceEngine
+
+    engine = InferenceEngine(model, manifest, max_batch=batch)
+    x = np.random.default_rng(0).uniform(-1, 1, (batch, size, size, 3)).astype("float32")
+    return batch / timed(lambda: engine.forward(x))
 
 
 def our_pipeline(artifact: Path, paths, batch: int, workdir: Path) -> tuple[float, dict]:
@@ -118,10 +130,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         workdir = Path(folder)
         artifact = export_xception(workdir / "model", args.input_size)
-        model, _ = load_artifact(artifact)
+        model, manifest = load_artifact(artifact)
         model.predict(__import__("numpy").zeros((1, args.input_size, args.input_size, 3), "float32"), verbose=0)
         baseline = hobby_baseline(model, paths, args.input_size)
         ours, details = our_pipeline(artifact, paths, args.batch, workdir)
+        raw = raw_model(model, manifest, args.input_size, args.batch)
     n = len(paths)
     print(f"worker pipeline: {n} real NIH X-rays ({paths[0].parent}), Xception transfer at {args.input_size}, "
           f"same random weights; {machine()}")
@@ -133,6 +146,8 @@ def main() -> None:
           f"{n / ours:.2f} | 15 per image, {details['maps_per_image']:.0f} bytes |")
     print(f"speed-up: {baseline / ours:.1f}x (target 10x); ours per image: decode {details['decode_ms']:.0f} ms "
           f"(on I/O threads), model {details['inference_ms']:.0f} ms")
+    print(f"ceiling: the forward pass alone, batch {args.batch}, same run: {raw:.2f} images/s = {raw * baseline / n:.1f}x "
+          f"the baseline; the pipeline runs at {100 * n / ours / raw:.0f}% of it")
     kb = 1024
     before = details["upload_per_image"] + details["old_overlays_per_image"]
     after = details["upload_per_image"] + details["maps_per_image"]
