@@ -205,9 +205,10 @@ def test_deleting_a_batch_removes_its_rows_and_every_file(app, alice_token, pg_s
     created = alice.post("/api/v1/batches", data=multipart(real_xray_bytes(2)), content_type="multipart/form-data")
     batch = wait_for_batch(alice, created.headers["Location"])
     storage = pg_stack["storage_dir"]
-    with db.connect() as conn:
-        keys = conn.execute(sa.text("SELECT image_key FROM jobs WHERE batch_id = :b"), {"b": batch["id"]}).scalars().all()
-    job_ids = [j["id"] for j in batch["jobs"]]
+    with db.connect() as conn:  # each job's upload, in the order of the batch's jobs
+        keys = conn.execute(sa.text("SELECT image_key FROM jobs WHERE batch_id = :b ORDER BY position"),
+                            {"b": batch["id"]}).scalars().all()
+    job_ids = [j["id"] for j in sorted(batch["jobs"], key=lambda j: j["position"])]
     for job in batch["jobs"]:  # overlays are drawn on request and cached beside the job's other files
         assert alice.get(job["thumbnail"]["url"]).status_code == 200
     overlay_dirs = [storage / "overlays" / j.replace("-", "") for j in job_ids]
@@ -224,6 +225,7 @@ def test_deleting_a_batch_removes_its_rows_and_every_file(app, alice_token, pg_s
         assert conn.execute(sa.text("SELECT count(*) FROM findings WHERE job_id::text = ANY(:j)"), {"j": job_ids}).scalar() == 0
 
 
+@pytest.mark.slow  # starts real processes
 def test_the_admin_command_manages_users_tokens_and_exports_the_audit_log(pg_url, tmp_path):
     env = service_env(DATABASE_URL=pg_url, XRAY_SECRET_KEY=TEST_SECRET_KEY)
 

@@ -44,6 +44,7 @@ def test_model_init_writes_a_servable_xception_artifact(tmp_path):
     assert model.input_shape == (None, 71, 71, 3)
 
 
+@pytest.mark.slow  # starts real processes
 def test_worker_refuses_to_start_without_a_model(tmp_path):
     env = service_env(XRAY_VAR_DIR=str(tmp_path), XRAY_MODEL_DIR=str(tmp_path / "missing"))
     result = subprocess.run(
@@ -55,6 +56,7 @@ def test_worker_refuses_to_start_without_a_model(tmp_path):
     assert "xray-model init" in result.stdout + result.stderr
 
 
+@pytest.mark.slow  # starts real processes
 def test_worker_stops_when_the_model_disagrees_with_its_manifest(tmp_path, tiny_model):
     target = tmp_path / "model"
     shutil.copytree(tiny_model, target)

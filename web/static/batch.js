@@ -87,6 +87,7 @@
     timer = setTimeout(poll, delay);
   }
   async function poll() {
+    if (document.hidden) return;  // a timer that fired as the tab was hidden: resume on visibilitychange
     root.dataset.polls = String(Number(root.dataset.polls) + 1);
     try {
       const headers = { Accept: "application/json" };
@@ -104,7 +105,9 @@
     }
     schedule();
   }
-  document.addEventListener("visibilitychange", () => { if (!document.hidden) schedule(); });
+  document.addEventListener("visibilitychange", () => {
+    if (document.hidden) clearTimeout(timer); else schedule();
+  });
 
   // Sorting and filtering, on the rows in the page.
   const filters = document.getElementById("row-filters");
