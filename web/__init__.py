@@ -42,7 +42,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         celery=create_celery(settings),
     )
 
-    from web import admin, api, auth, errors, pages, security
+    from web import admin, api, api_files, api_webhooks, auth, contract, errors, pages, security  # noqa: F401
 
     security.init_app(app, settings)
     app.config.update(test_config)
@@ -50,6 +50,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(pages.blueprint)
     app.register_blueprint(admin.blueprint)
     app.register_blueprint(api.blueprint, url_prefix="/api/v1")
+    app.register_blueprint(contract.blueprint, url_prefix="/api/v1")
     app.add_url_rule("/healthz", view_func=api.healthz)  # where load balancers look by convention
     # The API authenticates every request itself (tokens, or a session with an Origin check and a CSRF
     # header: web/security.py), so the form CSRF check, which wants a form field, stays off it.

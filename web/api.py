@@ -1,24 +1,26 @@
-"""HTTP API, ``/api/v1``: submit, read and delete batches and jobs; fetch images, heatmaps (as data or
-drawn), reports and exports.
+"""HTTP API, ``/api/v1``: submit (safely retried with Idempotency-Key), read and delete batches and jobs.
+Files (images, maps, overlays, reports, exports) are in web/api_files.py, webhooks in web/api_webhooks.py,
+all on this blueprint. The contract (OpenAPI 3.1) is generated from their ``@route`` declarations and
+the models in web/schemas.py.
 
 Every route but the health check needs a bearer token or a signed-in session (web/auth.py) and sees only
 its owner's items (admins: everyone's, audited); another owner's id answers 404 like a missing one.
 """
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import hashlib
 import json
 
-from flask import Blueprint, Response, jsonify, request, send_file, url_for
+from flask import Blueprint, Response, jsonify, request, url_for
 from sqlalchemy import text
 
-from shared import exports, maps, queries, renders, reports
+from shared import idempotency, queries
 from shared.queries import MAX_PAGE
-from shared.storage import StorageError
+from web import schemas
 from web.audit import audit_access
 from web.auth import authenticate_api
+from web.contract import route
 from web.errors import ApiError
 from web.owned import delete_owned_batch, delete_owned_job, owned_batch, owned_job
 from web.security import current_viewer
@@ -54,19 +56,59 @@ def _page_args() -> tuple[int, int]:
 
 
 @blueprint.post("/batches")
+@route((202, schemas.Batch), (200, schemas.Batch), errors=(400, 401, 403, 409, 413, 415, 422, 429),
+       form=schemas.Upload, headers=schemas.UploadHeaders, tags=["batches"])
 def create_batch():
-    """Multipart upload: one or many files in the 'files' field (or 'file'). Answers 202."""
+    """Multipart upload: one or many files in the 'files' field (or 'file'). Answers 202 with the new batch.
+
+    With an ``Idempotency-Key`` header, a retry (same key, same files and fields, within 24 h) answers 200
+    with the first answer's body instead of making a second batch; the same key with anything else is 422.
+    """
     files = request.files.getlist("files") + request.files.getlist("file")
-    batch_id = submit_batch(files, current_viewer(), request.form.get("name"))
-    with services().db.session() as session:
-        body = _with_model_notice(session, batch_json(queries.get_batch(session, current_viewer(), batch_id)))
+    name, callback = request.form.get("name"), request.form.get("callback_url")
+    viewer, key = current_viewer(), request.headers.get("Idempotency-Key")
+    if key is not None:
+        try:
+            replay = idempotency.reserve(services().db, viewer.user_id, key, _fingerprint(files, name, callback))
+        except idempotency.IdempotencyError as exc:
+            raise ApiError(exc.status, str(exc), headers={"Retry-After": "1"} if exc.status == 409 else None) from None
+        if replay is not None:
+            response = jsonify(replay.response)
+            response.headers["Location"] = url_for("api.get_batch", batch_id=replay.batch_id)
+            response.headers["Idempotent-Replayed"] = "true"
+            return response
+    try:
+        batch_id = submit_batch(files, viewer, name, callback)
+        with services().db.session() as session:
+            body = _with_model_notice(session, batch_json(queries.get_batch(session, viewer, batch_id)))
+            if key is not None:
+                idempotency.complete(session, viewer.user_id, key, batch_id, body)
+    except BaseException:
+        if key is not None:
+            with services().db.session() as session:
+                idempotency.release(session, viewer.user_id, key)
+        raise
     response = jsonify(body)
     response.status_code = 202
     response.headers["Location"] = url_for("api.get_batch", batch_id=batch_id)
     return response
 
 
+def _fingerprint(files, name: str | None, callback: str | None) -> str:
+    """What this upload sent: every file (field, name, content digest) and the text fields."""
+    parts = []
+    for file in files:
+        digest = hashlib.sha256()
+        for block in iter(lambda: file.stream.read(1 << 20), b""):
+            digest.update(block)
+        file.stream.seek(0)
+        parts.append(("file", file.filename or "", digest.digest()))
+    parts += [("name", "", name or ""), ("callback_url", "", callback or "")]
+    return idempotency.fingerprint(parts)
+
+
 @blueprint.get("/batches")
+@route((200, schemas.BatchList), errors=(401, 429), query=schemas.PageQuery, tags=["batches"])
 def list_batches():
     page, per_page = _page_args()
     with services().db.session() as session:
@@ -97,6 +139,7 @@ def _since() -> dt.datetime | None:
 
 
 @blueprint.get("/batches/<batch_id>")
+@route((200, schemas.Batch), (304, None), errors=(400, 401, 404, 429), query=schemas.BatchQuery, tags=["batches"])
 def get_batch(batch_id: str):
     """The batch; ``?since=<cursor>`` gives only the jobs changed since an earlier answer, and an unchanged
     answer is ``304`` to a request with its ETag, so polling costs next to nothing."""
@@ -111,26 +154,8 @@ def get_batch(batch_id: str):
     return response.make_conditional(request)
 
 
-@blueprint.get("/batches/<batch_id>/export.<kind>")
-def batch_export(batch_id: str, kind: str):
-    """Every job of the batch as CSV or JSON (all 15 probabilities, thresholds, model, timings), or a PDF summary."""
-    if kind not in ("csv", "json", "pdf"):
-        raise ApiError(404, f"exports are .csv, .json or .pdf, not .{kind}")
-    with services().db.session() as session:
-        batch = owned_batch(session, batch_id)
-        audit_access(session, "download", "batch", batch.id, batch.owner_id)
-        if kind == "csv":
-            data, mimetype = exports.batch_csv(batch), "text/csv"
-        elif kind == "json":
-            data, mimetype = json.dumps(exports.batch_json(batch, DISCLAIMER), indent=1), "application/json"
-        else:
-            data, mimetype = reports.batch_report(batch, DISCLAIMER), "application/pdf"
-    name = f"batch-{batch_id[:8]}.{kind}"
-    return Response(data, mimetype=mimetype, headers={"Content-Disposition": f'attachment; filename="{name}"',
-                                                      "Cache-Control": PRIVATE})
-
-
 @blueprint.delete("/batches/<batch_id>")
+@route((204, None), errors=(401, 403, 404, 429), tags=["batches"])
 def delete_batch(batch_id: str):
     """The batch, its jobs, findings, uploads and overlays; answers 204."""
     delete_owned_batch(batch_id)
@@ -138,6 +163,7 @@ def delete_batch(batch_id: str):
 
 
 @blueprint.get("/jobs/<job_id>")
+@route((200, schemas.Job), tags=["jobs"])
 def get_job(job_id: str):
     with services().db.session() as session:
         job = owned_job(session, job_id)
@@ -149,102 +175,22 @@ def get_job(job_id: str):
 
 
 @blueprint.delete("/jobs/<job_id>")
+@route((204, None), errors=(401, 403, 404, 429), tags=["jobs"])
 def delete_job(job_id: str):
     """One image with its results and files (its batch too if it was the last); answers 204."""
     delete_owned_job(job_id)
     return "", 204
 
 
-def _send_stored(key: str, mimetype: str):
-    try:
-        path = services().storage.path(key)
-        if not path.is_file():
-            raise StorageError(f"stored file {key} is missing")
-    except StorageError:
-        raise ApiError(404, "the stored file is missing") from None
-    response = send_file(path, mimetype=mimetype, conditional=False, etag=False)
-    response.headers["Cache-Control"] = PRIVATE
-    return response
-
-
-@blueprint.get("/jobs/<job_id>/image")
-def job_image(job_id: str):
-    with services().db.session() as session:
-        job = owned_job(session, job_id)
-        audit_access(session, "download", "job", job.id, job.batch.owner_id)
-    if not job.image_key:
-        raise ApiError(404, "this job has no stored image (the upload was rejected)")
-    return _send_stored(job.image_key, job.content_type or "application/octet-stream")
-
-
-def _limits() -> dict:
-    settings = services().settings
-    return {"max_pixels": settings.max_image_pixels, "max_decoded_bytes": settings.max_decoded_bytes}
-
-
-@blueprint.get("/jobs/<job_id>/maps")
-def job_maps(job_id: str):
-    """Every class's activation map at the model's feature resolution (uint8, base64, row-major), with the
-    colour table the service draws them with: what the viewer draws from."""
-    with services().db.session() as session:
-        job = owned_job(session, job_id)
-        audit_access(session, "download", "job", job.id, job.batch.owner_id)
-    if job.maps is None:
-        raise ApiError(404, f"job {job_id} has no heatmaps (not analysed yet, failed, or analysed before maps were kept)")
-    decoded = maps.decode(job.maps)
-    height, width = next(iter(decoded.values())).shape
-    body = {"labels": list(decoded), "height": height, "width": width, "scale": "0..255, each map scaled to its own maximum",
-            "colormap": maps.JET_RGB.tolist(), "default_opacity": maps.DEFAULT_OPACITY,
-            "maps": {label: base64.b64encode(m.tobytes()).decode() for label, m in decoded.items()}}
-    response = jsonify(body)
-    response.headers["Cache-Control"] = PRIVATE
-    return response
-
-
-@blueprint.get("/jobs/<job_id>/overlays/<label>")
-def job_overlay(job_id: str, label: str):
-    """The label's heatmap over the image, drawn on request: ``?format=jpeg|png``, ``?opacity=0..1``,
-    ``?size=full|thumb`` (the default look is cached)."""
-    image_format = request.args.get("format", "jpeg")
-    size = request.args.get("size", "full")
-    opacity = request.args.get("opacity", maps.DEFAULT_OPACITY, type=float)
-    if image_format not in renders.FORMATS or size not in ("full", "thumb") or not 0.0 <= opacity <= 1.0:
-        raise ApiError(400, "format is jpeg or png, size is full or thumb, opacity lies between 0 and 1")
-    with services().db.session() as session:
-        job = owned_job(session, job_id)
-        audit_access(session, "download", "job", job.id, job.batch.owner_id)
-    try:
-        data, mimetype = renders.overlay(services().storage, job, label, image_format=image_format, opacity=opacity,
-                                         size=size, **_limits())
-    except renders.RenderError as exc:
-        raise ApiError(404, str(exc)) from None
-    except StorageError:
-        raise ApiError(404, "the stored image is missing") from None
-    return Response(data, mimetype=mimetype, headers={"Cache-Control": PRIVATE})
-
-
-@blueprint.get("/jobs/<job_id>/report.pdf")
-def job_report(job_id: str):
-    """A PDF: the original, the heatmaps of the findings above threshold, all probabilities with the
-    model's measured quality, the model and the disclaimer."""
-    with services().db.session() as session:
-        job = owned_job(session, job_id)
-        audit_access(session, "download", "job", job.id, job.batch.owner_id)
-        try:
-            data = reports.job_report(job, services().storage, DISCLAIMER, **_limits())
-        except StorageError:
-            raise ApiError(404, "the stored image is missing") from None
-    return Response(data, mimetype="application/pdf", headers={
-        "Content-Disposition": f'attachment; filename="report-{job_id[:8]}.pdf"', "Cache-Control": PRIVATE})
-
-
 @blueprint.get("/models/current")
+@route((200, schemas.CurrentModel), errors=(401, 429), tags=["models"])
 def current_model():
     with services().db.session() as session:
         return jsonify(_with_model_notice(session, {"model": model_json(queries.current_model(session))}))
 
 
 @blueprint.get("/healthz")
+@route((200, schemas.Health), (503, schemas.Health), errors=(), public=True, tags=["service"])
 def healthz():
     """Liveness and readiness: the database answers. Needs no authentication (load balancers ask it)."""
     try:
