@@ -55,6 +55,11 @@ class Settings:
     quota_stored_bytes: int = 20 * 1024**3  # a user's uploads on storage
     retention_days: float = 30.0  # batches older than this are deleted with their files; 0 keeps them
     keep_originals: bool = False  # store uploads as sent, metadata included (off: pixels only)
+    # Webhooks (shared/webhooks.py): "batch finished" notifications, sent by the recovery loop.
+    webhook_allow_private: bool = False  # let callbacks reach loopback and private addresses (tests, closed networks)
+    webhook_max_attempts: int = 8
+    webhook_first_pause: float = 10.0  # seconds before the first retry; each later pause is 3× longer (≤ 1 h)
+    webhook_timeout: float = 10.0
     # Celery: soft < hard time limit; the broker's visibility timeout must stay above both.
     task_soft_time_limit: int = 120
     task_time_limit: int = 180
@@ -128,6 +133,10 @@ ENVIRONMENT = {
     "quota_stored_bytes": "XRAY_QUOTA_STORED_BYTES",
     "retention_days": "XRAY_RETENTION_DAYS",
     "keep_originals": "XRAY_KEEP_ORIGINALS",
+    "webhook_allow_private": "XRAY_WEBHOOK_ALLOW_PRIVATE",
+    "webhook_max_attempts": "XRAY_WEBHOOK_MAX_ATTEMPTS",
+    "webhook_first_pause": "XRAY_WEBHOOK_FIRST_PAUSE",
+    "webhook_timeout": "XRAY_WEBHOOK_TIMEOUT",
     "task_soft_time_limit": "XRAY_TASK_SOFT_TIME_LIMIT",
     "task_time_limit": "XRAY_TASK_TIME_LIMIT",
     "publish_timeout": "XRAY_PUBLISH_TIMEOUT",

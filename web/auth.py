@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Flask, flash, g, redirect, render_template, request, session, url_for
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
 
-from shared import accounts
+from shared import accounts, webhooks
 from shared.accounts import AccountError, Viewer
 from shared.models import User
 from web.audit import audit
@@ -147,8 +147,33 @@ def account():
     with services().db.session() as db:
         tokens = accounts.list_tokens(db, current_user.viewer.user_id)
         rows = [{"token": t, "state": accounts.token_state(t)} for t in tokens]
+        me = _me(db)
         return render_template("account.html", tokens=rows, new_token=session.pop("new_token", None),
-                               token_days=services().settings.token_days)
+                               token_days=services().settings.token_days, webhook_url=me.webhook_url,
+                               webhook_secret=webhooks.secret_for(db, me))
+
+
+@blueprint.post("/account/webhook")
+def set_webhook():
+    """The default callback for batches that name none (empty removes it); "rotate" makes a new secret."""
+    if not current_user.is_authenticated:
+        return login_manager.unauthorized()
+    url = (request.form.get("url") or "").strip() or None
+    with services().db.session() as db:
+        me = _me(db)
+        if request.form.get("rotate"):
+            me.webhook_secret = None
+            webhooks.secret_for(db, me)
+            flash("A new webhook secret: receivers must use it from now on.", "info")
+        else:
+            try:
+                me.webhook_url = webhooks.check_url(url, services().settings.webhook_allow_private) if url else None
+            except webhooks.WebhookError as exc:
+                flash(f"{exc}; nothing changed.", "error")
+                return redirect(url_for("auth.account"), code=303)
+            flash("Default webhook saved." if url else "Default webhook removed.", "info")
+        audit(db, "webhook_change", target_type="user", target_id=me.id)
+    return redirect(url_for("auth.account"), code=303)
 
 
 @blueprint.post("/account/password")

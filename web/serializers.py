@@ -149,6 +149,8 @@ def batch_json(batch: Batch, since: dt.datetime | None = None) -> dict:
     return {
         "id": str(batch.id),
         "name": batch.name,
+        "callback_url": batch.callback_url,
+        "webhooks_url": url_for("api.batch_webhooks", batch_id=batch.id),
         "created_at": iso(batch.created_at),
         **full,
         **rate_json(batch.jobs, full["total"] - full["done"]),
@@ -159,4 +161,14 @@ def batch_json(batch: Batch, since: dt.datetime | None = None) -> dict:
         "partial": since is not None,
         "jobs": [job_json(job) for job in changed],
         "warnings": warnings,
+    }
+
+
+def delivery_json(delivery) -> dict:
+    return {
+        "id": str(delivery.id), "url": delivery.url, "state": delivery.state, "attempts": delivery.attempts,
+        "next_attempt_at": iso(delivery.next_attempt_at) if delivery.state == "pending" else None,
+        "delivered_at": iso(delivery.delivered_at),
+        "attempt_log": [{"at": iso(a.at), "status_code": a.status_code, "error": a.error,
+                         "duration_ms": round(a.duration_ms, 1)} for a in delivery.attempt_log],
     }

@@ -16,7 +16,7 @@ from flask import request
 from werkzeug.datastructures import FileStorage, Headers
 from werkzeug.sansio.multipart import HEADER_CONTINUATION_RE, MultipartDecoder
 
-from shared import jobs, queries
+from shared import jobs, queries, webhooks
 from shared.accounts import Viewer
 from shared.images import ImageError, ImageTooLarge, inspect_image
 from shared.models import JobStatus
@@ -103,9 +103,16 @@ def _remove_stored(uploads: list[Upload]) -> None:
                 pass
 
 
-def submit_batch(files: list[FileStorage], viewer: Viewer, name: str | None = None) -> uuid.UUID:
+def submit_batch(files: list[FileStorage], viewer: Viewer, name: str | None = None,
+                 callback_url: str | None = None) -> uuid.UUID:
     """Store, record and enqueue; returns the batch id. Raises ApiError when nothing can be accepted.
-    ``name`` (optional) names the batch in the history."""
+    ``name`` (optional) names the batch in the history; ``callback_url`` (optional) gets a signed POST
+    when the batch is finished (checked here: http(s), public addresses only)."""
+    if callback_url:
+        try:
+            webhooks.check_url(callback_url, services().settings.webhook_allow_private)
+        except webhooks.WebhookError as exc:
+            raise ApiError(400, str(exc)) from None
     settings = services().settings
     files = [f for f in files if f and (f.filename or f.content_length)]
     if not files:
@@ -125,6 +132,7 @@ def submit_batch(files: list[FileStorage], viewer: Viewer, name: str | None = No
             raise ApiError(413 if too_large else 415, f"none of the files can be analysed ({summary})", details)
         with services().db.session() as session:
             batch = jobs.create_batch(session, viewer.user_id, accepted, name=clean_text(name, 200) or None)
+            batch.callback_url = callback_url or None
             batch_id = batch.id
             queued = [job.id for job in batch.jobs if job.status == JobStatus.QUEUED.value]
             audit(session, "upload", "batch", batch_id, detail={"images": len(accepted), "queued": len(queued)})

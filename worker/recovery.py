@@ -1,5 +1,6 @@
-"""The recovery loop: return jobs whose lease ran out, (re)send jobs that sit queued in Postgres, and
-delete batches past the retention limit (``XRAY_RETENTION_DAYS``) with their files.
+"""The recovery loop: return jobs whose lease ran out, (re)send jobs that sit queued in Postgres, deliver
+"batch finished" webhooks (shared/webhooks.py), delete batches past the retention limit
+(``XRAY_RETENTION_DAYS``) with their files, and forget idempotency keys older than a day.
 
 Redis only carries "please work on job X"; Postgres knows every job. So a job whose message was lost
 (broker down at upload, broker restarted without persistence) or whose worker died is found again here.
@@ -15,7 +16,7 @@ import time
 
 from celery import Celery
 
-from shared import audit, deletion, jobs
+from shared import audit, deletion, idempotency, jobs, webhooks
 from shared.config import Settings, load_settings
 from shared.db import Database
 from shared.queue import create_celery, dispatch
@@ -37,6 +38,8 @@ def recover_once(db: Database, celery: Celery, settings: Settings) -> dict[str, 
         with db.session() as session:
             jobs.mark_undispatched(session, unsent)
     counts = {"requeued": len(requeued), "failed": len(failed), "dispatched": len(sent), "unsent": len(unsent)}
+    for state, n in webhooks.deliver_due(db, settings).items():
+        counts[f"webhooks {state}"] = n
     if any(counts.values()):
         log.info("recovery: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
     return counts
@@ -77,6 +80,8 @@ def run(settings: Settings, stop: threading.Event) -> None:
             recover_once(db, celery, settings)
             if time.monotonic() - last_purge >= RETENTION_EVERY_SECONDS:
                 purge_expired(db, storage, settings)
+                with db.session() as session:
+                    idempotency.purge_expired(session)
                 last_purge = time.monotonic()
         except Exception as exc:  # Postgres or Redis away: try again next round
             log.warning("recovery round failed (%s: %s); retrying", type(exc).__name__, exc)
