@@ -6,6 +6,7 @@
     xray-model evaluate --labels CSV (--predictions predictions.csv | --model DIR --images DIR)
     xray-model import-hobby notebook_model.keras --out models/hobby
     xray-model check models/starter
+    xray-model export --tflite models/starter --images DIR
 """
 from __future__ import annotations
 
@@ -108,6 +109,12 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="check an artifact folder the way a worker does at start")
     check.add_argument("path", type=Path)
+
+    export = sub.add_parser("export", help="export an artifact for phones: TensorFlow Lite, checked on real X-rays")
+    export.add_argument("path", type=Path, help="the model artifact folder")
+    export.add_argument("--tflite", action="store_true", required=True, help="TensorFlow Lite (float16 and int8)")
+    export.add_argument("--images", type=Path, required=True, help="real X-rays (a folder) for the agreement check")
+    export.add_argument("--limit", type=int, default=64, help="at most this many images for the check")
     return parser
 
 
@@ -182,8 +189,21 @@ def _import_hobby(args) -> None:
     print(f"wrote {args.out}: {manifest.name} {manifest.version} (labels in the notebook's order, threshold 0.4)")
 
 
+def _export(args) -> None:
+    from training.data import find_images
+    from training.tflite import export_tflite
+
+    images = sorted(find_images(args.images).values())[:args.limit]
+    report = export_tflite(args.path, images)
+    for variant, figures in report["variants"].items():
+        print(f"{args.path / figures['file']}: {figures['bytes'] / 1024:.0f} kB; on {report['check_images']} real X-rays "
+              f"the probabilities differ from the Keras model's by at most {figures['max_abs_probability_difference']:.4f} "
+              f"(mean {figures['mean_abs_probability_difference']:.5f})")
+    print(f"labels, thresholds and preprocessing: {args.path / 'tflite.json'}")
+
+
 COMMANDS = {"init": _init, "check": _check, "train": _train, "predict": _predict, "evaluate": _evaluate,
-            "import-hobby": _import_hobby}
+            "import-hobby": _import_hobby, "export": _export}
 
 if __name__ == "__main__":
     main()
