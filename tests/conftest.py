@@ -2,12 +2,15 @@
 model artifact, and a real Celery worker process."""
 from __future__ import annotations
 
+import threading
 import uuid
 
 import pytest
 import sqlalchemy as sa
+from werkzeug.serving import make_server
 
-from tests.helpers import PG_SERVER, REDIS_URL, TEST_SECRET_KEY, TokenClient, WorkerProcess, api_token, service_env
+from tests.helpers import (PG_SERVER, REDIS_URL, TEST_SECRET_KEY, TokenClient, WorkerProcess, api_token, free_port,
+                           service_env)
 
 
 def _admin_engine():
@@ -115,3 +118,38 @@ def bob_token(pg_url):
 def pg_client(pg_app, alice_token):
     """The API as alice, with her token."""
     return TokenClient(pg_app.test_client(), alice_token)
+
+
+def serve(app):
+    """The app on a free port of 127.0.0.1 in a thread; yields its base URL."""
+    port = free_port()
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{port}"
+    server.shutdown()
+    thread.join(10)
+
+
+@pytest.fixture()
+def live_server(pg_stack):
+    """The web app over real HTTP (real Postgres, Redis and worker behind it); CSRF on, as in production."""
+    from web import create_app
+
+    yield from serve(create_app({**pg_stack, "RATELIMIT_KEY_PREFIX": f"t-{uuid.uuid4().hex}"}))
+
+
+@pytest.fixture(params=["postgres", "sqlite"])
+def db(request, tmp_path):
+    """A migrated database of the test's own, on each engine the service runs on."""
+    from shared.db import Database
+    from shared.migrate import upgrade
+
+    if request.param == "postgres":
+        url = request.getfixturevalue("own_pg_url")
+    else:
+        url = f"sqlite:///{tmp_path / 'test.db'}"
+        upgrade(url)
+    database = Database(url)
+    yield database
+    database.engine.dispose()

@@ -1,13 +1,10 @@
 """Browser fixtures: the web app served on a free port (real Postgres, Redis and worker behind it) and
 headless Debian Chromium driven by Playwright (never a downloaded browser)."""
 import os
-import threading
-import uuid
 
 import pytest
-from werkzeug.serving import make_server
 
-from tests.helpers import REPO, ensure_user, free_port, wait_until
+from tests.helpers import REPO, ensure_user, wait_until
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = "/usr/bin/chromium"
@@ -15,20 +12,6 @@ SCREENSHOTS = REPO / "test-artifacts"
 
 
 PASSWORD = "a long enough password"
-
-
-@pytest.fixture()
-def live_server(pg_stack):
-    from web import create_app
-
-    app = create_app({**pg_stack, "RATELIMIT_KEY_PREFIX": f"t-{uuid.uuid4().hex}"})  # CSRF on, as in production
-    port = free_port()
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{port}"
-    server.shutdown()
-    thread.join(10)
 
 
 @pytest.fixture()

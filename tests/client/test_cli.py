@@ -1,0 +1,116 @@
+"""The `xray` command-line client against the running service (real Postgres, Redis and a worker), with
+real NIH X-rays from ../shared/data (the four 64×64 fixtures where that folder is absent): submit in
+chunks, wait, write the CSV and the heatmaps; a run killed halfway and resumed sends every image once."""
+import csv
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from client.service import Api, ServiceError
+from shared.models import Batch, Job, User
+from tests.helpers import FIXTURES, REPO, SHARED_DATA, api_token, service_env, wait_until
+
+FULLRES = SHARED_DATA / "nih-fullres-sample" / "images"
+
+
+def images(tmp_path):
+    """The real full-resolution X-rays (57), or the 64×64 fixtures (4)."""
+    source = FULLRES if FULLRES.is_dir() else FIXTURES / "nih64"
+    return sorted(source.glob("*.png"))
+
+
+def xray(base, token, *args, cwd, timeout=600):
+    env = {**service_env(), "XRAY_URL": base, "XRAY_TOKEN": token, "COLUMNS": "120"}
+    return subprocess.run([sys.executable, "-m", "client.cli", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def jobs_of(pg_url, username) -> list[tuple]:
+    engine = sa.create_engine(pg_url)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(Job.content_sha256, Job.status).join(Batch).join(User, User.id == Batch.owner_id)
+                            .where(User.username == username)).all()
+    engine.dispose()
+    return rows
+
+
+@pytest.mark.slow
+def test_submit_waits_and_writes_every_probability_and_the_heatmaps(live_server, pg_url, tmp_path):
+    paths = images(tmp_path)
+    token = api_token(pg_url, "cli-user")
+    run = xray(live_server, token, "submit", str(paths[0].parent), "--chunk", "20", "--name", "cli run",
+               "--out", str(tmp_path / "results.csv"), "--heatmaps", str(tmp_path / "heatmaps"), cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    print(run.stderr[-1500:])  # the session, as a person sees it
+    rows = list(csv.DictReader(open(tmp_path / "results.csv")))
+    assert [row["path"] for row in rows] == [str(p) for p in paths]
+    assert all(row["status"] == "succeeded" and row["model_version"] for row in rows)
+    assert all(0.0 <= float(row[f"prob_{label}"]) <= 1.0 for row in rows for label in ("Mass", "No Finding"))
+    saved = sorted((tmp_path / "heatmaps").glob("*.jpg"))
+    assert len(saved) == sum(len(filter_labels(row)) for row in rows)
+    status = xray(live_server, token, "status", rows[0]["batch_id"], cwd=tmp_path)
+    assert status.returncode == 0 and "done (" in status.stderr
+    models = xray(live_server, token, "models", cwd=tmp_path)
+    assert models.returncode == 0 and "tiny-test-model" in models.stderr
+    wrong = xray(live_server, "xrt_nope_nope", "status", rows[0]["batch_id"], cwd=tmp_path)
+    assert wrong.returncode == 2 and "HTTP 401" in wrong.stderr and "XRAY_TOKEN" in wrong.stderr
+
+
+def filter_labels(row):
+    return [label for label in row["findings_above_threshold"].split("|") if label]
+
+
+@pytest.mark.slow
+def test_a_run_killed_halfway_and_resumed_sends_each_image_exactly_once(live_server, pg_url, tmp_path):
+    paths = images(tmp_path)
+    chunk = max(1, len(paths) // 6)
+    token = api_token(pg_url, "cli-resumer")
+    env = {**service_env(), "XRAY_URL": live_server, "XRAY_TOKEN": token}
+    first = subprocess.Popen([sys.executable, "-m", "client.cli", "submit", str(paths[0].parent), "--chunk", str(chunk)],
+                             cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = tmp_path / ".xray-submit.json"
+
+    def halfway():  # two chunks answered and the next one in flight (its key written, no answer yet)
+        if not state.exists():
+            return False
+        chunks = json.loads(state.read_text())["chunks"]
+        return sum(1 for c in chunks if c["batch_id"]) >= 2 and any(c["key"] and not c["batch_id"] for c in chunks)
+
+    wait_until(halfway, 120, interval=0.005, message="the run to be halfway")
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    time.sleep(1.0)  # a chunk that reached the service is recorded by now
+    resumed = xray(live_server, token, "submit", "--resume", "--out", str(tmp_path / "results.csv"), cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    sent = jobs_of(pg_url, "cli-resumer")
+    expected = sorted(hashlib.sha256(p.read_bytes()).hexdigest() for p in paths)
+    assert sorted(sha for sha, _ in sent) == expected  # every image exactly once
+    assert len(list(csv.DictReader(open(tmp_path / "results.csv")))) == len(paths)
+
+
+def test_the_client_waits_as_retry_after_says_and_retries_a_lost_connection():
+    answers = [httpx.Response(429, headers={"Retry-After": "7"}, json={"error": {"status": 429, "message": "slow"}}),
+               httpx.ConnectError("refused"), httpx.Response(200, json={"ok": True})]
+    slept = []
+
+    def handler(request):
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    api = Api("http://service", "xrt_a_b", sleep=slept.append, transport=httpx.MockTransport(handler))
+    assert api.json("/api/v1/batches") == {"ok": True}
+    assert slept[0] == 7.0 and len(slept) == 2
+    refused = Api("http://service", None, sleep=slept.append, transport=httpx.MockTransport(
+        lambda r: httpx.Response(413, json={"error": {"status": 413, "message": "your quota is 1 GB"}})))
+    with pytest.raises(ServiceError, match="HTTP 413: your quota is 1 GB .*send fewer or smaller images"):
+        refused.json("/api/v1/batches")
