@@ -18,7 +18,6 @@ import argparse
 import hashlib
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 from _common import export_xception, machine, real_xrays, timed

@@ -86,7 +86,7 @@ def _safe_next(target: str | None) -> str:
     return url_for("pages.upload_page")
 
 
-def _sign_in(user: User, how: str) -> None:
+def _sign_in(user: User) -> None:
     session.clear()  # a fresh session: nothing from before signing in carries over
     login_user(Account(user))
     g.viewer = Viewer.of(user)
@@ -102,7 +102,7 @@ def signin():
         if user is None:
             audit(db, "sign_in_failed", detail={"username": username.strip().lower()[:80]})
         else:
-            _sign_in(user, "password")
+            _sign_in(user)
             audit(db, "sign_in", detail={"method": "password"})
     if user is None:
         return render_template("signin.html", next=request.form.get("next", ""),
@@ -118,7 +118,7 @@ def signin_link(secret: str):
         if user is None:
             audit(db, "sign_in_failed", detail={"method": "link"})
         else:
-            _sign_in(user, "link")
+            _sign_in(user)
             audit(db, "sign_in", detail={"method": "link"})
     if user is None:
         return render_template("signin.html", next="", error="That sign-in link was already used or has expired. "

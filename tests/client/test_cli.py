@@ -4,7 +4,6 @@ chunks, wait, write the CSV and the heatmaps; a run killed halfway and resumed s
 import csv
 import hashlib
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -16,7 +15,7 @@ import sqlalchemy as sa
 
 from client.service import Api, ServiceError
 from shared.models import Batch, Job, User
-from tests.helpers import FIXTURES, REPO, SHARED_DATA, api_token, service_env, wait_until
+from tests.helpers import FIXTURES, SHARED_DATA, api_token, service_env, wait_until
 
 FULLRES = SHARED_DATA / "nih-fullres-sample" / "images"
 

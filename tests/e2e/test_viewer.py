@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from shared import jobs
 from shared.db import Database
 from tests.e2e.conftest import PASSWORD, SCREENSHOTS, images_loaded, sign_in
-from tests.helpers import REPO, ensure_user, multipart, real_xray_bytes, wait_until
+from tests.helpers import REPO, ensure_user, real_xray_bytes, wait_until
 
 pytestmark = pytest.mark.browser
 AXE = REPO / "tests" / "js" / "node_modules" / "axe-core" / "axe.min.js"

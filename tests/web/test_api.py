@@ -5,7 +5,6 @@ import time
 import uuid
 
 import numpy as np
-import pytest
 
 from tests.helpers import (REPO, TEST_SECRET_KEY, TokenClient, corrupt_png, decode_image_bytes, multipart, png_bytes,
                            real_xray_bytes, service_env)

@@ -3,7 +3,6 @@ hostile input (NUL and undecodable names, absurd pages, too many parts, over-lon
 quotas, and a property-based fuzz of the upload endpoint. Real Postgres and Redis."""
 import io
 import json
-import os
 import socket
 import stat
 import subprocess

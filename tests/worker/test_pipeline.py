@@ -9,8 +9,7 @@ from shared.config import load_settings
 from shared.images import decode_image
 from shared.labels import LABELS
 from shared.models import Job
-from shared.storage import LocalStorage
-from tests.helpers import corrupt_png, decode_image_bytes, ensure_user, quiet_cv2, real_xray_bytes
+from tests.helpers import corrupt_png, ensure_user, quiet_cv2, real_xray_bytes
 from worker.runtime import build_context
 
 
