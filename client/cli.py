@@ -41,7 +41,7 @@ def cmd_submit(args, console: Console) -> int:
             raise ServiceError("name the images to submit: files, folders or patterns (or --resume)")
         files = collect(args.paths)
         if not files:
-            raise ServiceError("no PNG or JPEG images were found there")
+            raise ServiceError("no PNG, JPEG or DICOM images were found there")
         state = submit.State.new(args.state, files, args.name, args.chunk)
         state.save()
     count = sum(len(c["files"]) for c in state.data["chunks"])

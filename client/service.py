@@ -22,7 +22,7 @@ HINTS = {
     401: "the token is missing, wrong, expired or revoked: pass --token or set XRAY_TOKEN "
          "(make one on the service's account page or with `xray-admin create-token`)",
     413: "too large (per file, per request or your storage quota): send fewer or smaller images",
-    415: "none of the files is a PNG or JPEG image",
+    415: "none of the files is a PNG, JPEG or DICOM radiograph",
 }
 
 

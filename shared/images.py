@@ -1,7 +1,7 @@
 """Image checks and decoding, by content, never by file name.
 
 ``inspect_image`` reads only the header (cheap, used by the web at upload) and rejects what is not a
-PNG or JPEG or is absurdly large in pixels before anything decodes it (a decoder bomb costs nothing).
+PNG, JPEG or DICOM radiograph (shared/dicom_in.py) or is absurdly large in pixels before anything decodes it (a decoder bomb costs nothing).
 ``decode_image`` (used by the worker and by training, so both see the same pixels) decodes with OpenCV
 and returns an 8-bit greyscale array at most ``WORKING_SIDE`` pixels on its long side: chest X-rays are
 greyscale (colour and alpha channels in the NIH files are an artefact of export), and nothing downstream
@@ -18,7 +18,9 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-FORMATS = {"PNG": ("png", "image/png"), "JPEG": ("jpg", "image/jpeg")}
+from shared import dicom_in
+
+FORMATS = {"PNG": ("png", "image/png"), "JPEG": ("jpg", "image/jpeg"), "DICOM": ("dcm", "application/dicom")}
 WORKING_SIDE = 1024  # decoded images are scaled to at most this many pixels on their long side
 # PNG colour type → channels as OpenCV decodes them (palette and grey+alpha come out as BGR(A)).
 PNG_CHANNELS = {0: 1, 2: 3, 3: 4, 4: 4, 6: 4}
@@ -34,10 +36,11 @@ class ImageTooLarge(ImageError):
 
 @dataclasses.dataclass(frozen=True)
 class ImageInfo:
-    format: str  # "PNG" or "JPEG"
+    format: str  # "PNG", "JPEG" or "DICOM"
     width: int
     height: int
     decoded_bytes: int  # memory a full decode takes (all channels, 8 or 16 bits each)
+    dicom: dicom_in.DicomFacts | None = None  # view position, pixel spacing, ... of a DICOM file
 
     @property
     def extension(self) -> str:
@@ -55,9 +58,38 @@ def _decoded_bytes(data: bytes, fmt: str, mode: str, width: int, height: int) ->
     return width * height * max(1, len(mode))  # JPEG: L, RGB, CMYK; 8 bits a sample
 
 
+def _check_size(info: ImageInfo, max_pixels: int, max_decoded_bytes: int | None) -> ImageInfo:
+    width, height = info.width, info.height
+    if width < 1 or height < 1:
+        raise ImageError(f"the image has no pixels ({width}x{height})")
+    if width * height > max_pixels:
+        raise ImageTooLarge(
+            f"the image is too large: {width}x{height} = {width * height:,} pixels, the limit is {max_pixels:,}"
+        )
+    if max_decoded_bytes is not None and info.decoded_bytes > max_decoded_bytes:
+        raise ImageTooLarge(
+            f"the image would need {info.decoded_bytes / 2**20:,.0f} MB of memory to decode ({width}x{height}, "
+            f"colour or 16-bit channels); the limit is {max_decoded_bytes / 2**20:,.0f} MB: send it as 8-bit greyscale"
+        )
+    return info
+
+
+def _dicom_header(data: bytes):
+    try:
+        ds = dicom_in.read_header(data)
+        dicom_in.check_radiograph(ds)
+        return ds
+    except ValueError as exc:
+        raise ImageError(str(exc)) from None
+
+
 def inspect_image(data: bytes, max_pixels: int, max_decoded_bytes: int | None = None) -> ImageInfo:
     if not data:
         raise ImageError("the file is empty")
+    if dicom_in.looks_like_dicom(data):
+        ds = _dicom_header(data)
+        info = ImageInfo("DICOM", int(ds.Columns), int(ds.Rows), dicom_in.decoded_bytes(ds), dicom_in.facts(ds))
+        return _check_size(info, max_pixels, max_decoded_bytes)
     try:
         # Image.open reads the header only; pixel data is not decoded here.
         with Image.open(io.BytesIO(data)) as image:
@@ -65,22 +97,11 @@ def inspect_image(data: bytes, max_pixels: int, max_decoded_bytes: int | None = 
     except Image.DecompressionBombError:
         raise ImageTooLarge(f"the image is too large: more than {max_pixels:,} pixels") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        raise ImageError("the file is not a PNG or JPEG image") from None
+        raise ImageError("the file is not a PNG, JPEG or DICOM image") from None
     if fmt not in FORMATS:
-        raise ImageError(f"the file is a {fmt} image; only PNG and JPEG are accepted")
-    if width < 1 or height < 1:
-        raise ImageError(f"the image has no pixels ({width}x{height})")
-    if width * height > max_pixels:
-        raise ImageTooLarge(
-            f"the image is too large: {width}x{height} = {width * height:,} pixels, the limit is {max_pixels:,}"
-        )
-    info = ImageInfo(fmt, width, height, _decoded_bytes(data, fmt, mode, width, height))
-    if max_decoded_bytes is not None and info.decoded_bytes > max_decoded_bytes:
-        raise ImageTooLarge(
-            f"the image would need {info.decoded_bytes / 2**20:,.0f} MB of memory to decode ({width}x{height}, "
-            f"colour or 16-bit channels); the limit is {max_decoded_bytes / 2**20:,.0f} MB: send it as 8-bit greyscale"
-        )
-    return info
+        raise ImageError(f"the file is a {fmt} image; only PNG, JPEG and DICOM are accepted")
+    return _check_size(ImageInfo(fmt, width, height, _decoded_bytes(data, fmt, mode, width, height)),
+                       max_pixels, max_decoded_bytes)
 
 
 def to_grey8(pixels: np.ndarray) -> np.ndarray:
@@ -121,6 +142,11 @@ def decode_image(data: bytes, max_pixels: int, max_decoded_bytes: int | None = N
                  working_side: int = WORKING_SIDE) -> np.ndarray:
     """8-bit grey pixels, at most working_side on the long side (aspect kept)."""
     info = inspect_image(data, max_pixels, max_decoded_bytes)
+    if info.format == "DICOM":
+        try:
+            return _fit(dicom_in.display_pixels(dicom_in.read_header(data)), working_side)
+        except ValueError as exc:
+            raise ImageError(str(exc)) from None
     try:
         # Quiet OpenCV's own warnings: the ImageError below says what went wrong.
         previous = cv2.utils.logging.getLogLevel()
@@ -135,6 +161,10 @@ def decode_image(data: bytes, max_pixels: int, max_decoded_bytes: int | None = N
         raise ImageError("the image could not be decoded: the file is damaged or truncated")
     grey = to_grey8(pixels)
     del pixels  # the full decode can be large; only the working copy lives on
+    return _fit(grey, working_side)
+
+
+def _fit(grey: np.ndarray, working_side: int) -> np.ndarray:
     height, width = grey.shape
     if max(height, width) > working_side:
         scale = working_side / max(height, width)

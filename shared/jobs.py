@@ -38,6 +38,8 @@ class NewJob:
     height: int | None = None
     error: str | None = None
     stored_bytes: int = 0
+    view_position: str | None = None  # DICOM only
+    pixel_spacing_mm: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +77,8 @@ def create_batch(session: Session, owner_id: uuid.UUID, uploads: Sequence[NewJob
                 stored_bytes=upload.stored_bytes,
                 width=upload.width,
                 height=upload.height,
+                view_position=upload.view_position,
+                pixel_spacing_mm=upload.pixel_spacing_mm,
                 status=(JobStatus.FAILED if rejected else JobStatus.QUEUED).value,
                 error=upload.error,
                 attempts=0,

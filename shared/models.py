@@ -182,6 +182,9 @@ class Job(Base):
     stored_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")  # on storage now
     width: Mapped[int | None] = mapped_column(Integer)
     height: Mapped[int | None] = mapped_column(Integer)
+    # From a DICOM header (shared/dicom_in.py): PA, AP, LL, ... and the detector's pixel spacing.
+    view_position: Mapped[str | None] = mapped_column(String(16))
+    pixel_spacing_mm: Mapped[float | None] = mapped_column(Float)
 
     status: Mapped[str] = mapped_column(String(20), index=True, default=JobStatus.QUEUED.value)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -281,3 +284,34 @@ class WebhookAttempt(Base):
     status_code: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
     duration_ms: Mapped[float] = mapped_column(Float)
+
+
+class PacsCursor(Base):
+    """How far the PACS bridge has read a PACS's change feed (pacs/bridge.py)."""
+
+    __tablename__ = "pacs_cursors"
+
+    source: Mapped[str] = mapped_column(String(100), primary_key=True)
+    last_seq: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class PacsInstance(Base):
+    """One image the PACS announced, from first sight to results stored back (or skipped, or failed)."""
+
+    __tablename__ = "pacs_instances"
+    __table_args__ = (
+        CheckConstraint("state IN ('new', 'submitted', 'done', 'skipped', 'failed')", name="ck_pacs_state"),
+        UniqueConstraint("source", "instance_id", name="uq_pacs_source_instance"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    source: Mapped[str] = mapped_column(String(100))
+    instance_id: Mapped[str] = mapped_column(String(100))  # the PACS's own opaque id (Orthanc: a hash)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(String(12), default="new", index=True)
+    job_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

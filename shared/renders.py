@@ -12,7 +12,7 @@ from shared import maps
 from shared.images import decode_image
 from shared.labels import NO_FINDING
 from shared.models import Finding, Job
-from shared.storage import LocalStorage, overlay_key
+from shared.storage import LocalStorage, display_key, overlay_key
 
 THUMB_SIDE = 160
 FORMATS = {"jpeg": "image/jpeg", "png": "image/png"}
@@ -26,6 +26,19 @@ def base_grey(storage: LocalStorage, job: Job, max_pixels: int, max_decoded_byte
     if not job.image_key:
         raise RenderError("this job has no stored image")
     return maps.base_image(decode_image(storage.get(job.image_key), max_pixels, max_decoded_bytes))
+
+
+def display_png(storage: LocalStorage, job: Job, max_pixels: int, max_decoded_bytes: int) -> bytes:
+    """A DICOM image's display pixels (windowed, at most 1024 px) as PNG, for browsers; cached."""
+    key = display_key(job.id)
+    if storage.exists(key):
+        return storage.get(key)
+    ok, encoded = cv2.imencode(".png", decode_image(storage.get(job.image_key), max_pixels, max_decoded_bytes))
+    if not ok:
+        raise RenderError("OpenCV could not encode the image as PNG")
+    data = encoded.tobytes()
+    storage.put(key, data)
+    return data
 
 
 def _cache_key(job: Job, label: str, size: str) -> str:

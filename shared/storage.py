@@ -27,6 +27,11 @@ def overlay_key(job_id: uuid.UUID, label: str) -> str:
     return f"overlays/{job_id.hex}/{re.sub(r'[^A-Za-z0-9_]', '_', label)}.jpg"
 
 
+def display_key(job_id: uuid.UUID) -> str:
+    """A DICOM upload's display pixels as PNG (browsers cannot show DICOM); beside the overlays, so it goes with them."""
+    return f"overlays/{job_id.hex}/display.png"
+
+
 class LocalStorage:
     def __init__(self, root: Path):
         self.root = Path(root)

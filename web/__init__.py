@@ -42,7 +42,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         celery=create_celery(settings),
     )
 
-    from web import admin, api, api_files, api_webhooks, auth, contract, errors, pages, security  # noqa: F401
+    from web import admin, api, api_dicom, api_files, api_webhooks, auth, contract, errors, pages, security  # noqa: F401
 
     security.init_app(app, settings)
     app.config.update(test_config)

@@ -170,7 +170,7 @@ def get_job(job_id: str):
         audit_access(session, "view", "job", job.id, job.batch.owner_id)
         body = job_json(job, detail=True)
         if job.model and job.model.trained is False:
-            body["warnings"] = [body["model"]["warning"]]
+            body["warnings"] = body["warnings"] + [body["model"]["warning"]]
         return jsonify(_with_model_notice(session, body))
 
 

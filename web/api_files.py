@@ -8,6 +8,7 @@ import json
 from flask import Response, jsonify, request
 
 from shared import exports, maps, renders, reports
+from shared.images import ImageError
 from shared.storage import StorageError
 from web import schemas
 from web.api import PRIVATE, blueprint
@@ -52,15 +53,24 @@ def _send_stored(key: str, mimetype: str):
 @blueprint.get("/jobs/<job_id>/image")
 @route((200, None), tags=["jobs"])
 def job_image(job_id: str):
+    """The image as stored (PNG or JPEG); a DICOM upload as PNG of its display pixels (window applied)."""
     with services().db.session() as session:
         job = owned_job(session, job_id)
         audit_access(session, "download", "job", job.id, job.batch.owner_id)
     if not job.image_key:
         raise ApiError(404, "this job has no stored image (the upload was rejected)")
+    if job.content_type == "application/dicom":  # browsers cannot show DICOM: its display pixels as PNG
+        try:
+            return Response(renders.display_png(services().storage, job, **limits()), mimetype="image/png",
+                            headers={"Cache-Control": PRIVATE})
+        except StorageError:
+            raise ApiError(404, "the stored image is missing") from None
+        except ImageError as exc:
+            raise ApiError(404, f"the stored image cannot be shown: {exc}") from None
     return _send_stored(job.image_key, job.content_type or "application/octet-stream")
 
 
-def _limits() -> dict:
+def limits() -> dict:
     settings = services().settings
     return {"max_pixels": settings.max_image_pixels, "max_decoded_bytes": settings.max_decoded_bytes}
 
@@ -100,7 +110,7 @@ def job_overlay(job_id: str, label: str):
         audit_access(session, "download", "job", job.id, job.batch.owner_id)
     try:
         data, mimetype = renders.overlay(services().storage, job, label, image_format=image_format, opacity=opacity,
-                                         size=size, **_limits())
+                                         size=size, **limits())
     except renders.RenderError as exc:
         raise ApiError(404, str(exc)) from None
     except StorageError:
@@ -117,7 +127,7 @@ def job_report(job_id: str):
         job = owned_job(session, job_id)
         audit_access(session, "download", "job", job.id, job.batch.owner_id)
         try:
-            data = reports.job_report(job, services().storage, DISCLAIMER, **_limits())
+            data = reports.job_report(job, services().storage, DISCLAIMER, **limits())
         except StorageError:
             raise ApiError(404, "the stored image is missing") from None
     return Response(data, mimetype="application/pdf", headers={

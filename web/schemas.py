@@ -76,6 +76,15 @@ class Thumbnail(Open):
     url: str
 
 
+class Dicom(Open):
+    view_position: str | None = Field(description="As the modality wrote it: PA, AP, LL, RL, ... (null: not stated)")
+    frontal: bool | None = Field(description="PA or AP; the model was trained on frontal views only")
+    pixel_spacing_mm: float | None
+    image_url: str = Field(description="The de-identified DICOM file as stored")
+    report_url: str | None = Field(description="A DICOM Comprehensive SR of the findings (once analysed)")
+    heatmap_urls: dict[str, str] = Field(description="A DICOM Secondary Capture per shown finding's heatmap")
+
+
 class JobSummary(Open):
     id: str
     batch_id: str
@@ -93,6 +102,8 @@ class JobSummary(Open):
     summary: str | None
     shown_findings: list[Finding] = Field(description="Findings above threshold, most probable first")
     thumbnail: Thumbnail | None
+    dicom: Dicom | None = Field(description="Only for DICOM uploads")
+    warnings: list[str] = Field(description="About this image, e.g. a lateral view")
     finished_at: dt.datetime | None
     updated_at: dt.datetime | None
 
@@ -178,7 +189,7 @@ class Health(Open):
 class Upload(BaseModel):
     """multipart/form-data: the images, and an optional name."""
 
-    files: list[BaseFile] = Field(description="PNG or JPEG images (the field may also be called 'file')")
+    files: list[BaseFile] = Field(description="PNG, JPEG or DICOM (CR/DX) images (the field may also be called 'file')")
     name: str | None = Field(None, description="A name for the batch, shown in the history")
     callback_url: str | None = Field(None, description="Called (signed POST) when the batch is finished; "
                                                        "http(s), public addresses only")

@@ -80,6 +80,30 @@ def summary(job: Job) -> str | None:
     return ", ".join(f"{display_name(f.label)} {100 * f.probability:.1f}%" for f in shown)
 
 
+LATERAL_WARNING = ("not a frontal view ({view}): the model was trained on frontal (PA/AP) chest X-rays, so its "
+                   "findings for this image mean little")
+
+
+def dicom_json(job: Job) -> dict | None:
+    if job.content_type != "application/dicom":
+        return None
+    view = job.view_position
+    analysed = job.status == JobStatus.SUCCEEDED.value
+    return {
+        "view_position": view, "frontal": None if not view else view in ("PA", "AP"),
+        "pixel_spacing_mm": job.pixel_spacing_mm,
+        "image_url": url_for("api.job_dicom_image", job_id=job.id),
+        "report_url": url_for("api.job_dicom_report", job_id=job.id) if analysed else None,
+        "heatmap_urls": {f.label: url_for("api.job_dicom_heatmap", job_id=job.id, label=f.label)
+                         for f in shown_findings(job) if has_heatmap(job, f)} if analysed else {},
+    }
+
+
+def job_warnings(job: Job) -> list[str]:
+    view = job.view_position
+    return [LATERAL_WARNING.format(view=view)] if view and view not in ("PA", "AP") else []
+
+
 def job_json(job: Job, detail: bool = False) -> dict:
     thumb, above = thumbnail_finding(job)
     body = {
@@ -101,6 +125,8 @@ def job_json(job: Job, detail: bool = False) -> dict:
         "thumbnail": None if thumb is None or not has_heatmap(job, thumb) else {
             "label": thumb.label, "display_name": display_name(thumb.label), "above_threshold": above,
             "url": url_for("api.job_overlay", job_id=job.id, label=thumb.label, size="thumb")},
+        "dicom": dicom_json(job),
+        "warnings": job_warnings(job),
         "finished_at": iso(job.finished_at),
         "updated_at": iso(job.updated_at),
     }

@@ -1,4 +1,5 @@
-"""Accepting uploads: check each file by content, keep only its pixels, record the batch, then enqueue.
+"""Accepting uploads: check each file by content, keep only its pixels (DICOM: de-identified), record the
+batch, then enqueue.
 
 Order matters: the job rows are committed before anything is enqueued, so a worker never receives an
 id it cannot find, and a broker outage leaves jobs queued in the database instead of losing them.
@@ -12,12 +13,13 @@ import hashlib
 import uuid
 
 import werkzeug.formparser
-from flask import request
+from flask import current_app, request
 from werkzeug.datastructures import FileStorage, Headers
 from werkzeug.sansio.multipart import HEADER_CONTINUATION_RE, MultipartDecoder
 
 from shared import jobs, queries, webhooks
 from shared.accounts import Viewer
+from shared.deidentify import deidentified_bytes
 from shared.images import ImageError, ImageTooLarge, inspect_image
 from shared.models import JobStatus
 from shared.privacy import MetadataError, clean_filename, clean_text, strip_metadata
@@ -54,7 +56,17 @@ class Upload:
     too_large: bool = False
 
 
-def _accept(file: FileStorage) -> Upload:
+def _kept_bytes(data: bytes, info, owner: uuid.UUID) -> bytes:
+    """What may be stored: DICOM always de-identified; PNG/JPEG without metadata unless originals are kept."""
+    if info.format == "DICOM":
+        try:
+            return deidentified_bytes(data, current_app.secret_key.encode(), str(owner))
+        except ValueError as exc:
+            raise ImageError(str(exc)) from None
+    return data if services().settings.keep_originals else strip_metadata(data, info.format)
+
+
+def _accept(file: FileStorage, owner: uuid.UUID) -> Upload:
     settings, storage = services().settings, services().storage
     name = clean_filename(file.filename)
     data = file.stream.read(settings.max_file_bytes + 1)
@@ -65,7 +77,7 @@ def _accept(file: FileStorage) -> Upload:
                       too_large=True)
     try:
         info = inspect_image(data, settings.max_image_pixels, settings.max_decoded_bytes)
-        kept = data if settings.keep_originals else strip_metadata(data, info.format)
+        kept = _kept_bytes(data, info, owner)
     except ImageError as exc:
         return Upload(jobs.NewJob(name, digest, len(data), error=str(exc)), too_large=isinstance(exc, ImageTooLarge))
     except MetadataError as exc:
@@ -76,8 +88,11 @@ def _accept(file: FileStorage) -> Upload:
         storage.put(key, kept)
     except StorageError as exc:
         raise ApiError(503, "the upload could not be stored; try again later") from exc
+    facts = info.dicom
     return Upload(jobs.NewJob(name, digest, len(data), image_key=key, content_type=info.content_type,
-                              width=info.width, height=info.height, stored_bytes=len(kept)))
+                              width=info.width, height=info.height, stored_bytes=len(kept),
+                              view_position=facts.view_position if facts else None,
+                              pixel_spacing_mm=facts.pixel_spacing_mm if facts else None))
 
 
 def _check_quota(viewer: Viewer, files: int) -> None:
@@ -116,14 +131,14 @@ def submit_batch(files: list[FileStorage], viewer: Viewer, name: str | None = No
     settings = services().settings
     files = [f for f in files if f and (f.filename or f.content_length)]
     if not files:
-        raise ApiError(400, "no files were sent: attach one or more PNG or JPEG images in the 'files' field")
+        raise ApiError(400, "no files were sent: attach one or more PNG, JPEG or DICOM images in the 'files' field")
     if len(files) > settings.max_files_per_batch:
         raise ApiError(400, f"{len(files)} files were sent; a batch may hold at most {settings.max_files_per_batch}")
     _check_quota(viewer, len(files))
     uploads: list[Upload] = []
     try:
         for file in files:
-            uploads.append(_accept(file))
+            uploads.append(_accept(file, viewer.user_id))
         accepted = [upload.job for upload in uploads]
         if all(job.error for job in accepted):
             details = [{"filename": job.original_filename, "error": job.error} for job in accepted]

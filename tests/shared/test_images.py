@@ -37,7 +37,7 @@ def test_rgba_and_jpeg_are_accepted():
 
 
 def test_file_named_png_that_is_text_is_rejected_by_content():
-    with pytest.raises(ImageError, match="not a PNG or JPEG"):
+    with pytest.raises(ImageError, match="not a PNG, JPEG or DICOM"):
         inspect_image(b"this is a chest x-ray, honest\n" * 10, LIMIT)
 
 
@@ -52,7 +52,7 @@ def test_empty_file_and_other_formats_are_rejected():
     with pytest.raises(ImageError, match="empty"):
         inspect_image(b"", LIMIT)
     ok, bmp = cv2.imencode(".bmp", np.zeros((8, 8), np.uint8))
-    with pytest.raises(ImageError, match="only PNG and JPEG"):
+    with pytest.raises(ImageError, match="only PNG, JPEG and DICOM"):
         inspect_image(bmp.tobytes(), LIMIT)
 
 

@@ -68,7 +68,7 @@ def test_errors_are_json_with_the_right_status(pg_app, pg_client):
     assert text.status_code == 415
     error = text.get_json()["error"]
     assert "none of the files can be analysed" in error["message"]
-    assert error["files"] == [{"filename": "scan.png", "error": "the file is not a PNG or JPEG image"}]
+    assert error["files"] == [{"filename": "scan.png", "error": "the file is not a PNG, JPEG or DICOM image"}]
 
     assert pg_client.get(f"/api/v1/batches/{uuid.uuid4()}").status_code == 404
     assert pg_client.get("/api/v1/jobs/not-a-uuid").get_json()["error"]["status"] == 404

@@ -51,7 +51,14 @@
     }
     cell(tr, link(job.page_url, job.filename));
     cell(tr, job.status, "status");
-    cell(tr, job.status === "failed" ? job.error : job.summary, job.status === "failed" ? "result error" : "result");
+    const result = cell(tr, job.status === "failed" ? job.error : job.summary, job.status === "failed" ? "result error" : "result");
+    if (job.dicom && job.dicom.frontal === false) {
+      const flag = document.createElement("span");
+      flag.className = "view-flag";
+      flag.title = job.warnings[0];
+      flag.textContent = " not a frontal view (" + job.dicom.view_position + ")";
+      result.appendChild(flag);
+    }
     const model = cell(tr, job.model ? job.model.name + " " + job.model.version.slice(0, 15) : "",
                        "model" + (job.model && !job.model.trained ? " untrained" : ""));
     if (job.model && !job.model.trained) model.title = job.model.warning;

@@ -1,0 +1,157 @@
+"""DICOM test files made from real NIH X-ray pixels, with made-up patient data that must never come back.
+
+``make_dicom`` wraps an 8-bit grey image in a CR or DX header: MONOCHROME1 or MONOCHROME2, 8 or 12-in-16
+bit with a rescale, a window that maps the stored values back to the original pixels exactly
+(LINEAR_EXACT), private tags, identifiers in nested sequences, and any of the common transfer syntaxes.
+The decoded display pixels must therefore equal the source PNG's pixels (``expected_pixels``).
+"""
+from __future__ import annotations
+
+import io
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import encapsulate
+from pydicom.sequence import Sequence
+from pydicom.uid import (CTImageStorage, DigitalXRayImageStorageForPresentation, ExplicitVRLittleEndian,
+                         ImplicitVRLittleEndian, JPEG2000Lossless, JPEGBaseline8Bit, JPEGLosslessSV1, JPEGLSLossless,
+                         RLELossless, ComputedRadiographyImageStorage, DeflatedExplicitVRLittleEndian, generate_uid)
+
+# The identifiers every test file carries; none may appear in anything the service stores or answers.
+PATIENT = {"PatientName": "DOE^JANE^Q", "PatientID": "MRN-4471-2209", "PatientBirthDate": "19610314",
+           "OtherPatientIDs": "SSN-078-05-1120", "PatientAddress": "12 Elm Street, Springfield",
+           "InstitutionName": "Springfield General", "ReferringPhysicianName": "HOUSE^GREGORY",
+           "OperatorsName": "TECH^TERRY", "AccessionNumber": "ACC-99812"}
+IDENTIFYING_STRINGS = ["DOE^JANE", "MRN-4471-2209", "19610314", "SSN-078-05-1120", "Elm Street", "Springfield",
+                       "HOUSE^GREGORY", "TECH^TERRY", "ACC-99812", "PRIVATE-NOTE-Jane"]
+
+SYNTAXES = {
+    "explicit": ExplicitVRLittleEndian, "implicit": ImplicitVRLittleEndian, "deflated": DeflatedExplicitVRLittleEndian,
+    "rle": RLELossless, "jpeg-baseline": JPEGBaseline8Bit, "jpeg-lossless": JPEGLosslessSV1,
+    "jpeg-ls": JPEGLSLossless, "jpeg2000": JPEG2000Lossless,
+}
+
+
+def grey_from_png(data: bytes) -> np.ndarray:
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+
+
+def _stored(pixels: np.ndarray, bits: int, monochrome1: bool) -> tuple[np.ndarray, dict]:
+    """Stored values and the header that maps them back to ``pixels`` exactly."""
+    if bits == 8:
+        stored = (255 - pixels) if monochrome1 else pixels.copy()
+        return stored.astype(np.uint8), {"BitsAllocated": 8, "BitsStored": 8, "HighBit": 7,
+                                          "WindowCenter": "127.5", "WindowWidth": "255"}
+    # 12 bits in 16, with a rescale (values - 1024) as a detector would write them
+    values = pixels.astype(np.uint16) * 16 + 8
+    stored = (4095 - values) if monochrome1 else values
+    low, high = 8 - 1024, 255 * 16 + 8 - 1024  # the rescaled values of pixels 0 and 255
+    if monochrome1:  # stored 4095-v → rescaled 3071-v; the window must span the same values
+        low, high = 4095 - (255 * 16 + 8) - 1024, 4095 - 8 - 1024
+    return stored.astype(np.uint16), {"BitsAllocated": 16, "BitsStored": 12, "HighBit": 11,
+                                       "RescaleIntercept": "-1024", "RescaleSlope": "1", "RescaleType": "US",
+                                       "WindowCenter": str((low + high) / 2), "WindowWidth": str(high - low)}
+
+
+def make_dataset(pixels: np.ndarray, *, modality: str = "DX", bits: int = 16, monochrome1: bool = False,
+                 view: str | None = "PA", study_uid: str | None = None, window: bool = True,
+                 burned_in: bool = False) -> Dataset:
+    stored, header = _stored(pixels, bits, monochrome1)
+    ds = Dataset()
+    ds.SOPClassUID = {"DX": DigitalXRayImageStorageForPresentation, "CR": ComputedRadiographyImageStorage,
+                      "CT": CTImageStorage}[modality]
+    ds.SOPInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.StudyInstanceUID = study_uid or generate_uid()
+    ds.Modality = modality
+    for keyword, value in PATIENT.items():
+        setattr(ds, keyword, value)
+    ds.StudyDate, ds.StudyTime, ds.StudyID, ds.SeriesNumber, ds.InstanceNumber = "20240102", "101500", "S1", 1, 1
+    if view:
+        ds.ViewPosition = view
+    ds.ImagerPixelSpacing = [0.143, 0.143]
+    ds.BurnedInAnnotation = "YES" if burned_in else "NO"
+    ds.PhotometricInterpretation = "MONOCHROME1" if monochrome1 else "MONOCHROME2"
+    ds.SamplesPerPixel, ds.PixelRepresentation = 1, 0
+    ds.Rows, ds.Columns = stored.shape
+    for keyword, value in header.items():
+        if window or not keyword.startswith("Window"):
+            setattr(ds, keyword, value)
+    if window:
+        ds.VOILUTFunction = "LINEAR_EXACT"
+    request = Dataset()
+    request.RequestedProcedureDescription = "CHEST PA for DOE^JANE"
+    request.ScheduledPerformingPhysicianName = "HOUSE^GREGORY"
+    ds.RequestAttributesSequence = Sequence([request])
+    block = ds.private_block(0x0099, "ACME HOSPITAL", create=True)
+    block.add_new(0x01, "LO", "PRIVATE-NOTE-Jane")
+    ds.PixelData = stored.tobytes()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPClassUID, ds.SOPInstanceUID
+    return ds
+
+
+def _compress(ds: Dataset, syntax: str) -> None:
+    uid = SYNTAXES[syntax]
+    if syntax in ("explicit", "implicit", "deflated"):
+        ds.file_meta.TransferSyntaxUID = uid
+    elif syntax == "jpeg-baseline":
+        if ds.BitsAllocated != 8:
+            raise ValueError("JPEG baseline holds 8-bit pixels only")
+        ok, encoded = cv2.imencode(".jpg", ds.pixel_array, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        assert ok
+        ds.PixelData = encapsulate([encoded.tobytes()])
+        ds["PixelData"].VR = "OB"
+        ds.file_meta.TransferSyntaxUID = uid
+        ds.LossyImageCompression = "01"
+    elif syntax == "jpeg-lossless":
+        _gdcm_compress(ds)
+    else:
+        ds.compress(uid)
+
+
+def _gdcm_compress(ds: Dataset) -> None:
+    """JPEG Lossless (process 14, SV1): among Python packages only GDCM encodes it."""
+    import gdcm
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = str(Path(folder) / "image.dcm")
+        ds.save_as(path, enforce_file_format=True)
+        reader = gdcm.ImageReader()
+        reader.SetFileName(path)
+        assert reader.Read(), "GDCM could not read the uncompressed file"
+        change = gdcm.ImageChangeTransferSyntax()
+        change.SetTransferSyntax(gdcm.TransferSyntax(gdcm.TransferSyntax.JPEGLosslessProcess14_1))
+        change.SetInput(reader.GetImage())
+        assert change.Change(), "GDCM could not compress to JPEG Lossless"
+        writer = gdcm.ImageWriter()
+        writer.SetFileName(path)
+        writer.SetFile(reader.GetFile())
+        writer.SetImage(change.GetOutput())
+        assert writer.Write()
+        ds.PixelData = pydicom.dcmread(path).PixelData
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = JPEGLosslessSV1
+
+
+def make_dicom(pixels: np.ndarray, syntax: str = "explicit", **options) -> bytes:
+    ds = make_dataset(pixels, **options)
+    _compress(ds, syntax)
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def undecodable_dicom(pixels: np.ndarray) -> bytes:
+    """A radiograph whose pixel data claims a transfer syntax (MPEG2) that no installed plugin decodes."""
+    ds = make_dataset(pixels, bits=8)
+    ds.PixelData = encapsulate([b"\x00\x00\x01\xb3" + b"\x00" * 64])
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.MPEG2MPML
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()

@@ -1,0 +1,91 @@
+"""DICOM downloads of a job uploaded as DICOM: the de-identified image as stored, a Structured Report of
+its findings and a Secondary Capture of each shown finding's heatmap (shared/dicom_out.py), all in the
+image's de-identified study. Same blueprint, authentication and owner rules as web/api.py."""
+from __future__ import annotations
+
+from flask import Response
+
+from shared import dicom_in, dicom_out, maps, renders
+from shared.labels import LABELS, NO_FINDING
+from shared.models import Job, JobStatus
+from shared.storage import StorageError
+from web.api import PRIVATE, blueprint
+from web.api_files import limits
+from web.audit import audit_access
+from web.contract import route
+from web.errors import ApiError
+from web.owned import owned_job
+from web.services import services
+
+DICOM = "application/dicom"
+
+
+def _dicom_job(session, job_id: str) -> Job:
+    job = owned_job(session, job_id)
+    audit_access(session, "download", "job", job.id, job.batch.owner_id)
+    if job.content_type != DICOM or not job.image_key:
+        raise ApiError(404, "this job's image was not sent as DICOM, so there are no DICOM objects for it")
+    return job
+
+
+def _source(job: Job):
+    try:
+        return dicom_in.read_header(services().storage.get(job.image_key))
+    except StorageError:
+        raise ApiError(404, "the stored image is missing") from None
+
+
+def _analysed(job: Job) -> None:
+    if job.status != JobStatus.SUCCEEDED.value:
+        raise ApiError(404, f"job {job.id} has no results yet (it is {job.status})")
+
+
+def _send(data: bytes, name: str) -> Response:
+    return Response(data, mimetype=DICOM, headers={"Content-Disposition": f'attachment; filename="{name}"',
+                                                   "Cache-Control": PRIVATE})
+
+
+def result_of(job: Job) -> dicom_out.Result:
+    model = job.model
+    return dicom_out.Result(job.id, model.name if model else "unknown", job.model_version or "unknown",
+                            [dicom_out.Finding(f.label, f.probability, f.threshold, f.positive) for f in job.findings])
+
+
+@blueprint.get("/jobs/<job_id>/dicom/image")
+@route((200, None), tags=["dicom"])
+def job_dicom_image(job_id: str):
+    """The image as stored: de-identified on arrival, pixel data as sent."""
+    with services().db.session() as session:
+        job = _dicom_job(session, job_id)
+    try:
+        return _send(services().storage.get(job.image_key), f"image-{job_id[:8]}.dcm")
+    except StorageError:
+        raise ApiError(404, "the stored image is missing") from None
+
+
+@blueprint.get("/jobs/<job_id>/dicom/report")
+@route((200, None), tags=["dicom"])
+def job_dicom_report(job_id: str):
+    """A DICOM Comprehensive Structured Report: the 15 probabilities and thresholds, the model's name and
+    version, referencing the analysed image, in its de-identified study."""
+    with services().db.session() as session:
+        job = _dicom_job(session, job_id)
+        _analysed(job)
+        report = dicom_out.structured_report(_source(job), result_of(job))
+    return _send(dicom_out.to_bytes(report), f"report-{job_id[:8]}.dcm")
+
+
+@blueprint.get("/jobs/<job_id>/dicom/heatmaps/<label>")
+@route((200, None), tags=["dicom"])
+def job_dicom_heatmap(job_id: str, label: str):
+    """A DICOM Secondary Capture of the label's heatmap over the image, in the image's de-identified study."""
+    with services().db.session() as session:
+        job = _dicom_job(session, job_id)
+        _analysed(job)
+        if label == NO_FINDING or job.maps is None or not any(f.label == label for f in job.findings):
+            raise ApiError(404, f"job {job_id} has no heatmap for {label!r}")
+        source = _source(job)
+        grey = renders.base_grey(services().storage, job, **limits())
+        rgb = maps.overlay_rgb(grey, maps.decode(job.maps)[label])
+        capture = dicom_out.heatmap_capture(source, rgb, job.id, label, LABELS.index(label) + 1)
+    return _send(dicom_out.to_bytes(capture), f"heatmap-{job_id[:8]}-{label}.dcm")
