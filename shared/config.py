@@ -58,6 +58,14 @@ class Settings:
     # Webhooks (shared/webhooks.py): "batch finished" notifications, sent by the recovery loop.
     webhook_allow_private: bool = False  # let callbacks reach loopback and private addresses (tests, closed networks)
     webhook_max_attempts: int = 8
+    # The PACS bridge (pacs/bridge.py, `xray-pacs`): follows a PACS's changes, sends its CR/DX images here.
+    pacs_url: str = ""  # the PACS's REST root (Orthanc), e.g. http://127.0.0.1:8042
+    pacs_username: str = ""  # HTTP basic auth for the PACS, if it asks
+    pacs_password: str = ""
+    pacs_source: str = "orthanc"  # the name the bridge's progress is kept under (one per PACS)
+    pacs_api_url: str = "http://127.0.0.1:8000"  # this service's web, as the bridge reaches it
+    pacs_token: str = ""  # an API token of the account the bridge submits as (`xray-admin create-token`)
+    pacs_poll_seconds: float = 1.0
     webhook_first_pause: float = 10.0  # seconds before the first retry; each later pause is 3× longer (≤ 1 h)
     webhook_timeout: float = 10.0
     # Celery: soft < hard time limit; the broker's visibility timeout must stay above both.
@@ -135,6 +143,13 @@ ENVIRONMENT = {
     "keep_originals": "XRAY_KEEP_ORIGINALS",
     "webhook_allow_private": "XRAY_WEBHOOK_ALLOW_PRIVATE",
     "webhook_max_attempts": "XRAY_WEBHOOK_MAX_ATTEMPTS",
+    "pacs_url": "XRAY_PACS_URL",
+    "pacs_username": "XRAY_PACS_USERNAME",
+    "pacs_password": "XRAY_PACS_PASSWORD",
+    "pacs_source": "XRAY_PACS_SOURCE",
+    "pacs_api_url": "XRAY_PACS_API_URL",
+    "pacs_token": "XRAY_PACS_TOKEN",
+    "pacs_poll_seconds": "XRAY_PACS_POLL_SECONDS",
     "webhook_first_pause": "XRAY_WEBHOOK_FIRST_PAUSE",
     "webhook_timeout": "XRAY_WEBHOOK_TIMEOUT",
     "task_soft_time_limit": "XRAY_TASK_SOFT_TIME_LIMIT",

@@ -11,6 +11,7 @@ and version use DCM's Algorithm Name (111001) and Algorithm Version (111003).
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import io
 import uuid
@@ -75,8 +76,25 @@ def _finding_item(finding: Finding) -> hd.sr.ContainerContentItem:
     return container
 
 
+# Type 2 attributes of the patient and study modules: a new object must carry them, if only empty. Files from
+# the field often lack some; highdicom copies them from the source and refuses when they are missing.
+PATIENT_AND_STUDY = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+                     "ReferringPhysicianName", "StudyID", "AccessionNumber")
+
+
+def _complete(source: pydicom.Dataset) -> pydicom.Dataset:
+    missing = [keyword for keyword in PATIENT_AND_STUDY if keyword not in source]
+    if not missing:
+        return source
+    source = copy.copy(source)  # shallow: the pixel data is not copied
+    for keyword in missing:
+        setattr(source, keyword, "")
+    return source
+
+
 def structured_report(source: pydicom.Dataset, result: Result) -> pydicom.Dataset:
     """A Comprehensive SR in ``source``'s study, referencing ``source`` as the analysed image."""
+    source = _complete(source)
     root = hd.sr.ContainerContentItem(name=hd.sr.CodedConcept("18748-4", "LN", "Diagnostic imaging report"))
     items = [
         _text(hd.sr.CodedConcept("121106", "DCM", "Comment"), DISCLAIMER),
@@ -100,6 +118,7 @@ def structured_report(source: pydicom.Dataset, result: Result) -> pydicom.Datase
 def heatmap_capture(source: pydicom.Dataset, rgb: np.ndarray, job_id: uuid.UUID, label: str,
                     instance_number: int) -> pydicom.Dataset:
     """A Secondary Capture of one finding's heatmap over the image, in ``source``'s study."""
+    source = _complete(source)
     orientation = source.get("PatientOrientation")
     capture = hd.sc.SCImage.from_ref_dataset(
         ref_dataset=source, pixel_array=np.ascontiguousarray(rgb, dtype=np.uint8), photometric_interpretation="RGB",

@@ -38,7 +38,7 @@ def test_web_and_workers_see_the_same_storage_and_model():
     # The worker image carries the committed starter model at the path the environment names.
     assert env["XRAY_MODEL_DIR"] == "/app/models/starter" and "COPY models models" in DOCKERFILE
     assert (REPO / "models" / "starter" / "manifest.json").exists()
-    assert set(COMPOSE["volumes"]) == {"data", "pgdata", "redisdata"}
+    assert set(COMPOSE["volumes"]) == {"data", "pgdata", "redisdata", "orthancdata"}
 
 
 def test_workers_can_be_scaled_and_start_after_migrations():
@@ -65,3 +65,16 @@ def test_the_stack_will_not_start_without_a_secret_key_and_recovery_reaches_the_
     assert env["XRAY_SECRET_KEY"].startswith("${XRAY_SECRET_KEY:?")  # compose refuses to start without it
     assert "data:/data" in SERVICES["recovery"]["volumes"]  # retention deletes files too
     assert "deploy/gunicorn.conf.py" in DOCKERFILE.split("AS web", 1)[1].split("FROM", 1)[0]
+
+
+def test_the_pacs_profile_adds_orthanc_and_a_bridge_on_the_same_database_and_api():
+    orthanc, bridge = SERVICES["orthanc"], SERVICES["pacs-bridge"]
+    assert orthanc["profiles"] == bridge["profiles"] == ["pacs"]  # not started by a plain `docker compose up`
+    assert "127.0.0.1:8042:8042" in orthanc["ports"]  # Orthanc's REST API is not published beyond this machine
+    assert bridge["command"] == ["xray-pacs"] and bridge["depends_on"]["web"]["condition"] == "service_healthy"
+    env = bridge["environment"]
+    assert {k: v for k, v in env.items() if not k.startswith("XRAY_PACS_")} == SERVICES["web"]["environment"]
+    assert env["XRAY_PACS_URL"] == "http://orthanc:8042" and env["XRAY_PACS_API_URL"] == "http://web:8000"
+    assert env["XRAY_PACS_TOKEN"].startswith("${XRAY_PACS_TOKEN:?")
+    assert 'xray-pacs = "pacs.bridge:main"' in (REPO / "pyproject.toml").read_text()
+    assert "COPY pacs pacs" in DOCKERFILE and "COPY client client" in DOCKERFILE  # the bridge uses the API client

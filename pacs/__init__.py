@@ -1,0 +1,1 @@
+"""The bridge between a PACS (Orthanc) and the service: `xray-pacs`."""

@@ -1,0 +1,189 @@
+"""`xray-pacs`: the bridge between a PACS (Orthanc) and the service, run like the recovery loop.
+
+Each round it (1) reads the PACS's change feed from where it stopped and records every new instance in
+``pacs_instances`` (the cursor and the instances live in Postgres, so a restarted bridge resumes where it
+was); (2) sends each new CR/DX instance to the service's API as a one-image batch under the bridge's
+account, with the Idempotency-Key ``pacs-<source>-<instance>``: a bridge killed after sending but before
+recording gets the same batch back on its next try, so an image is analysed exactly once; (3) when the
+job has finished, stores a DICOM Structured Report and a Secondary Capture per shown finding's heatmap
+back into the PACS, in the image's own study (their UIDs come from the job id, so storing twice changes
+nothing). Anything else the PACS receives (CT, MR, the bridge's own SR and captures) is skipped.
+
+Several copies may run on one database: instances are recorded once (unique per source and instance) and
+each is worked on under a row lock that other copies skip. The image is de-identified by the service on
+arrival like any upload; the bridge keeps no image on disk and logs no identifier.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import signal
+import threading
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from client.service import Api, ServiceError
+from shared import dicom_in, dicom_out, maps
+from shared.config import Settings, load_settings
+from shared.db import Database
+from shared.images import ImageError, decode_image
+from shared.models import Job, JobStatus, PacsCursor, PacsInstance, utcnow
+from pacs.orthanc import Orthanc
+
+log = logging.getLogger("xray.pacs")
+PENDING = ("new", "submitted")
+MAX_ATTEMPTS = 10  # sending an instance (PACS or service errors) before it is marked failed
+LIMITS = (50_000_000, 256 * 2**20)
+
+
+class Bridge:
+    def __init__(self, db: Database, orthanc: Orthanc, api: Api, source: str = "orthanc"):
+        self.db, self.orthanc, self.api, self.source = db, orthanc, api, source
+
+    def round(self) -> int:
+        """Read the whole backlog of changes, then move every pending instance on; returns how many moved."""
+        while not self.ingest():
+            pass
+        return self.advance()
+
+    # 1. the change feed
+    def _cursor(self, session) -> PacsCursor:
+        cursor = session.get(PacsCursor, self.source)
+        if cursor is None:
+            try:
+                with session.begin_nested():
+                    session.add(PacsCursor(source=self.source, last_seq=0))
+            except IntegrityError:
+                pass  # another copy made it first
+            cursor = session.get(PacsCursor, self.source)
+        return cursor
+
+    def ingest(self, limit: int = 100) -> bool:
+        """One page of changes; True when the feed is read to its end."""
+        with self.db.session() as session:
+            since = self._cursor(session).last_seq
+        page = self.orthanc.changes(since, limit)
+        with self.db.session() as session:
+            for change in page["Changes"]:
+                if change["ChangeType"] == "NewInstance":
+                    try:
+                        with session.begin_nested():
+                            session.add(PacsInstance(source=self.source, instance_id=change["ID"], seq=change["Seq"]))
+                    except IntegrityError:
+                        pass  # seen before (a restart, or another copy)
+            cursor = session.get(PacsCursor, self.source, with_for_update=True)
+            cursor.last_seq, cursor.updated_at = max(cursor.last_seq, int(page["Last"])), utcnow()
+        return bool(page["Done"])
+
+    # 2. and 3. each pending instance
+    def advance(self) -> int:
+        with self.db.session() as session:
+            ids = session.scalars(select(PacsInstance.id).where(PacsInstance.source == self.source,
+                                                                PacsInstance.state.in_(PENDING))
+                                  .order_by(PacsInstance.seq)).all()
+        return sum(self._advance_one(row_id) for row_id in ids)
+
+    def _advance_one(self, row_id) -> bool:
+        with self.db.session() as session:
+            row = session.scalars(select(PacsInstance).where(PacsInstance.id == row_id, PacsInstance.state.in_(PENDING))
+                                  .with_for_update(skip_locked=True)).first()
+            if row is None:
+                return False  # done meanwhile, or another copy holds it
+            before = row.state
+            try:
+                if row.state == "new":
+                    self._submit(row)
+                else:
+                    self._write_back(session, row)
+            except Exception as exc:  # the PACS, the service or this image: retried, then failed for good
+                row.attempts += 1
+                status = getattr(exc, "status", None)
+                refused = isinstance(exc, ServiceError) and status is not None and 400 <= status < 500 \
+                    and status not in (408, 409, 429)
+                if refused or row.attempts >= MAX_ATTEMPTS:
+                    row.state, row.error = "failed", f"{type(exc).__name__}: {exc}"[:2000]
+                log.warning("PACS instance %s: %s: %s (attempt %d)", row.id, type(exc).__name__, exc, row.attempts)
+            row.updated_at = utcnow()
+            return row.state != before
+
+    def _submit(self, row: PacsInstance) -> None:
+        modality = str(self.orthanc.tags(row.instance_id).get("Modality", "")).upper()
+        if modality not in dicom_in.RADIOGRAPH_MODALITIES:
+            row.state = "skipped"  # CT, MR, ... and the SR and captures this bridge stores
+            return
+        data = self.orthanc.file(row.instance_id)
+        name = f"pacs-{hashlib.sha256(row.instance_id.encode()).hexdigest()[:12]}.dcm"
+        batch = self.api.request("POST", "/api/v1/batches", files={"files": (name, data, "application/dicom")},
+                                 data={"name": f"PACS {self.source}"},
+                                 headers={"Idempotency-Key": f"pacs-{self.source}-{row.instance_id}"}).json()
+        job = batch["jobs"][0]
+        row.job_id = uuid.UUID(job["id"])
+        row.state = "failed" if job["status"] == JobStatus.FAILED.value else "submitted"
+        row.error = job["error"]
+        log.info("PACS instance %s sent as job %s", row.id, job["id"])
+
+    def _write_back(self, session, row: PacsInstance) -> None:
+        job = session.get(Job, row.job_id) if row.job_id else None
+        if job is None:
+            row.state, row.error = "failed", "the job is gone (deleted, or removed by retention)"
+        elif job.status == JobStatus.FAILED.value:
+            row.state, row.error = "failed", job.error
+        elif job.status == JobStatus.SUCCEEDED.value:
+            self._store_results(job, self.orthanc.file(row.instance_id))
+            row.state = "done"
+            log.info("PACS instance %s: results of job %s stored back", row.id, job.id)
+
+    def _store_results(self, job: Job, original: bytes) -> None:
+        """The SR and the captures, built on the PACS's own image so they join its study."""
+        source = dicom_in.read_header(original)
+        findings = [dicom_out.Finding(f.label, f.probability, f.threshold, f.positive) for f in job.findings]
+        result = dicom_out.Result(job.id, job.model.name if job.model else "unknown", job.model_version or "unknown",
+                                  findings)
+        self.orthanc.store(dicom_out.to_bytes(dicom_out.structured_report(source, result)))
+        shown = sorted((f for f in job.findings if f.positive and f.label != "No Finding"), key=lambda f: -f.probability)
+        if not shown or job.maps is None:
+            return
+        try:
+            grey = maps.base_image(decode_image(original, *LIMITS))
+        except ImageError as exc:
+            log.warning("job %s: heatmaps not stored back (%s)", job.id, exc)
+            return
+        heat = maps.decode(job.maps)
+        for number, finding in enumerate(shown, start=1):
+            capture = dicom_out.heatmap_capture(source, maps.overlay_rgb(grey, heat[finding.label]), job.id,
+                                                finding.label, number)
+            self.orthanc.store(dicom_out.to_bytes(capture))
+
+
+def bridge_from(settings: Settings) -> Bridge:
+    if not settings.pacs_url or not settings.pacs_token:
+        raise SystemExit("xray-pacs needs XRAY_PACS_URL (the PACS's REST root, e.g. http://127.0.0.1:8042) and "
+                         "XRAY_PACS_TOKEN (an API token: `xray-admin create-user pacs` then `xray-admin create-token pacs`)")
+    return Bridge(Database(settings.database_url), Orthanc(settings.pacs_url, settings.pacs_username, settings.pacs_password),
+                  Api(settings.pacs_api_url, settings.pacs_token), settings.pacs_source)
+
+
+def run(settings: Settings, stop: threading.Event) -> None:
+    bridge = bridge_from(settings)
+    log.info("PACS bridge: %s -> %s every %.1f s", settings.pacs_source, settings.pacs_api_url, settings.pacs_poll_seconds)
+    while not stop.is_set():
+        try:
+            bridge.round()
+        except Exception as exc:  # the PACS, the service or the database away: try again next round
+            log.warning("PACS round failed (%s: %s); retrying", type(exc).__name__, exc)
+        stop.wait(settings.pacs_poll_seconds)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request is noise
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    run(load_settings(), stop)
+
+
+if __name__ == "__main__":
+    main()
