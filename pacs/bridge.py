@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import signal
 import threading
 import uuid
 
@@ -26,7 +25,8 @@ from sqlalchemy.exc import IntegrityError
 
 from client.service import Api, ServiceError
 from shared import dicom_in, dicom_out, maps
-from shared.config import Settings, load_settings
+from shared.config import Settings
+from shared.loops import run_until_stopped
 from shared.db import Database
 from shared.images import ImageError, decode_image
 from shared.models import Job, JobStatus, PacsCursor, PacsInstance, utcnow
@@ -177,12 +177,7 @@ def run(settings: Settings, stop: threading.Event) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request is noise
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    run(load_settings(), stop)
+    run_until_stopped(run)
 
 
 if __name__ == "__main__":

@@ -10,14 +10,14 @@ conditional update or a SKIP LOCKED pick, so none does another's work. No Tensor
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
 
 from celery import Celery
 
 from shared import audit, deletion, idempotency, jobs, webhooks
-from shared.config import Settings, load_settings
+from shared.config import Settings
+from shared.loops import run_until_stopped
 from shared.db import Database
 from shared.queue import create_celery, dispatch
 from shared.storage import LocalStorage
@@ -89,11 +89,7 @@ def run(settings: Settings, stop: threading.Event) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    run(load_settings(), stop)
+    run_until_stopped(run)
 
 
 if __name__ == "__main__":

@@ -113,3 +113,20 @@ def test_the_client_waits_as_retry_after_says_and_retries_a_lost_connection():
         lambda r: httpx.Response(413, json={"error": {"status": 413, "message": "your quota is 1 GB"}})))
     with pytest.raises(ServiceError, match="HTTP 413: your quota is 1 GB .*send fewer or smaller images"):
         refused.json("/api/v1/batches")
+
+
+def test_submit_takes_dicom_files_from_a_folder(live_server, pg_url, tmp_path):
+    from tests.dicom_factory import grey_from_png, make_dicom
+
+    folder = tmp_path / "scans"
+    (folder / "study-1").mkdir(parents=True)
+    fixtures = sorted((FIXTURES / "nih64").glob("*.png"))[:2]
+    for i, png in enumerate(fixtures):
+        (folder / "study-1" / f"image-{i}.dcm").write_bytes(make_dicom(grey_from_png(png.read_bytes()), "jpeg2000"))
+    (folder / "notes.txt").write_text("not an image")
+    run = xray(live_server, api_token(pg_url, "cli-dicom"), "submit", str(folder), "--out", str(tmp_path / "out.csv"),
+               cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = list(csv.DictReader(open(tmp_path / "out.csv")))
+    assert [row["path"].rsplit("/", 1)[-1] for row in rows] == ["image-0.dcm", "image-1.dcm"]
+    assert all(row["status"] == "succeeded" for row in rows)

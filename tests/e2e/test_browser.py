@@ -48,6 +48,27 @@ def test_upload_through_the_form_and_watch_results_arrive(live_server, page, tmp
 
 
 @pytest.mark.browser
+def test_a_dicom_file_through_the_form_opens_in_the_viewer_with_its_view_flagged(live_server, page, tmp_path, pg_url):
+    from tests.dicom_factory import grey_from_png, make_dicom
+
+    scan = tmp_path / "lateral.dcm"
+    png = sorted((FIXTURES / "nih64").glob("*.png"))[0]
+    scan.write_bytes(make_dicom(grey_from_png(png.read_bytes()), "jpeg2000", monochrome1=True, view="LL"))
+    sign_in(page, live_server, "dicom-user", pg_url)
+    page.set_input_files("#files", [str(scan)])
+    page.click("#submit")
+    page.wait_for_url("**/jobs/*")  # one image: straight to its viewer
+    page.wait_for_selector("#job-status[data-final='true']", timeout=60_000)
+    page.reload()
+    page.wait_for_selector("#viewer[data-ready='true']")
+    assert page.inner_text("#view-position") == "LL"
+    assert "not a frontal view (LL)" in page.inner_text(".view-warning")
+    assert page.locator("#dicom-sr").count() == 1
+    SCREENSHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "job-dicom.png"), full_page=True)
+
+
+@pytest.mark.browser
 def test_the_form_without_a_csrf_token_is_refused_with_a_readable_page(live_server, page, pg_url):
     sign_in(page, live_server, "browser-user", pg_url)
     response = page.request.post(live_server + "/batches", multipart={"files": {"name": "a.png", "mimeType": "image/png", "buffer": b"x"}})
