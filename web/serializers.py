@@ -80,7 +80,7 @@ def summary(job: Job) -> str | None:
     return ", ".join(f"{display_name(f.label)} {100 * f.probability:.1f}%" for f in shown)
 
 
-LATERAL_WARNING = ("not a frontal view ({view}): the model was trained on frontal (PA/AP) chest X-rays, so its "
+LATERAL_WARNING = ("Not a frontal view ({view}): the model was trained on frontal (PA/AP) chest X-rays, so its "
                    "findings for this image mean little")
 
 

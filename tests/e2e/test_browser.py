@@ -62,7 +62,7 @@ def test_a_dicom_file_through_the_form_opens_in_the_viewer_with_its_view_flagged
     page.reload()
     page.wait_for_selector("#viewer[data-ready='true']")
     assert page.inner_text("#view-position") == "LL"
-    assert "not a frontal view (LL)" in page.inner_text(".view-warning")
+    assert "Not a frontal view (LL)" in page.inner_text(".view-warning")
     assert page.locator("#dicom-sr").count() == 1
     SCREENSHOTS.mkdir(exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "job-dicom.png"), full_page=True)

@@ -71,7 +71,7 @@ def test_dicom_uploads_are_analysed_like_their_png_twin_and_give_back_valid_dico
     assert not any("frontal" in warning for warning in jobs["pa-rle-8bit.dcm"]["warnings"])
     lateral = jobs["lateral.dcm"]
     assert lateral["dicom"]["view_position"] == "LL" and lateral["dicom"]["frontal"] is False
-    assert "not a frontal view (LL)" in lateral["warnings"][0]
+    assert "Not a frontal view (LL)" in lateral["warnings"][0]
     assert pg_client.get(jobs["twin.png"]["url"] + "/dicom/report").status_code == 404
 
     job = jobs["pa-jpeg2000-m1-16bit.dcm"]
@@ -94,7 +94,7 @@ def test_dicom_uploads_are_analysed_like_their_png_twin_and_give_back_valid_dico
     assert capture.StudyInstanceUID == image.StudyInstanceUID and capture.pixel_array.shape == (64, 64, 3)
     assert pg_client.get(job["url"] + "/dicom/heatmaps/No%20Finding").status_code == 404
     page = sign_in(pg_app, "alice", create=True).get(f"/jobs/{job['id']}").get_data()
-    assert b"Findings (DICOM SR)" in page and b"view <span id=\"view-position\">PA</span>" in page
+    assert b"findings (SR)</a>" in page and b"view <span id=\"view-position\">PA</span>" in page
     responses += [stored.data, report_answer.data, capture_answer.data, page]
     for kind in ("csv", "json"):
         responses.append(pg_client.get(f"{answer.headers['Location']}/export.{kind}").data)
