@@ -187,3 +187,6 @@ def test_the_bridge_analyses_each_pacs_image_once_and_stores_sr_and_heatmaps_in_
             assert float(value) == pytest.approx(probability, abs=1e-6)
         assert len(captures) == sum(1 for label, (_, positive) in expected.items() if positive and label != "No Finding")
     assert len(orthanc.study_of(ct)) == 1  # nothing was added to the CT's study
+    print(f"PACS round trip: {len(radiographs)} radiographs + 1 CT sent to Orthanc; bridge killed with {states} "
+          f"(one recorded submission then forgotten), two copies restarted; {len(jobs)} jobs, {len(radiographs)} SRs "
+          f"and {shown} heatmap captures back in their studies; {final_states['skipped']} instances skipped")
