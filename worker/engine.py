@@ -1,14 +1,19 @@
-"""The inference engine: preprocessing, one forward pass for probabilities and every class's heatmap."""
+"""The inference engine: preprocessing, one forward pass for probabilities and every class's heatmap.
+
+It runs the same `.keras` artifact under any Keras backend (``KERAS_BACKEND``): TensorFlow (a traced
+tf.function), JAX (a jitted stateless call) or PyTorch (eager, without autograd), so GPU machines that
+have JAX or PyTorch but no TensorFlow can serve it (worker/backends.py).
+"""
 from __future__ import annotations
 
 import dataclasses
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from shared.model_manifest import Manifest
 from shared.preprocess import model_input
+from worker.backends import compiled_forward
 from worker.heatmaps import cam_maps, gradcam_maps
 
 
@@ -63,8 +68,13 @@ class InferenceEngine:
             model.input, [model.get_layer(manifest.cam_layer).output, logits_layer.output]
         )
         self.fast_cam = has_gap_dense_head(model, manifest.cam_layer, manifest.logits_layer)
-        self.dense_kernel = np.asarray(logits_layer.kernel, dtype=np.float32) if self.fast_cam else None
-        self._forward = tf.function(lambda x: self.features_and_logits(x, training=False))
+        if not self.fast_cam and keras.backend.backend() != "tensorflow":
+            raise ValueError(f"this model's head is not global average pooling + dense, so its heatmaps need gradient "
+                             f"Grad-CAM, which the worker does with TensorFlow only (KERAS_BACKEND="
+                             f"{keras.backend.backend()})")
+        self.dense_kernel = (np.asarray(keras.ops.convert_to_numpy(logits_layer.kernel), dtype=np.float32)
+                             if self.fast_cam else None)
+        self._forward = compiled_forward(self.features_and_logits)
         for shape in sorted({1, self.max_batch}):
             self.forward(np.zeros((shape, *self.input_size, 3), np.float32))
 
@@ -77,8 +87,8 @@ class InferenceEngine:
         shape = bucket(count, self.max_batch)
         if shape > count:
             batch = np.concatenate([batch, np.zeros((shape - count, *batch.shape[1:]), batch.dtype)])
-        features, logits = self._forward(tf.constant(batch))
-        return np.asarray(features)[:count].astype(np.float32), np.asarray(logits)[:count].astype(np.float64)
+        features, logits = self._forward(batch)
+        return features[:count].astype(np.float32), logits[:count].astype(np.float64)
 
     def analyse(self, images: list[np.ndarray]) -> list[Analysis]:
         return self.analyse_preprocessed(np.stack([self.preprocess(image) for image in images]))

@@ -11,7 +11,6 @@ reference in tests. Both take gradients on logits, not on sigmoid outputs, which
 from __future__ import annotations
 
 import numpy as np
-import tensorflow as tf
 
 
 def normalise(maps: np.ndarray) -> np.ndarray:
@@ -27,7 +26,10 @@ def cam_maps(features: np.ndarray, dense_kernel: np.ndarray) -> np.ndarray:
 
 
 def gradcam_maps(features_and_logits, images: np.ndarray, classes: list[int]) -> np.ndarray:
-    """Gradient Grad-CAM: images [B, H, W, 3] → normalised maps [B, len(classes), h, w]."""
+    """Gradient Grad-CAM: images [B, H, W, 3] → normalised maps [B, len(classes), h, w]. TensorFlow backend
+    only (the engine refuses a model that would need it on another backend)."""
+    import tensorflow as tf
+
     maps = []
     for class_index in classes:
         with tf.GradientTape() as tape:

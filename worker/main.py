@@ -16,7 +16,10 @@ from celery.signals import worker_init, worker_process_init
 from shared.config import load_settings
 from shared.model_manifest import ArtifactError, read_manifest
 from shared.queue import ANALYSE_TASK, create_celery
-from worker import pipeline, runtime
+from worker.backends import prepare_environment
+
+prepare_environment()  # before worker.pipeline imports Keras and its backend
+from worker import pipeline, runtime  # noqa: E402
 
 log = logging.getLogger("worker")
 settings = load_settings()

@@ -16,30 +16,22 @@ _context: WorkerContext | None = None
 
 
 def build_context(settings: Settings, worker_name: str | None = None) -> WorkerContext:
-    from worker.artifact import load_artifact  # imports TensorFlow: only where a model is served
+    from worker import backends
+
+    backends.prepare_environment()
+    from worker.artifact import load_artifact  # imports Keras and its backend: only where a model is served
     from worker.engine import InferenceEngine
 
-    configure_tensorflow(settings)
+    backends.configure(settings.tf_threads)
     model, manifest = load_artifact(settings.model_dir, mixed_precision=settings.mixed_precision)
     db = Database(settings.database_url)
     with db.session() as session:
         register(session, manifest)
     name = worker_name or f"{socket.gethostname()}:{os.getpid()}"
-    log.info("worker %s serves %s %s%s", name, manifest.name, manifest.version,
-             "" if manifest.trained else " (UNTRAINED: predictions are meaningless)")
+    log.info("worker %s serves %s %s on %s (%s)%s", name, manifest.name, manifest.version, backends.backend(),
+             backends.device_name(), "" if manifest.trained else " (UNTRAINED: predictions are meaningless)")
     engine = InferenceEngine(model, manifest, max_batch=settings.batch_size)
     return WorkerContext(settings, db, LocalStorage(settings.storage_dir), engine, manifest, name)
-
-
-def configure_tensorflow(settings: Settings) -> None:
-    """GPU memory grows as needed (one process per GPU shares nothing); CPU threads per process."""
-    import tensorflow as tf
-
-    for gpu in tf.config.list_physical_devices("GPU"):
-        tf.config.experimental.set_memory_growth(gpu, True)
-    if settings.tf_threads > 0:
-        tf.config.threading.set_intra_op_parallelism_threads(settings.tf_threads)
-        tf.config.threading.set_inter_op_parallelism_threads(max(1, settings.tf_threads // 2))
 
 
 def get_context(settings: Settings) -> WorkerContext:
