@@ -1,0 +1,144 @@
+"""Benchmark: how long one person waits for one X-ray, at idle and behind another owner's backlog.
+
+A stack of its own (gunicorn, Redis, Postgres, the recovery loop, one worker; Xception transfer at 299):
+owner A uploads single full-resolution (1024²) X-rays and polls the job (every 20 ms at idle, 0.1 s
+under load), from the 202 answer to "succeeded". First 20 at idle, one after another; then owner B uploads a backlog of 500
+and A sends one image a second while it drains. The worker's collector takes whatever is queued (up to
+XRAY_BATCH_SIZE) at once and takes owners in turn, so a lone image runs at batch 1 immediately and A's
+image waits for about the batch in hand and one more.
+
+    .venv/bin/python bench/latency.py [--samples 20] [--backlog 500] [--batch 16]
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import os
+import secrets
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+from _common import REPO, export_xception, machine, real_xrays
+from end_to_end import PG, REDIS, start, stop, wait_http
+
+
+def upload(base: str, token: str, paths: list[Path]) -> dict:
+    from tests.helpers import post_images
+
+    status, _, body = post_images(base + "/api/v1/batches", [(p.name, p.read_bytes()) for p in paths],
+                                  timeout=300, token=token)
+    assert status == 202, status
+    return body
+
+
+def wait_job(base: str, token: str, url: str, interval: float = 0.02) -> None:
+    request = urllib.request.Request(base + url, headers={"Authorization": f"Bearer {token}"})
+    while True:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            status = json.load(response)["status"]
+        if status in ("succeeded", "failed"):
+            assert status == "succeeded", status
+            return
+        time.sleep(interval)
+
+
+def one_image(base: str, token: str, path: Path, interval: float = 0.02) -> float:
+    """Seconds from the upload's 202 answer to the job's result."""
+    body = upload(base, token, [path])
+    answered = time.perf_counter()
+    wait_job(base, token, body["jobs"][0]["url"], interval)
+    return time.perf_counter() - answered
+
+
+def percentile(values: list[float], q: float) -> float:
+    import numpy as np
+
+    return float(np.percentile(values, q))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--samples", type=int, default=20)
+    parser.add_argument("--backlog", type=int, default=500)
+    parser.add_argument("--batch", type=int, default=16)
+    args = parser.parse_args()
+    import sqlalchemy as sa
+
+    from shared.migrate import upgrade
+    from tests.helpers import api_token, free_port
+
+    database = f"xray_bench_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(f"{PG}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{database}"'))
+    url = f"{PG}/{database}"
+    upgrade(url)
+    processes = []
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            workdir = Path(folder)
+            env = {**os.environ, "DATABASE_URL": url, "CELERY_BROKER_URL": REDIS, "XRAY_QUEUE": f"bench-{database}",
+                   "XRAY_VAR_DIR": str(workdir), "XRAY_STORAGE_DIR": str(workdir / "storage"),
+                   "XRAY_MODEL_DIR": str(export_xception(workdir / "model", 299)), "PYTHONPATH": str(REPO),
+                   "TF_CPP_MIN_LOG_LEVEL": "2", "XRAY_SECRET_KEY": secrets.token_urlsafe(48),
+                   "XRAY_BATCH_SIZE": str(args.batch), "XRAY_QUOTA_QUEUED_JOBS": str(args.backlog + 100),
+                   "XRAY_RATE_LIMIT_API": "100000 per minute"}
+            person, other = api_token(url, "person"), api_token(url, "other")
+            port = free_port()
+            base = f"http://127.0.0.1:{port}"
+            processes.append(start([sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "--bind",
+                                    f"127.0.0.1:{port}", "--workers", "2", "--threads", "4", "web:create_app()"],
+                                   env, workdir / "web.log"))
+            processes.append(start([sys.executable, "-m", "worker.recovery"], env, workdir / "recovery.log"))
+            worker_log = workdir / "worker.log"
+            processes.append(start([sys.executable, "-m", "celery", "-A", "worker.main", "worker", "--loglevel=INFO",
+                                    "--concurrency=1", "--without-gossip", "--without-mingle", "--without-heartbeat",
+                                    "-n", "latency@%h"], env, worker_log))
+            wait_http(base + "/healthz")
+            while " serves " not in worker_log.read_text():
+                time.sleep(0.3)
+            images = real_xrays(max(args.samples, args.backlog))
+            one_image(base, person, images[0])  # the first request of each gunicorn process imports things
+            idle = [one_image(base, person, images[i]) for i in range(args.samples)]
+
+            backlog_started = time.perf_counter()
+            with concurrent.futures.ThreadPoolExecutor(max_workers=args.samples + 2) as pool:
+                flood = [pool.submit(upload, base, other, images[i:i + 50]) for i in range(0, args.backlog, 50)]
+                for future in flood:
+                    future.result()
+                flooded = time.perf_counter() - backlog_started
+                samples = []
+                for i in range(args.samples):
+                    # polled every 0.1 s: 20 pollers at 50 a second would take the CPU the worker needs
+                    samples.append(pool.submit(one_image, base, person, images[i], 0.1))
+                    time.sleep(1.0)
+                busy = [future.result() for future in samples]
+            engine = sa.create_engine(url)
+            with engine.connect() as conn:
+                waiting = conn.execute(sa.text("SELECT count(*) FROM jobs WHERE status IN ('queued', 'running')")).scalar()
+            engine.dispose()
+    finally:
+        for process in processes:
+            stop(process)
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+    print(f"latency: one 1024² NIH X-ray, from the 202 answer to its result (polled every 20 ms; 0.1 s under load), gunicorn + Redis + "
+          f"Postgres + one worker, Xception transfer at 299, XRAY_BATCH_SIZE {args.batch}; {machine()}")
+    print("| situation | samples | p50 s | p95 s | max s |")
+    print("|---|---:|---:|---:|---:|")
+    for name, values in ((f"idle, one after another", idle),
+                         (f"behind another owner's {args.backlog}-image backlog, one a second", busy)):
+        print(f"| {name} | {len(values)} | {percentile(values, 50):.2f} | {percentile(values, 95):.2f} | "
+              f"{max(values):.2f} |")
+    print(f"the backlog's {args.backlog} images were uploaded in {flooded:.1f} s; {waiting} jobs were still waiting "
+          f"when the last sample finished (it must be > 0 for the second row to mean 'behind a backlog')")
+    print("target (issue 13): idle p50 ≤ 0.5 s")
+
+
+if __name__ == "__main__":
+    main()
