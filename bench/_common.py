@@ -1,6 +1,7 @@
 """Shared by the benchmarks: the model under test, real X-rays, and a timer."""
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -54,3 +55,29 @@ def timed(function, min_seconds: float = 3.0, min_runs: int = 3) -> float:
         function()
         runs += 1
     return (time.perf_counter() - started) / runs
+
+
+PG = os.environ.get("XRAY_BENCH_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432")
+REDIS = os.environ.get("XRAY_BENCH_REDIS", "redis://127.0.0.1:6379/0")
+
+
+@contextlib.contextmanager
+def throwaway_database():
+    """A migrated Postgres database of the benchmark's own (its URL), dropped afterwards."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    from shared.migrate import upgrade
+
+    name = f"xray_bench_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(f"{PG}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        upgrade(f"{PG}/{name}")
+        yield f"{PG}/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

@@ -17,13 +17,9 @@ import sys
 import tempfile
 import time
 import urllib.request
-import uuid
 from pathlib import Path
 
-from _common import REPO, export_xception, machine, real_xrays, timed
-
-PG = os.environ.get("XRAY_BENCH_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432")
-REDIS = os.environ.get("XRAY_BENCH_REDIS", "redis://127.0.0.1:6379/0")
+from _common import REDIS, REPO, export_xception, machine, real_xrays, throwaway_database, timed
 
 
 def post(url: str, files: list[Path], token: str) -> None:
@@ -109,21 +105,14 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     args = parser.parse_args()
     import numpy as np
-    import sqlalchemy as sa
 
-    from shared.migrate import upgrade
     from tests.helpers import api_token, free_port
 
     cores = os.cpu_count() or 1
-    database = f"xray_bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(f"{PG}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{database}"'))
-    url = f"{PG}/{database}"
-    upgrade(url)
     web = recovery = None
-    try:
-        with tempfile.TemporaryDirectory() as folder:
+    with throwaway_database() as url, tempfile.TemporaryDirectory() as folder:
+        database = url.rsplit("/", 1)[1]
+        try:
             workdir = Path(folder)
             artifact = export_xception(workdir / "model", args.input_size)
             port = free_port()
@@ -147,12 +136,10 @@ def main() -> None:
             engine = InferenceEngine(model, manifest, max_batch=args.batch)
             x = np.random.default_rng(0).uniform(-1, 1, (args.batch, args.input_size, args.input_size, 3)).astype("float32")
             raw = args.batch / timed(lambda: engine.forward(x))
-    finally:
-        for process in (web, recovery):
-            if process:
-                stop(process)
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+        finally:
+            for process in (web, recovery):
+                if process:
+                    stop(process)
     print(f"end to end: {args.images} real NIH X-rays (the 57 full-resolution ones, repeated) via POST /api/v1/batches "
           f"(50 per request), gunicorn + Redis + Postgres + recovery; Xception transfer at {args.input_size}, batch "
           f"{args.batch}; {machine()}")

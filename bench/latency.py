@@ -20,11 +20,10 @@ import sys
 import tempfile
 import time
 import urllib.request
-import uuid
 from pathlib import Path
 
-from _common import REPO, export_xception, machine, real_xrays
-from end_to_end import PG, REDIS, start, stop, wait_http
+from _common import REDIS, REPO, export_xception, machine, real_xrays, throwaway_database
+from end_to_end import start, stop, wait_http
 
 
 def upload(base: str, token: str, paths: list[Path]) -> dict:
@@ -69,18 +68,12 @@ def main() -> None:
     args = parser.parse_args()
     import sqlalchemy as sa
 
-    from shared.migrate import upgrade
     from tests.helpers import api_token, free_port
 
-    database = f"xray_bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(f"{PG}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{database}"'))
-    url = f"{PG}/{database}"
-    upgrade(url)
     processes = []
-    try:
-        with tempfile.TemporaryDirectory() as folder:
+    with throwaway_database() as url, tempfile.TemporaryDirectory() as folder:
+        database = url.rsplit("/", 1)[1]
+        try:
             workdir = Path(folder)
             env = {**os.environ, "DATABASE_URL": url, "CELERY_BROKER_URL": REDIS, "XRAY_QUEUE": f"bench-{database}",
                    "XRAY_VAR_DIR": str(workdir), "XRAY_STORAGE_DIR": str(workdir / "storage"),
@@ -122,11 +115,9 @@ def main() -> None:
             with engine.connect() as conn:
                 waiting = conn.execute(sa.text("SELECT count(*) FROM jobs WHERE status IN ('queued', 'running')")).scalar()
             engine.dispose()
-    finally:
-        for process in processes:
-            stop(process)
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+        finally:
+            for process in processes:
+                stop(process)
     print(f"latency: one 1024² NIH X-ray, from the 202 answer to its result (polled every 20 ms; 0.1 s under load), gunicorn + Redis + "
           f"Postgres + one worker, Xception transfer at 299, XRAY_BATCH_SIZE {args.batch}; {machine()}")
     print("| situation | samples | p50 s | p95 s | max s |")
