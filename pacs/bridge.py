@@ -29,6 +29,7 @@ from shared.config import Settings
 from shared.loops import run_until_stopped
 from shared.db import Database
 from shared.images import ImageError, decode_image
+from shared.labels import LABELS, NO_FINDING
 from shared.models import Job, JobStatus, PacsCursor, PacsInstance, utcnow
 from pacs.orthanc import Orthanc
 
@@ -142,7 +143,7 @@ class Bridge:
         result = dicom_out.Result(job.id, job.model.name if job.model else "unknown", job.model_version or "unknown",
                                   findings)
         self.orthanc.store(dicom_out.to_bytes(dicom_out.structured_report(source, result)))
-        shown = sorted((f for f in job.findings if f.positive and f.label != "No Finding"), key=lambda f: -f.probability)
+        shown = [f for f in job.findings if f.positive and f.label != NO_FINDING]
         if not shown or job.maps is None:
             return
         try:
@@ -151,9 +152,9 @@ class Bridge:
             log.warning("job %s: heatmaps not stored back (%s)", job.id, exc)
             return
         heat = maps.decode(job.maps)
-        for number, finding in enumerate(shown, start=1):
+        for finding in shown:  # numbered by label, as the API's downloads are
             capture = dicom_out.heatmap_capture(source, maps.overlay_rgb(grey, heat[finding.label]), job.id,
-                                                finding.label, number)
+                                                finding.label, LABELS.index(finding.label) + 1)
             self.orthanc.store(dicom_out.to_bytes(capture))
 
 

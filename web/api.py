@@ -127,6 +127,10 @@ def list_batches():
     return jsonify(body)
 
 
+CURSOR_EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
+CURSOR_LATEST = dt.datetime(9000, 1, 1, tzinfo=dt.timezone.utc)
+
+
 def _since() -> dt.datetime | None:
     raw = request.args.get("since")
     if not raw:
@@ -135,7 +139,10 @@ def _since() -> dt.datetime | None:
         moment = dt.datetime.fromisoformat(raw)
     except ValueError:
         raise ApiError(400, f"'since' must be a cursor from an earlier answer (ISO 8601), got {raw!r}") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+    # Any cursor before the service existed means "everything"; clamped so that looking back a few seconds
+    # (serializers.CURSOR_OVERLAP) from year 1 cannot overflow.
+    return min(max(moment, CURSOR_EARLIEST), CURSOR_LATEST)
 
 
 @blueprint.get("/batches/<batch_id>")

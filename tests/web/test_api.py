@@ -142,3 +142,16 @@ def test_the_web_process_never_imports_tensorflow(pg_stack):
                       XRAY_VAR_DIR=str(pg_stack["var_dir"]), XRAY_SECRET_KEY=TEST_SECRET_KEY)
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "clean" in result.stdout, result.stderr[-2000:]
+
+
+def test_any_since_cursor_answers_without_a_server_error(pg_client):
+    """schemathesis found `since=0001-01-01T00:00:00Z` answered 500 (looking back 5 s from year 1 overflowed)."""
+    answer = pg_client.post("/api/v1/batches", data=multipart(real_xray_bytes(1)), content_type="multipart/form-data")
+    location = answer.headers["Location"]
+    for cursor in ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "2026-01-01"):
+        body = pg_client.get(location, query_string={"since": cursor})
+        assert body.status_code == 200, (cursor, body.get_data(as_text=True))
+        assert body.get_json()["partial"] is True
+    everything = pg_client.get(location, query_string={"since": "0001-01-01T00:00:00Z"}).get_json()
+    assert len(everything["jobs"]) == 1  # a cursor from before anything existed: every job
+    assert pg_client.get(location, query_string={"since": "yesterday"}).status_code == 400
