@@ -21,8 +21,9 @@ from sqlalchemy import create_engine, text
 from tests.dicom_factory import grey_from_png, make_dicom
 from tests.helpers import REPO, SHARED_DATA, api_token, free_port, real_xray_bytes, service_env, wait_until
 
-pytestmark = pytest.mark.skipif(shutil.which("Orthanc") is None,
-                                reason="Orthanc is not installed (Debian package orthanc; tests/run.sh installs it)")
+pytestmark = [pytest.mark.skipif(shutil.which("Orthanc") is None,
+                                 reason="Orthanc is not installed (Debian package orthanc; tests/run.sh installs it)"),
+              pytest.mark.slow]  # starts Orthanc and bridge processes: not for the fast lane
 DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
 
 

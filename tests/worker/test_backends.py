@@ -13,6 +13,7 @@ import pytest
 from tests.helpers import (REDIS_URL, REPO, SHARED_DATA, TokenClient, WorkerProcess, api_token, multipart,
                            real_xray_bytes, service_env)
 
+pytestmark = pytest.mark.slow  # each check starts fresh processes with a whole backend: not for the fast lane
 BACKENDS = ["jax", "torch"]
 STARTER = REPO / "models" / "starter"
 
