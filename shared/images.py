@@ -83,13 +83,16 @@ def _dicom_header(data: bytes):
         raise ImageError(str(exc)) from None
 
 
+def _inspect_dicom(ds, max_pixels: int, max_decoded_bytes: int | None) -> ImageInfo:
+    info = ImageInfo("DICOM", int(ds.Columns), int(ds.Rows), dicom_in.decoded_bytes(ds), dicom_in.facts(ds))
+    return _check_size(info, max_pixels, max_decoded_bytes)
+
+
 def inspect_image(data: bytes, max_pixels: int, max_decoded_bytes: int | None = None) -> ImageInfo:
     if not data:
         raise ImageError("the file is empty")
     if dicom_in.looks_like_dicom(data):
-        ds = _dicom_header(data)
-        info = ImageInfo("DICOM", int(ds.Columns), int(ds.Rows), dicom_in.decoded_bytes(ds), dicom_in.facts(ds))
-        return _check_size(info, max_pixels, max_decoded_bytes)
+        return _inspect_dicom(_dicom_header(data), max_pixels, max_decoded_bytes)
     try:
         # Image.open reads the header only; pixel data is not decoded here.
         with Image.open(io.BytesIO(data)) as image:
@@ -141,12 +144,14 @@ def _read_flag(info: ImageInfo, working_side: int) -> int:
 def decode_image(data: bytes, max_pixels: int, max_decoded_bytes: int | None = None,
                  working_side: int = WORKING_SIDE) -> np.ndarray:
     """8-bit grey pixels, at most working_side on the long side (aspect kept)."""
-    info = inspect_image(data, max_pixels, max_decoded_bytes)
-    if info.format == "DICOM":
+    if dicom_in.looks_like_dicom(data):  # one parse of the file serves the checks and the pixels
+        ds = _dicom_header(data)
+        _inspect_dicom(ds, max_pixels, max_decoded_bytes)
         try:
-            return _fit(dicom_in.display_pixels(dicom_in.read_header(data)), working_side)
+            return _fit(dicom_in.display_pixels(ds), working_side)
         except ValueError as exc:
             raise ImageError(str(exc)) from None
+    info = inspect_image(data, max_pixels, max_decoded_bytes)
     try:
         # Quiet OpenCV's own warnings: the ImageError below says what went wrong.
         previous = cv2.utils.logging.getLogLevel()
