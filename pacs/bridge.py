@@ -29,7 +29,7 @@ from shared.config import Settings
 from shared.loops import run_until_stopped
 from shared.db import Database
 from shared.images import ImageError, decode_image
-from shared.labels import LABELS, NO_FINDING
+from shared.labels import NO_FINDING
 from shared.models import Job, JobStatus, PacsCursor, PacsInstance, utcnow
 from pacs.orthanc import Orthanc
 
@@ -139,11 +139,8 @@ class Bridge:
     def _store_results(self, job: Job, original: bytes) -> None:
         """The SR and the captures, built on the PACS's own image so they join its study."""
         source = dicom_in.read_header(original)
-        findings = [dicom_out.Finding(f.label, f.probability, f.threshold, f.positive) for f in job.findings]
-        result = dicom_out.Result(job.id, job.model.name if job.model else "unknown", job.model_version or "unknown",
-                                  findings)
-        self.orthanc.store(dicom_out.to_bytes(dicom_out.structured_report(source, result)))
-        shown = [f for f in job.findings if f.positive and f.label != NO_FINDING]
+        self.orthanc.store(dicom_out.to_bytes(dicom_out.structured_report(source, dicom_out.result_of(job))))
+        shown = [f.label for f in job.findings if f.positive and f.label != NO_FINDING]
         if not shown or job.maps is None:
             return
         try:
@@ -151,10 +148,7 @@ class Bridge:
         except ImageError as exc:
             log.warning("job %s: heatmaps not stored back (%s)", job.id, exc)
             return
-        heat = maps.decode(job.maps)
-        for finding in shown:  # numbered by label, as the API's downloads are
-            capture = dicom_out.heatmap_capture(source, maps.overlay_rgb(grey, heat[finding.label]), job.id,
-                                                finding.label, LABELS.index(finding.label) + 1)
+        for capture in dicom_out.captures(source, grey, job, shown):
             self.orthanc.store(dicom_out.to_bytes(capture))
 
 

@@ -21,7 +21,9 @@ import numpy as np
 import pydicom
 from pydicom.sr.codedict import codes
 
+from shared import maps
 from shared.labels import LABELS, display_name
+from shared.models import Job
 
 MANUFACTURER = "xray-service (research and education only, not for diagnosis)"
 SCHEME = "99NIHCXR"
@@ -132,6 +134,20 @@ def heatmap_capture(source: pydicom.Dataset, rgb: np.ndarray, job_id: uuid.UUID,
     capture.BurnedInAnnotation = "NO"
     capture.BodyPartExamined = "CHEST"
     return capture
+
+
+def result_of(job: Job) -> Result:
+    """What a finished job found, as the SR reports it."""
+    return Result(job.id, job.model.name if job.model else "unknown", job.model_version or "unknown",
+                  [Finding(f.label, f.probability, f.threshold, f.positive) for f in job.findings])
+
+
+def captures(source: pydicom.Dataset, grey: np.ndarray, job: Job, labels: list[str]) -> list[pydicom.Dataset]:
+    """A Secondary Capture per label of a finished job, its map drawn over ``grey`` (maps.base_image of
+    the analysed image), numbered by label so every copy of the same capture is the same object."""
+    heat = maps.decode(job.maps)
+    return [heatmap_capture(source, maps.overlay_rgb(grey, heat[label]), job.id, label, LABELS.index(label) + 1)
+            for label in labels]
 
 
 def to_bytes(dataset: pydicom.Dataset) -> bytes:

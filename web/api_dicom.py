@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from flask import Response
 
-from shared import dicom_in, dicom_out, maps, renders
-from shared.labels import LABELS, NO_FINDING
+from shared import dicom_in, dicom_out, maps
+from shared.images import decode_image
+from shared.labels import NO_FINDING
 from shared.models import Job, JobStatus
 from shared.storage import StorageError
 from web.api import PRIVATE, blueprint
@@ -45,12 +46,6 @@ def _send(data: bytes, name: str) -> Response:
                                                    "Cache-Control": PRIVATE})
 
 
-def result_of(job: Job) -> dicom_out.Result:
-    model = job.model
-    return dicom_out.Result(job.id, model.name if model else "unknown", job.model_version or "unknown",
-                            [dicom_out.Finding(f.label, f.probability, f.threshold, f.positive) for f in job.findings])
-
-
 @blueprint.get("/jobs/<job_id>/dicom/image")
 @route((200, None), tags=["dicom"])
 def job_dicom_image(job_id: str):
@@ -71,7 +66,7 @@ def job_dicom_report(job_id: str):
     with services().db.session() as session:
         job = _dicom_job(session, job_id)
         _analysed(job)
-        report = dicom_out.structured_report(_source(job), result_of(job))
+        report = dicom_out.structured_report(_source(job), dicom_out.result_of(job))
     return _send(dicom_out.to_bytes(report), f"report-{job_id[:8]}.dcm")
 
 
@@ -84,8 +79,10 @@ def job_dicom_heatmap(job_id: str, label: str):
         _analysed(job)
         if label == NO_FINDING or job.maps is None or not any(f.label == label for f in job.findings):
             raise ApiError(404, f"job {job_id} has no heatmap for {label!r}")
-        source = _source(job)
-        grey = renders.base_grey(services().storage, job, **limits())
-        rgb = maps.overlay_rgb(grey, maps.decode(job.maps)[label])
-        capture = dicom_out.heatmap_capture(source, rgb, job.id, label, LABELS.index(label) + 1)
+        try:
+            stored = services().storage.get(job.image_key)  # read once: the header and the pixels both come from it
+        except StorageError:
+            raise ApiError(404, "the stored image is missing") from None
+        grey = maps.base_image(decode_image(stored, **limits()))
+        capture = dicom_out.captures(dicom_in.read_header(stored), grey, job, [label])[0]
     return _send(dicom_out.to_bytes(capture), f"heatmap-{job_id[:8]}-{label}.dcm")
