@@ -1,39 +1,29 @@
-"""Honest scores: exact AUROC, patient-level bootstrap intervals, thresholds chosen on validation data."""
+"""Honest scores: AUROC and ROC curves (scikit-learn), patient-level bootstrap intervals, thresholds chosen on validation data."""
 from __future__ import annotations
 
 import math
 
 import numpy as np
+from sklearn.metrics import roc_auc_score
+from sklearn.metrics import roc_curve as sk_roc_curve
 from tqdm import tqdm
 
 from shared.labels import LABELS
 
 
 def auroc(y_true: np.ndarray, scores: np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney U with average ranks for ties); NaN if one class is absent."""
+    """Area under the ROC curve (scikit-learn; ties count half); NaN if one class is absent."""
     y_true = np.asarray(y_true).astype(bool).ravel()
-    scores = np.asarray(scores, dtype=np.float64).ravel()
-    positives, negatives = int(y_true.sum()), int((~y_true).sum())
-    if positives == 0 or negatives == 0:
+    if y_true.all() or not y_true.any():
         return math.nan
-    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
-    average_rank = np.cumsum(counts) - (counts - 1) / 2.0  # 1-based
-    ranks = average_rank[inverse]
-    return float((ranks[y_true].sum() - positives * (positives + 1) / 2.0) / (positives * negatives))
+    return float(roc_auc_score(y_true, np.asarray(scores, dtype=np.float64).ravel()))
 
 
 def roc_curve(y_true: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """False and true positive rates at every distinct score, highest threshold first."""
-    y_true = np.asarray(y_true).astype(bool).ravel()
-    scores = np.asarray(scores, dtype=np.float64).ravel()
-    order = np.argsort(-scores, kind="mergesort")
-    y_sorted, s_sorted = y_true[order], scores[order]
-    last_of_each = np.r_[np.where(np.diff(s_sorted))[0], len(s_sorted) - 1]
-    tp = np.cumsum(y_sorted)[last_of_each]
-    fp = (last_of_each + 1) - tp
-    tpr = np.r_[0.0, tp / max(1, y_true.sum())]
-    fpr = np.r_[0.0, fp / max(1, (~y_true).sum())]
-    return fpr, tpr, np.r_[np.inf, s_sorted[last_of_each]]
+    """False and true positive rates at every distinct score, highest threshold first (scikit-learn,
+    every point kept so plots and Youden's J see all of them)."""
+    return sk_roc_curve(np.asarray(y_true).astype(bool).ravel(), np.asarray(scores, dtype=np.float64).ravel(),
+                        drop_intermediate=False)
 
 
 def youden_threshold(y_true: np.ndarray, scores: np.ndarray, default: float = 0.5) -> float:
