@@ -1,7 +1,8 @@
 """``xray-model``: build, train, evaluate, import and check model artifacts. One entry, subcommands:
 
     xray-model init --arch xception-transfer --weights none --out var/models/untrained
-    xray-model train --images DIR --labels CSV --out models/starter [--kaggle sample|full]
+    xray-model train --images DIR --labels CSV --out models/starter [--kaggle sample|full] [--folds 5]
+    xray-model baseline --images DIR --labels CSV [--external-images DIR --external-labels CSV]
     xray-model predict --model models/starter --images DIR --out predictions.csv
     xray-model evaluate --labels CSV (--predictions predictions.csv | --model DIR --images DIR)
     xray-model import-hobby notebook_model.keras --out models/hobby
@@ -76,12 +77,36 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--learning-rate", type=float, default=1e-3)
     train.add_argument("--patience", type=int, default=8, help="epochs without a better validation AUROC")
     train.add_argument("--no-augment", dest="augment", action="store_false")
+    train.add_argument("--augment", dest="augment", choices=["mild", "radiograph"], default="mild",
+                       help="mild: shifts, zoom, contrast; radiograph: also rotations, crops, gamma, noise")
+    train.add_argument("--dropout", type=float, default=0.0, help="small-cnn: spatial dropout inside the trunk")
+    train.add_argument("--context", type=int, default=0,
+                       help="small-cnn: dilated convolutions before the heatmap layer (a wider view per map cell)")
+    train.add_argument("--weight-decay", type=float, default=1e-4)
+    train.add_argument("--label-smoothing", type=float, default=0.0)
+    train.add_argument("--folds", type=int, default=0,
+                       help="small-cnn: k > 1 trains a patient-level k-fold ensemble over the train and validation "
+                            "patients, calibrates it on the out-of-fold predictions and serves it as one model")
     train.add_argument("--fine-tune-blocks", type=int, default=0)
     train.add_argument("--split", type=float, nargs=3, default=(0.7, 0.15, 0.15), metavar=("TRAIN", "VAL", "TEST"))
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--bootstrap", type=int, default=1000, help="bootstrap rounds for the intervals")
     train.add_argument("--name", default="starter")
     train.add_argument("--out", type=Path, required=True)
+
+    baseline = sub.add_parser(
+        "baseline", help="train and score the PCA + logistic-regression baseline on the pipeline's patient split",
+        description="PCA (64 components) of 32×32 pixels + class-balanced logistic regression per finding, trained "
+                    "on the training patients (train and validation splits) of the same patient split as "
+                    "`xray-model train`, scored on its test patients and an optional external set.")
+    baseline.add_argument("--images", type=Path, required=True)
+    baseline.add_argument("--labels", type=Path, required=True)
+    baseline.add_argument("--external-images", type=Path)
+    baseline.add_argument("--external-labels", type=Path)
+    baseline.add_argument("--split", type=float, nargs=3, default=(0.7, 0.15, 0.15), metavar=("TRAIN", "VAL", "TEST"))
+    baseline.add_argument("--seed", type=int, default=0)
+    baseline.add_argument("--bootstrap", type=int, default=1000)
+    baseline.add_argument("--json", type=Path, help="also write the results as JSON")
 
     predict = sub.add_parser("predict", help="write a predictions CSV for a folder of images")
     predict.add_argument("--model", type=Path, required=True)
@@ -156,11 +181,27 @@ def _train(args) -> None:
         raise DataError("an external test set needs both --external-images and --external-labels")
     config = TrainConfig(arch=args.arch, input_size=args.input_size, weights=args.weights, epochs=args.epochs,
                          batch_size=args.batch_size, learning_rate=args.learning_rate, patience=args.patience,
-                         augment=args.augment, seed=args.seed, width=args.width, fine_tune_blocks=args.fine_tune_blocks)
+                         augment=args.augment, seed=args.seed, width=args.width, fine_tune_blocks=args.fine_tune_blocks,
+                         dropout=args.dropout, context=args.context, weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
+                         folds=args.folds)
+    if config.folds and config.arch != "small-cnn":
+        raise ValueError("--folds trains an ensemble of small-cnn members; use it with --arch small-cnn")
     run_training(config, out=args.out, name=args.name, images=args.images, labels=args.labels, kaggle=args.kaggle,
                  external_images=args.external_images, external_labels=args.external_labels,
                  split_fractions=tuple(args.split), bootstrap=args.bootstrap,
                  feature_cache_dir=load_settings().feature_cache_dir)
+
+
+def _baseline(args) -> None:
+    from training.baseline import run_baseline
+
+    if bool(args.external_images) != bool(args.external_labels):
+        raise DataError("an external test set needs both --external-images and --external-labels")
+    results = run_baseline(images=args.images, labels=args.labels, external_images=args.external_images,
+                           external_labels=args.external_labels, split_fractions=tuple(args.split), seed=args.seed,
+                           bootstrap=args.bootstrap)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2, default=float))
 
 
 def _predict(args) -> None:
@@ -202,7 +243,7 @@ def _export(args) -> None:
     print(f"labels, thresholds and preprocessing: {args.path / 'tflite.json'}")
 
 
-COMMANDS = {"init": _init, "check": _check, "train": _train, "predict": _predict, "evaluate": _evaluate,
+COMMANDS = {"init": _init, "check": _check, "train": _train, "baseline": _baseline, "predict": _predict, "evaluate": _evaluate,
             "import-hobby": _import_hobby, "export": _export}
 
 if __name__ == "__main__":
