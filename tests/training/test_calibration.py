@@ -1,0 +1,45 @@
+"""Temperature scaling and expected calibration error."""
+import numpy as np
+import pytest
+
+from training.calibration import calibration_summary, expected_calibration_error, fit_temperatures, logit
+
+
+def test_a_known_overconfidence_is_undone():
+    """Logits three times too large (an overconfident model): the fitted temperature is about 3, and the
+    calibration error falls."""
+    rng = np.random.default_rng(0)
+    true_logits = rng.normal(0, 1.5, (4000, 2))
+    y = (rng.random((4000, 2)) < 1 / (1 + np.exp(-true_logits))).astype(float)
+    overconfident = 3.0 * true_logits
+    temperatures = fit_temperatures(overconfident, y)
+    np.testing.assert_allclose(temperatures, [3.0, 3.0], rtol=0.12)
+    before = expected_calibration_error(y[:, 0], 1 / (1 + np.exp(-overconfident[:, 0])))
+    after = expected_calibration_error(y[:, 0], 1 / (1 + np.exp(-overconfident[:, 0] / temperatures[0])))
+    assert after < before / 2
+
+
+def test_a_label_without_both_classes_keeps_temperature_one():
+    y = np.zeros((10, 2))
+    y[:5, 0] = 1
+    temperatures = fit_temperatures(np.linspace(-2, 2, 20).reshape(10, 2), y)
+    assert temperatures[1] == 1.0 and temperatures[0] != 1.0
+
+
+def test_ece_of_known_cases():
+    assert expected_calibration_error([0, 1, 0, 1], [0.5, 0.5, 0.5, 0.5]) == pytest.approx(0.0)
+    assert expected_calibration_error([1, 1, 1, 1], [0.05, 0.05, 0.05, 0.05]) == pytest.approx(0.95)
+    # two bins: 0.15 predicted, 1 of 2 positive (|0.5-0.15|); 0.95 predicted, 2 of 2 positive (|1-0.95|)
+    assert expected_calibration_error([0, 1, 1, 1], [0.15, 0.15, 0.95, 0.95]) == pytest.approx((2 * 0.35 + 2 * 0.05) / 4)
+
+
+def test_summary_averages_only_labels_with_positives():
+    y = np.array([[1, 0], [0, 0], [1, 0], [0, 0]])
+    p = np.array([[0.9, 0.5], [0.1, 0.5], [0.9, 0.5], [0.1, 0.5]])
+    summary = calibration_summary(y, p, ("A", "B"))
+    assert summary["mean_ece"] == pytest.approx(summary["per_label_ece"]["A"]) and summary["per_label_ece"]["B"] == 0.5
+
+
+def test_logit_inverts_the_sigmoid():
+    z = np.array([-5.0, 0.0, 3.0])
+    np.testing.assert_allclose(logit(1 / (1 + np.exp(-z))), z, atol=1e-6)
