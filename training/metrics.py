@@ -1,4 +1,5 @@
-"""Honest scores: AUROC and ROC curves (scikit-learn), patient-level bootstrap intervals, thresholds chosen on validation data."""
+"""Honest scores: AUROC and ROC curves (scikit-learn), patient-level bootstrap intervals, thresholds chosen
+on held-out predictions."""
 from __future__ import annotations
 
 import math
