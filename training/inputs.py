@@ -24,20 +24,36 @@ def targets(records: list[Record]) -> np.ndarray:
     return np.stack([r.target() for r in records])
 
 
-def augmenter(seed: int = 0) -> keras.Sequential:
-    """Small shifts, zooms and contrast changes. No flips: the heart's side is anatomy, not noise."""
-    return keras.Sequential(
-        [
-            keras.layers.RandomTranslation(0.06, 0.06, fill_mode="nearest", seed=seed),
-            keras.layers.RandomZoom(0.1, fill_mode="nearest", seed=seed + 1),
-            keras.layers.RandomContrast(0.2, seed=seed + 2),
-        ],
-        name="augmentation",
-    )
+def augmenter(seed: int = 0, strength: str = "radiograph") -> keras.Sequential:
+    """Changes a radiograph can plausibly have: small rotations and shifts (positioning), crops and zooms
+    (collimation, patient size), contrast (exposure). No flips: the heart's side is anatomy, not noise.
+    "mild" is the original recipe (shifts, zoom, contrast)."""
+    steps = [
+        keras.layers.RandomTranslation(0.06, 0.06, fill_mode="nearest", seed=seed),
+        keras.layers.RandomZoom(0.1, fill_mode="nearest", seed=seed + 1),
+        keras.layers.RandomContrast(0.2, seed=seed + 2),
+    ]
+    if strength == "radiograph":
+        steps = [keras.layers.RandomRotation(7 / 360, fill_mode="nearest", seed=seed + 3),
+                 keras.layers.RandomZoom((-0.15, 0.05), fill_mode="nearest", seed=seed + 4)] + steps
+    return keras.Sequential(steps, name="augmentation")
+
+
+def gamma_and_noise(images: tf.Tensor, seed: int, noise: float = 0.02, log_gamma: float = 0.3) -> tf.Tensor:
+    """A random gamma per image (exposure and detector response curves differ) and a little Gaussian
+    noise (quantum noise), on [0, 1] pixels; values stay in [0, 1]."""
+    count = tf.shape(images)[0]
+    gamma = tf.exp(tf.random.uniform([count, 1, 1, 1], -log_gamma, log_gamma, seed=seed))
+    images = tf.pow(tf.clip_by_value(images, 1e-6, 1.0), gamma)
+    images = images + tf.random.normal(tf.shape(images), stddev=noise, seed=seed + 1)
+    return tf.clip_by_value(images, 0.0, 1.0)
 
 
 def make_dataset(records: list[Record], input_size: tuple[int, int], preprocessing: str, batch_size: int,
-                 shuffle: bool = False, augment: bool = False, cache: bool = True, seed: int = 0) -> tf.data.Dataset:
+                 shuffle: bool = False, augment: bool | str = False, cache: bool = True,
+                 seed: int = 0) -> tf.data.Dataset:
+    """augment: False, True or "mild" (shifts, zoom, contrast), or "radiograph" (also rotations, crops,
+    gamma and noise; gamma and noise only for [0, 1] "unit" pixels)."""
     if not records:
         raise ValueError("make_dataset received no records")
     height, width = input_size
@@ -59,6 +75,13 @@ def make_dataset(records: list[Record], input_size: tuple[int, int], preprocessi
         dataset = dataset.shuffle(len(records), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size)
     if augment:
-        layers = augmenter(seed)
-        dataset = dataset.map(lambda x, y: (layers(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+        strength = "mild" if augment is True else augment
+        layers = augmenter(seed, strength)
+        photometric = strength == "radiograph" and preprocessing == "unit"
+
+        def augmented(x, y):
+            x = layers(x, training=True)
+            return (gamma_and_noise(x, seed) if photometric else x), y
+
+        dataset = dataset.map(augmented, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)

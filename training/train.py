@@ -31,9 +31,14 @@ class TrainConfig:
     batch_size: int = 32
     learning_rate: float = 1e-3
     patience: int = 8
-    augment: bool = True
+    augment: bool | str = True  # True/"mild" or "radiograph" (training/inputs.py)
     seed: int = 0
     width: int = 32  # small-cnn filters
+    dropout: float = 0.0  # small-cnn: spatial dropout inside the trunk
+    context: int = 0  # small-cnn: dilated convolutions before the heatmap layer (architectures.py)
+    weight_decay: float = 1e-4
+    label_smoothing: float = 0.0
+    folds: int = 0  # small-cnn: k > 1 trains a k-fold ensemble by patient (training/crossval.py)
     fine_tune_blocks: int = 0  # xception-transfer: unfreeze this many top blocks after the head
     cache_features: bool = True  # xception-transfer with a frozen base
 
@@ -56,10 +61,13 @@ def positive_weights(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return w_pos.astype(np.float32), w_neg.astype(np.float32)
 
 
-def weighted_binary_crossentropy(w_pos: np.ndarray, w_neg: np.ndarray):
+def weighted_binary_crossentropy(w_pos: np.ndarray, w_neg: np.ndarray, label_smoothing: float = 0.0):
+    """Class-balanced cross-entropy; label smoothing pulls targets towards 0.5 (NIH labels are mined from
+    reports and noisy, so the model should not be pushed to certainty)."""
     w_pos, w_neg = ops.convert_to_tensor(w_pos), ops.convert_to_tensor(w_neg)
 
     def loss(y_true, y_pred):
+        y_true = y_true * (1.0 - label_smoothing) + 0.5 * label_smoothing
         y_pred = ops.clip(y_pred, 1e-7, 1.0 - 1e-7)
         per_label = -(w_pos * y_true * ops.log(y_pred) + w_neg * (1.0 - y_true) * ops.log(1.0 - y_pred))
         return ops.mean(per_label, axis=-1)
@@ -98,7 +106,8 @@ def _callbacks(validation_inputs, y_val, patience):
 def build(config: TrainConfig) -> keras.Model:
     keras.utils.set_random_seed(config.seed)
     if config.arch == "small-cnn":
-        return build_small_cnn(config.input_size, width=config.width)
+        return build_small_cnn(config.input_size, width=config.width, dropout=config.dropout,
+                               context=config.context)
     return build_xception_transfer(config.input_size, weights=None if config.weights == "none" else config.weights)
 
 
@@ -109,7 +118,7 @@ def train(config: TrainConfig, train_records: list[Record], validation_records: 
     model = build(config)
     size = (config.input_size, config.input_size)
     y_train, y_val = targets(train_records), targets(validation_records)
-    loss = weighted_binary_crossentropy(*positive_weights(y_train))
+    loss = weighted_binary_crossentropy(*positive_weights(y_train), label_smoothing=config.label_smoothing)
     verbose = 1 if progress else 0  # Keras progress bars on every epoch
     frozen = config.arch == "xception-transfer"
     if frozen and config.cache_features and not config.augment:
@@ -119,7 +128,7 @@ def train(config: TrainConfig, train_records: list[Record], validation_records: 
         train_ds = make_dataset(train_records, size, config.preprocessing, config.batch_size, shuffle=True,
                                 augment=config.augment, seed=config.seed)
         val_ds = make_dataset(validation_records, size, config.preprocessing, config.batch_size)
-        model.compile(keras.optimizers.AdamW(config.learning_rate, weight_decay=1e-4), loss)
+        model.compile(keras.optimizers.AdamW(config.learning_rate, weight_decay=config.weight_decay), loss)
         history = model.fit(train_ds, epochs=config.epochs, callbacks=_callbacks(val_ds, y_val, config.patience),
                             shuffle=False, verbose=verbose).history  # train_ds shuffles itself
     if frozen and config.fine_tune_blocks > 0:
@@ -167,6 +176,13 @@ def predict(model: keras.Model, records: list[Record], input_size: tuple[int, in
     """Probabilities [N, 15] in the model's output order."""
     dataset = make_dataset(records, input_size, preprocessing, batch_size, cache=False)
     return np.asarray(model.predict(dataset, verbose=1 if progress else 0))
+
+
+def predict_logits(model: keras.Model, records: list[Record], input_size: tuple[int, int], preprocessing: str,
+                   batch_size: int = 64) -> np.ndarray:
+    """The pre-sigmoid outputs [N, 15] (what temperature scaling divides)."""
+    logits = keras.Model(model.input, model.get_layer(LOGITS_LAYER).output)
+    return predict(logits, records, input_size, preprocessing, batch_size)
 
 
 assert len(LABELS) == 15
