@@ -1,31 +1,38 @@
-"""Calibration: one temperature per label fitted on out-of-fold logits, and the expected calibration
-error that says whether it helped. Temperature scaling divides the logits by T, so it changes no
-ranking (AUROC is untouched) and only makes the probabilities mean what they say."""
+"""Calibration: per label a temperature T and an offset b fitted on out-of-fold logits (z → z / T + b,
+temperature scaling with an offset, i.e. Platt scaling), and the expected calibration error that says
+whether it helped. Both are monotone, so no ranking changes (AUROC is untouched); the probabilities come
+to mean what they say. The offset is needed because training is class-balanced: that centres every
+label's logits near 0 (probability 0.5) whatever the finding's prevalence, which a temperature alone,
+scaling around 0, cannot move."""
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import minimize_scalar
+from scipy.optimize import minimize
 
 BINS = 10
 T_RANGE = (0.05, 20.0)
 
 
-def _nll(logits: np.ndarray, y: np.ndarray, temperature: float) -> float:
-    z = logits / temperature
+OFFSET_RANGE = (-10.0, 10.0)
+
+
+def _nll(params: np.ndarray, logits: np.ndarray, y: np.ndarray) -> float:
+    z = logits / params[0] + params[1]
     # log(1 + e^z) − y·z, written stably.
     return float(np.mean(np.logaddexp(0.0, z) - y * z))
 
 
-def fit_temperatures(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Per label, the T in T_RANGE minimising the negative log-likelihood of sigmoid(logits / T); 1 for
-    a label without both classes (nothing to fit)."""
+def fit_scaling(logits: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per label, the temperature (in T_RANGE) and offset minimising the negative log-likelihood of
+    sigmoid(logits / T + b); T = 1, b = 0 for a label without both classes (nothing to fit)."""
     logits, y = np.asarray(logits, np.float64), np.asarray(y, np.float64)
-    temperatures = np.ones(logits.shape[1])
+    temperatures, offsets = np.ones(logits.shape[1]), np.zeros(logits.shape[1])
     for c in range(logits.shape[1]):
         if 0 < y[:, c].sum() < len(y):
-            result = minimize_scalar(lambda t: _nll(logits[:, c], y[:, c], t), bounds=T_RANGE, method="bounded")
-            temperatures[c] = float(result.x)
-    return temperatures
+            result = minimize(_nll, np.array([1.0, 0.0]), args=(logits[:, c], y[:, c]), method="L-BFGS-B",
+                              bounds=[T_RANGE, OFFSET_RANGE])
+            temperatures[c], offsets[c] = result.x
+    return temperatures, offsets
 
 
 def expected_calibration_error(y: np.ndarray, probabilities: np.ndarray, bins: int = BINS) -> float:

@@ -12,15 +12,68 @@ def _num(value, digits=3) -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
-def _table(metrics: dict) -> list[str]:
-    lines = ["| finding | positives | AUROC | 95% CI |", "|---|---:|---:|---|"]
+def _cell(row: dict | None) -> str:
+    if not row or row.get("auroc") is None:
+        return "–"
+    ci = f" ({_num(row['ci_low'])}–{_num(row['ci_high'])})" if row.get("ci_low") is not None else ""
+    return f"{_num(row['auroc'])}{ci}"
+
+
+def _table(metrics: dict, baseline: dict | None, ece: dict | None) -> list[str]:
+    """Per finding: positives, the model's AUROC with its interval, the baseline's beside it, whether the
+    model is better than chance there (the interval lies above 0.5), and its calibration error."""
+    lines = ["| finding | positives | AUROC (95% CI) | baseline AUROC (95% CI) | better than chance | ECE |",
+             "|---|---:|---|---|---|---:|"]
     for label in LABELS:
         row = metrics["per_label_auroc"][label]
-        ci = f"{_num(row['ci_low'])}–{_num(row['ci_high'])}" if row["ci_low"] is not None else "–"
-        lines.append(f"| {label} | {row['positives']} | {_num(row['auroc'])} | {ci} |")
-    low, high = metrics["mean_auroc_ci"]
-    lines.append(f"| **mean** | | **{_num(metrics['mean_auroc'])}** | {_num(low)}–{_num(high)} |")
+        other = (baseline or {}).get("per_label_auroc", {}).get(label)
+        chance = "–" if row["auroc"] is None else ("yes" if (row["ci_low"] or 0) > 0.5 else "**no**")
+        lines.append(f"| {label} | {row['positives']} | {_cell(row)} | {_cell(other)} | {chance} | "
+                     f"{_num((ece or {}).get(label)) if row['auroc'] is not None else '–'} |")
+    mean, base_mean = _mean_row(metrics), _mean_row(baseline) if baseline else None
+    lines.append(f"| **mean** | | **{_cell(mean)}** | {_cell(base_mean)} | | |")
     return lines
+
+
+def _mean_row(metrics: dict) -> dict:
+    low, high = metrics["mean_auroc_ci"] or (None, None)
+    return {"auroc": metrics["mean_auroc"], "ci_low": low, "ci_high": high}
+
+
+def not_better_than_chance(metrics: dict) -> list[str]:
+    """Findings scored in this set whose interval reaches 0.5 or lower."""
+    return [label for label in LABELS
+            if (row := metrics["per_label_auroc"][label])["auroc"] is not None and not (row["ci_low"] or 0) > 0.5]
+
+
+def _training_line(manifest, training: dict, config: dict) -> str:
+    common = (f"batch {config.get('batch_size')}, AdamW lr {config.get('learning_rate')} weight decay "
+              f"{config.get('weight_decay', 1e-4)}, width {config.get('width')}, spatial dropout "
+              f"{config.get('dropout', 0.0)}, label smoothing {config.get('label_smoothing', 0.0)}, augmentation "
+              f"{config.get('augment')}, class-balanced binary cross-entropy")
+    if training.get("folds"):
+        return (f"- Training: from scratch (no pretrained weights), an ensemble of {training['folds']} members from "
+                f"patient-level {training['folds']}-fold cross-validation over all training patients (each member "
+                f"stopped early on its own held-out fold; epochs {training.get('epochs_run')}), {common}. Out-of-fold "
+                f"mean AUROC {_num(training.get('oof_mean_auroc'))}. The members' logits are averaged in one model "
+                "(GAP → Dense on their joined features), so the heatmaps are the mean of their class activation maps.")
+    return (f"- Training: from scratch (no pretrained weights), {training.get('epochs_run')} epochs, {common}, early "
+            f"stopping on the validation mean AUROC (best {_num(training.get('best_val_mean_auroc'))}).")
+
+
+def _calibration(training: dict) -> list[str]:
+    calibration = training.get("calibration") or {}
+    lines = ["## Calibration", "", f"Method: {calibration.get('method', 'none')}. Expected calibration error "
+             "(10 equal-width bins, mean over findings with positives; lower is better):", ""]
+    if training.get("oof_ece"):
+        lines.append(f"- out-of-fold (training patients): {_num(training['oof_ece']['before'])} before, "
+                     f"{_num(training['oof_ece']['after'])} after")
+    for name in ("test", "external"):
+        if name in calibration:
+            c = calibration[name]
+            before = f"{_num(c['mean_ece_before'])} before, " if c.get("mean_ece_before") is not None else ""
+            lines.append(f"- {name} set: {before}{_num(c['mean_ece_after'])} as served")
+    return lines + [""]
 
 
 def write_model_card(artifact: Path) -> Path:
@@ -28,48 +81,63 @@ def write_model_card(artifact: Path) -> Path:
     training, metrics = manifest.training, manifest.metrics or {}
     split = training.get("split", {})
     config = training.get("config", {})
+    baseline = training.get("baseline") or {}
     size = (Path(artifact) / "model.keras").stat().st_size / 1e6
+    learnt = (f"{split.get('train', {}).get('patients', 0) + split.get('validation', {}).get('patients', 0)} "
+              "training patients (train and validation splits pooled for cross-validation)"
+              if training.get("folds") else f"{split.get('train', {}).get('patients')} training patients")
     parts = [
         f"# Model card: {manifest.name}", "",
         f"Version `{manifest.version}` · {manifest.architecture} · input {manifest.input_size[0]}×"
         f"{manifest.input_size[1]} greyscale (replicated to 3 channels), preprocessing `{manifest.preprocessing}` · "
         f"{size:.1f} MB", "",
-        "**For research and education only. Not a medical device and not for diagnosis**, triage or any "
-        "clinical decision. Its scores below are weak: treat its findings and heatmaps as a demonstration "
-        "of the service, not as information about a patient.", "",
+        "**For trying the service only. For research and education only: not a medical device and not for "
+        "diagnosis**, triage or any clinical decision. Its scores below are weak: treat its findings and "
+        "heatmaps as a demonstration of the service, not as information about a patient.", "",
         "## What it was trained on", "",
         f"- Data: {training.get('data')} (NIH ChestX-ray14, official 2020 labels). Uploads of any size are "
         f"reduced to {manifest.input_size[0]}×{manifest.input_size[1]} before the model sees them.",
         "- Split by patient, stratified by finding (no patient in two splits): "
-        + ", ".join(f"{name} {v['images']} images / {v['patients']} patients" for name, v in split.items()) + ".",
-        f"- Training: from scratch (no pretrained weights), {training.get('epochs_run')} epochs, batch "
-        f"{config.get('batch_size')}, AdamW lr {config.get('learning_rate')}, augmentation "
-        f"{'on' if config.get('augment') else 'off'}, class-balanced binary cross-entropy, early stopping on the "
-        f"validation mean AUROC (best {_num(training.get('best_val_mean_auroc'))}).",
-        f"- Thresholds: {training.get('threshold_rule')}.", "",
+        + ", ".join(f"{name} {v['images']} images / {v['patients']} patients" for name, v in split.items())
+        + f". The model learnt from the {learnt}.",
+        _training_line(manifest, training, config),
+        f"- Thresholds: {training.get('threshold_rule')}.",
+        f"- Baseline beside it: {baseline.get('description', 'none')}, trained on the same "
+        f"{baseline.get('trained_on_images', '?')} images.", "",
         "## How it scored", "",
         "AUROC per finding with 95% intervals from a patient-level bootstrap "
-        f"({(metrics.get('test') or {}).get('bootstrap', {}).get('rounds', '?')} rounds). The mean is over "
-        "findings with at least one positive in that set. Nothing was tuned on the test sets.", "",
+        f"({(metrics.get('test') or {}).get('bootstrap', {}).get('rounds', '?')} rounds), beside the baseline's. "
+        "The mean is over findings with at least one positive in that set. \"Better than chance\": the interval "
+        "lies above 0.5. Nothing was tuned on the test sets; the external set was used for no choice.", "",
     ]
+    ece_of = (training.get("calibration") or {})
     for name, description in (("test", "Held-out patients of the same data set"),
-                              ("external", f"External set {training.get('external_test')}, never used in training")):
+                              ("external", f"External set {training.get('external_test')}, never used in training "
+                                           "or for any choice")):
         if name in metrics:
             m = metrics[name]
+            base = baseline.get(name)
+            beside = (f" The baseline: {_num(base['mean_auroc'])} ({_num(base['mean_auroc_ci'][0])}–"
+                      f"{_num(base['mean_auroc_ci'][1])}); difference {m['mean_auroc'] - base['mean_auroc']:+.3f}."
+                      if base else "")
+            weak = not_better_than_chance(m)
             parts += [f"### {description}: {m['images']} images, {m['patients']} patients", "",
                       f"Mean AUROC **{_num(m['mean_auroc'])}** (95% CI {_num(m['mean_auroc_ci'][0])}–"
-                      f"{_num(m['mean_auroc_ci'][1])}).", "", *_table(m), ""]
+                      f"{_num(m['mean_auroc_ci'][1])}).{beside}", "",
+                      *_table(m, base, (ece_of.get(name) or {}).get("per_label_ece")), "",
+                      f"Not better than chance here: {', '.join(weak) if weak else 'none'}.", ""]
+    parts += _calibration(training)
     parts += [
         "## Limitations", "",
-        f"- Trained on {split.get('train', {}).get('images')} images from {split.get('train', {}).get('patients')} "
-        f"patients at {manifest.input_size[0]}×{manifest.input_size[1]}: little data at low resolution; findings "
-        "with only a handful of positive patients have unreliable AUROCs and wide intervals, and a finding "
-        "with no positives in a test set is not scored there.",
-        "- Compare the held-out and external means above: where the external one is near 0.5, the model does "
-        "not generalise beyond the images it was drawn from.",
+        f"- Trained on {learnt} at {manifest.input_size[0]}×{manifest.input_size[1]}: little data at low "
+        "resolution; findings with only a handful of positive patients have unreliable AUROCs and wide "
+        "intervals, and a finding with no positives in a test set is not scored there.",
+        "- The external set has one image per patient and few positives for most findings (see the positives "
+        "column): its intervals are wide, and a finding's AUROC there rests on a handful of patients.",
         "- NIH labels were mined from radiology reports by NLP and are themselves noisy.",
         "- Heatmaps show where the model's evidence for a finding lies (class activation maps); they are "
-        "not segmentations and are at 8×8 resolution for this model.", "",
+        f"not segmentations and are at {manifest.input_size[0] // 8}×{manifest.input_size[1] // 8} resolution "
+        "for this model.", "",
         "See `report.md` beside this card for the full tables (sensitivity and specificity at the thresholds) "
         "and the ROC plots.",
     ]

@@ -77,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--learning-rate", type=float, default=1e-3)
     train.add_argument("--patience", type=int, default=8, help="epochs without a better validation AUROC")
     train.add_argument("--no-augment", dest="augment", action="store_false")
-    train.add_argument("--augment", dest="augment", choices=["mild", "radiograph"], default="mild",
+    train.add_argument("--augment", dest="augment", choices=["mild", "radiograph"], default=True,
                        help="mild: shifts, zoom, contrast; radiograph: also rotations, crops, gamma, noise")
     train.add_argument("--dropout", type=float, default=0.0, help="small-cnn: spatial dropout inside the trunk")
     train.add_argument("--context", type=int, default=0,
@@ -182,8 +182,8 @@ def _train(args) -> None:
     config = TrainConfig(arch=args.arch, input_size=args.input_size, weights=args.weights, epochs=args.epochs,
                          batch_size=args.batch_size, learning_rate=args.learning_rate, patience=args.patience,
                          augment=args.augment, seed=args.seed, width=args.width, fine_tune_blocks=args.fine_tune_blocks,
-                         dropout=args.dropout, context=args.context, weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
-                         folds=args.folds)
+                         dropout=args.dropout, context=args.context, weight_decay=args.weight_decay,
+                         label_smoothing=args.label_smoothing, folds=args.folds)
     if config.folds and config.arch != "small-cnn":
         raise ValueError("--folds trains an ensemble of small-cnn members; use it with --arch small-cnn")
     run_training(config, out=args.out, name=args.name, images=args.images, labels=args.labels, kaggle=args.kaggle,

@@ -1,5 +1,6 @@
-"""The train command end to end: data → patient split → train → thresholds on validation → held-out test
-(and optional external) evaluation → artifact + report. (``xray-model evaluate`` is training/evaluation.py,
+"""The train command end to end: data → patient split → train (one model, or a k-fold ensemble with
+calibration) → thresholds → held-out test (and optional external) evaluation beside the PCA baseline →
+artifact + report. (``xray-model evaluate`` is training/evaluation.py,
 which needs no Keras.)"""
 from __future__ import annotations
 
@@ -13,19 +14,27 @@ from pathlib import Path
 import numpy as np
 
 from shared.labels import LABELS
-from training.architectures import LOGITS_LAYER
+from training.architectures import LOGITS_LAYER, build_ensemble
+from training.baseline import DESCRIPTION as BASELINE
+from training.baseline import pixels, train_baseline
+from training.calibration import calibration_summary, fit_scaling
+from training.crossval import cross_validate
 from training.data import DataError, Record, kaggle_dataset, local_dataset
 from training.export import export_artifact
 from training.inputs import targets
 from training.metrics import evaluate, youden_threshold
 from training.model_card import write_model_card
-from training.report import history_plot, metrics_table, roc_plot
+from training.report import comparison_table, history_plot, metrics_table, roc_plot
 from training.splits import describe, label_counts, patient_split
 from training.train import TrainConfig, predict, train
 
 log = logging.getLogger(__name__)
 THRESHOLD_RULE = ("per label, the probability that maximises Youden's J (sensitivity + specificity − 1) on the "
                   "validation split; 0.5 where the validation split has no positive")
+THRESHOLD_RULE_OOF = ("per label, the probability that maximises Youden's J (sensitivity + specificity − 1) on the "
+                      "calibrated out-of-fold predictions of all training patients; 0.5 where they have no positive")
+CALIBRATION = ("per label, a temperature and an offset (Platt scaling: logit / T + b) fitted on the out-of-fold "
+               "logits by negative log-likelihood")
 
 
 def load_records(*, images: Path | None = None, labels: Path | None = None,
@@ -60,72 +69,132 @@ def _summary(result: dict) -> dict:
     }
 
 
+def _split_summary(split: dict[str, list[Record]]) -> dict:
+    return {part: {"images": len(rs), "patients": len({r.patient_id for r in rs}), "labels": label_counts(rs)}
+            for part, rs in split.items()}
+
+
+def _fit(config: TrainConfig, split: dict[str, list[Record]], progress: bool, feature_cache_dir: Path | None):
+    """The model to serve, its uncalibrated twin (for the calibration figures), thresholds, the records it
+    learnt from, its history (one per member) and what the manifest records about the fitting."""
+    size = (config.input_size, config.input_size)
+    if config.folds > 1:
+        learnt = split["train"] + split["validation"]  # k-fold: every training patient is held out once
+        cv = cross_validate(config, learnt, progress=progress)
+        y = targets(learnt)
+        temperatures, offsets = fit_scaling(cv.oof_logits, y)
+        oof = _sigmoid(cv.oof_logits / temperatures + offsets)
+        facts = {"folds": config.folds, "epochs_run": cv.epochs_run,
+                 "oof_mean_auroc": evaluate(y, oof, {label: 0.5 for label in LABELS}, rounds=0)["mean_auroc"],
+                 "temperatures": dict(zip(LABELS, map(float, temperatures))),
+                 "offsets": dict(zip(LABELS, map(float, offsets))),
+                 "oof_ece": {"before": calibration_summary(y, _sigmoid(cv.oof_logits), LABELS)["mean_ece"],
+                             "after": calibration_summary(y, oof, LABELS)["mean_ece"]}}
+        return (build_ensemble(cv.members, temperatures, offsets), build_ensemble(cv.members),
+                choose_thresholds(y, oof), learnt, cv.histories, facts, THRESHOLD_RULE_OOF)
+    model, history = train(config, split["train"], split["validation"], progress=progress,
+                           feature_cache_dir=feature_cache_dir)
+    thresholds = choose_thresholds(targets(split["validation"]), predict(model, split["validation"], size,
+                                                                         config.preprocessing, progress=progress))
+    facts = {"epochs_run": len(history.get("loss", [])),
+             "best_val_mean_auroc": max(history.get("val_mean_auroc", [math.nan]))}
+    return model, None, thresholds, split["train"], [history], facts, THRESHOLD_RULE
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z))
+
+
 def run_training(config: TrainConfig, *, out: Path, name: str = "starter", images: Path | None = None,
                  labels: Path | None = None, kaggle: str | None = None, external_images: Path | None = None,
                  external_labels: Path | None = None,
                  split_fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
                  bootstrap: int = 1000, progress: bool = True, feature_cache_dir: Path | None = None) -> dict:
     """Train ``config`` on the data named as in load_records, split by patient with ``config.seed``,
-    evaluate on the test split (and the external set if given), and write the artifact to ``out``.
-    progress: Keras and bootstrap progress bars. Returns each evaluated set's result."""
+    evaluate on the test split (and the external set if given) beside the PCA baseline trained on the
+    same patients, and write the artifact to ``out``. With ``config.folds`` > 1 the train and validation
+    patients are one k-fold pool (training/crossval.py). progress: Keras and bootstrap progress bars.
+    Returns each evaluated set's result, the baseline's as ``baseline_<set>``."""
     started = time.monotonic()
     records, source = load_records(images=images, labels=labels, kaggle=kaggle)
     split = patient_split(records, tuple(split_fractions), seed=config.seed)
     print("Patient-level split (no patient in two splits):\n" + describe(split))
-    model, history = train(config, split["train"], split["validation"], progress=progress,
-                           feature_cache_dir=feature_cache_dir)
+    model, uncalibrated, thresholds, learnt, histories, facts, rule = _fit(config, split, progress, feature_cache_dir)
+    baseline = train_baseline(learnt, seed=config.seed)
     size = (config.input_size, config.input_size)
 
-    y_val = targets(split["validation"])
-    thresholds = choose_thresholds(y_val, predict(model, split["validation"], size, config.preprocessing,
-                                                  progress=progress))
-    evaluations = {}
     sets = {"test": split["test"]}
     if external_images:
         sets["external"] = local_dataset(external_images, external_labels)
+    evaluations, baseline_results, calibration = {}, {}, {}
     for set_name, subset in sets.items():  # not `name`: that is the artifact's
+        y, groups = targets(subset), np.array([r.patient_id for r in subset])
         probabilities = predict(model, subset, size, config.preprocessing, progress=progress)
-        evaluations[set_name] = (evaluate(targets(subset), probabilities, thresholds, progress=progress,
-                                          groups=np.array([r.patient_id for r in subset]), rounds=bootstrap),
-                                 targets(subset), probabilities)
-        print(f"\n{set_name}: {len(subset)} images, mean AUROC {evaluations[set_name][0]['mean_auroc']:.3f}")
-        print(metrics_table(evaluations[set_name][0]))
+        evaluations[set_name] = (evaluate(y, probabilities, thresholds, groups=groups, rounds=bootstrap,
+                                          progress=progress), y, probabilities)
+        baseline_results[set_name] = evaluate(y, baseline.predict_proba(pixels(subset)), {l: 0.5 for l in LABELS},
+                                              groups=groups, rounds=bootstrap)
+        after = calibration_summary(y, probabilities, LABELS)
+        before = (calibration_summary(y, predict(uncalibrated, subset, size, config.preprocessing), LABELS)
+                  if uncalibrated is not None else None)
+        calibration[set_name] = {"mean_ece_before": before["mean_ece"] if before else None,
+                                 "mean_ece_after": after["mean_ece"], "per_label_ece": after["per_label_ece"]}
+        print(f"\n{set_name}: {len(subset)} images, mean AUROC {evaluations[set_name][0]['mean_auroc']:.3f} "
+              f"(baseline {baseline_results[set_name]['mean_auroc']:.3f})")
+        print(comparison_table(evaluations[set_name][0], baseline_results[set_name]))
 
     training = {
         "data": source,
-        "split": {part: {"images": len(rs), "patients": len({r.patient_id for r in rs}), "labels": label_counts(rs)}
-                  for part, rs in split.items()},
+        "split": _split_summary(split),
         "external_test": _shown(external_images) if external_images else None,
         "config": dataclasses.asdict(config),
-        "epochs_run": len(history.get("loss", [])),
-        "best_val_mean_auroc": max(history.get("val_mean_auroc", [math.nan])),
-        "threshold_rule": THRESHOLD_RULE,
+        **facts,
+        "threshold_rule": rule,
+        "baseline": {"description": BASELINE, "trained_on_images": len(learnt),
+                     **{s: _summary(result) for s, result in baseline_results.items()}},
+        "calibration": {"method": CALIBRATION if uncalibrated is not None else "none", **calibration},
         "seconds": round(time.monotonic() - started, 1),
     }
     manifest = export_artifact(
-        model, out, name=name, architecture=config.arch, preprocessing=config.preprocessing,
-        labels=LABELS, thresholds=thresholds, cam_layer=config.cam_layer, logits_layer=LOGITS_LAYER, trained=True,
-        training=training, metrics={s: _summary(result) for s, (result, _, _) in evaluations.items()},
+        model, out, name=name, architecture=f"{config.arch}-ensemble" if config.folds > 1 else config.arch,
+        preprocessing=config.preprocessing, labels=LABELS, thresholds=thresholds, cam_layer=config.cam_layer,
+        logits_layer=LOGITS_LAYER, trained=True, training=training,
+        metrics={s: _summary(result) for s, (result, _, _) in evaluations.items()},
     )
-    write_report(Path(out), manifest, split, evaluations, history)
+    write_report(Path(out), manifest, split, evaluations, baseline_results, histories)
     write_model_card(Path(out))
     print(f"\nwrote {out}: {manifest.name} {manifest.version}; report in {Path(out) / 'report.md'}")
-    return {s: result for s, (result, _, _) in evaluations.items()}
+    return {**{s: result for s, (result, _, _) in evaluations.items()},
+            **{f"baseline_{s}": result for s, result in baseline_results.items()}}
 
 
-def write_report(out: Path, manifest, split, evaluations, history) -> None:
-    history_plot(history, out / "training_history.png")
+def write_report(out: Path, manifest, split, evaluations, baseline_results, histories) -> None:
+    history_plot(histories, out / "training_history.png")
+    training = manifest.training
+    calibration = training["calibration"]
     parts = [f"# Training report: {manifest.name} `{manifest.version}`", "",
              "Research and education only; not for diagnosis.", "",
-             f"- data: {manifest.training['data']}", f"- architecture: {manifest.architecture}, input "
+             f"- data: {training['data']}", f"- architecture: {manifest.architecture}, input "
              f"{manifest.input_size[0]}×{manifest.input_size[1]}, preprocessing {manifest.preprocessing}",
-             f"- epochs run: {manifest.training['epochs_run']} (early stopping on validation mean AUROC)",
-             f"- thresholds: {THRESHOLD_RULE}", "", "## Patient-level split", "", describe(split), "",
+             f"- epochs run: {training['epochs_run']} (early stopping on held-out mean AUROC)",
+             f"- thresholds: {training['threshold_rule']}",
+             f"- baseline: {training['baseline']['description']}, trained on the same "
+             f"{training['baseline']['trained_on_images']} images",
+             f"- calibration: {calibration['method']}", "", "## Patient-level split", "", describe(split), "",
              "![training history](training_history.png)", ""]
+    if "oof_mean_auroc" in training:
+        parts += [f"Out-of-fold mean AUROC over the {training['folds']} folds: {training['oof_mean_auroc']:.3f}; "
+                  f"out-of-fold mean ECE {training['oof_ece']['before']:.3f} before and "
+                  f"{training['oof_ece']['after']:.3f} after temperature scaling.", ""]
     for name, (result, y, probabilities) in evaluations.items():
         roc_plot(y, probabilities, out / f"roc_{name}.png", f"{manifest.name}: ROC on the {name} set")
+        ece = calibration[name]
+        before = f"{ece['mean_ece_before']:.3f} before, " if ece["mean_ece_before"] is not None else ""
         parts += [f"## {name.capitalize()} set ({result['images']} images, {result['patients']} patients)", "",
                   "95% intervals: patient-level bootstrap, "
                   f"{result['bootstrap']['rounds']} rounds.", "", metrics_table(result), "",
+                  "The model beside the baseline (AUROC, 95% interval):", "",
+                  comparison_table(result, baseline_results[name]), "",
+                  f"Mean expected calibration error ({before}{ece['mean_ece_after']:.3f} as served).", "",
                   f"![ROC curves](roc_{name}.png)", ""]
     (out / "report.md").write_text("\n".join(parts))

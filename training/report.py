@@ -38,6 +38,27 @@ def metrics_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def _auroc_ci(row: dict) -> str:
+    if row["auroc"] is None or math.isnan(row["auroc"]):
+        return "–"
+    return f"{_fmt(row['auroc'])} ({_fmt(row['ci_low'])}–{_fmt(row['ci_high'])})"
+
+
+def comparison_table(result: dict, baseline: dict) -> str:
+    """Model and baseline side by side per label: AUROC (95% interval) and the difference."""
+    lines = ["| finding | positives | model AUROC (95% CI) | baseline AUROC (95% CI) | difference |",
+             "|---|---:|---|---|---:|"]
+    for label, row in result["per_label"].items():
+        other = baseline["per_label"][label]
+        difference = row["auroc"] - other["auroc"]
+        lines.append(f"| {label} | {row['positives']} | {_auroc_ci(row)} | {_auroc_ci(other)} | "
+                     f"{'–' if math.isnan(difference) else f'{difference:+.3f}'} |")
+    means = [(r["mean_auroc"], *(r["mean_auroc_ci"] or (math.nan, math.nan))) for r in (result, baseline)]
+    cells = [f"**{_fmt(m)}** ({_fmt(low)}–{_fmt(high)})" for m, low, high in means]
+    lines.append(f"| **mean** | | {cells[0]} | {cells[1]} | {means[0][0] - means[1][0]:+.3f} |")
+    return "\n".join(lines)
+
+
 def roc_plot(y: np.ndarray, probabilities: np.ndarray, path: Path, title: str) -> None:
     plt = _pyplot()
     figure, axes = plt.subplots(3, 5, figsize=(16, 10), sharex=True, sharey=True)
@@ -55,14 +76,20 @@ def roc_plot(y: np.ndarray, probabilities: np.ndarray, path: Path, title: str) -
     plt.close(figure)
 
 
-def history_plot(history: dict, path: Path) -> None:
+def history_plot(histories: list[dict] | dict, path: Path) -> None:
+    """Training loss and held-out mean AUROC per epoch, one line per member (fold): a falling loss under
+    a flat or falling AUROC is overfitting."""
     plt = _pyplot()
-    figure, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(history.get("loss", []), label="training loss")
-    ax2 = ax.twinx()
-    ax2.plot(history.get("val_mean_auroc", []), color="tab:orange", label="validation mean AUROC")
-    ax.set_xlabel("epoch")
-    figure.legend(loc="upper right")
+    histories = [histories] if isinstance(histories, dict) else histories
+    figure, (loss_axes, auroc_axes) = plt.subplots(1, 2, figsize=(10, 4))
+    for k, history in enumerate(histories):
+        member = f"fold {k + 1}" if len(histories) > 1 else "model"
+        loss_axes.plot(history.get("loss", []), label=member)
+        auroc_axes.plot(history.get("val_mean_auroc", []), label=member)
+    loss_axes.set(title="training loss", xlabel="epoch")
+    auroc_axes.set(title="held-out mean AUROC", xlabel="epoch")
+    auroc_axes.axhline(0.5, color="#bbb", lw=1)
+    auroc_axes.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=80)
     plt.close(figure)

@@ -2,28 +2,29 @@
 import numpy as np
 import pytest
 
-from training.calibration import calibration_summary, expected_calibration_error, fit_temperatures, logit
+from training.calibration import calibration_summary, expected_calibration_error, fit_scaling, logit
 
 
-def test_a_known_overconfidence_is_undone():
-    """Logits three times too large (an overconfident model): the fitted temperature is about 3, and the
-    calibration error falls."""
+def test_a_known_overconfidence_and_shift_are_undone():
+    """Logits three times too large and centred on 0 although the finding is rare (what class-balanced
+    training gives): the fit finds T ≈ 3 and the offset, and the calibration error falls."""
     rng = np.random.default_rng(0)
-    true_logits = rng.normal(0, 1.5, (4000, 2))
+    true_logits = rng.normal(-2.0, 1.5, (4000, 2))
     y = (rng.random((4000, 2)) < 1 / (1 + np.exp(-true_logits))).astype(float)
-    overconfident = 3.0 * true_logits
-    temperatures = fit_temperatures(overconfident, y)
+    balanced = 3.0 * (true_logits + 2.0)
+    temperatures, offsets = fit_scaling(balanced, y)
     np.testing.assert_allclose(temperatures, [3.0, 3.0], rtol=0.12)
-    before = expected_calibration_error(y[:, 0], 1 / (1 + np.exp(-overconfident[:, 0])))
-    after = expected_calibration_error(y[:, 0], 1 / (1 + np.exp(-overconfident[:, 0] / temperatures[0])))
-    assert after < before / 2
+    np.testing.assert_allclose(offsets, [-2.0, -2.0], atol=0.2)
+    before = expected_calibration_error(y[:, 0], 1 / (1 + np.exp(-balanced[:, 0])))
+    after = expected_calibration_error(y[:, 0], 1 / (1 + np.exp(-(balanced[:, 0] / temperatures[0] + offsets[0]))))
+    assert after < before / 4
 
 
-def test_a_label_without_both_classes_keeps_temperature_one():
+def test_a_label_without_both_classes_is_left_alone():
     y = np.zeros((10, 2))
     y[:5, 0] = 1
-    temperatures = fit_temperatures(np.linspace(-2, 2, 20).reshape(10, 2), y)
-    assert temperatures[1] == 1.0 and temperatures[0] != 1.0
+    temperatures, offsets = fit_scaling(np.linspace(-2, 2, 20).reshape(10, 2), y)
+    assert (temperatures[1], offsets[1]) == (1.0, 0.0) and temperatures[0] != 1.0
 
 
 def test_ece_of_known_cases():
