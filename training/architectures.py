@@ -125,6 +125,4 @@ class Architecture:
 ARCHITECTURES = {
     "xception-transfer": Architecture(build_xception_transfer, XCEPTION_CAM_LAYER, "xception"),
     "small-cnn": Architecture(build_small_cnn, SMALL_CNN_CAM_LAYER, "unit"),
-    # Fold (or seed) members of small-cnn averaged into one model by build_ensemble.
-    "small-cnn-ensemble": Architecture(build_small_cnn, SMALL_CNN_CAM_LAYER, "unit"),
 }
