@@ -8,6 +8,9 @@ from shared.labels import LABELS
 from shared.model_manifest import read_manifest
 
 
+STARTER_MARGIN = 0.05  # issue 15: a starter must beat the baseline on the external set by this much
+
+
 def _num(value, digits=3) -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
@@ -66,8 +69,8 @@ def _calibration(training: dict) -> list[str]:
     lines = ["## Calibration", "", f"Method: {calibration.get('method', 'none')}. Expected calibration error "
              "(10 equal-width bins, mean over findings with positives; lower is better):", ""]
     if training.get("oof_ece"):
-        lines.append(f"- out-of-fold (training patients): {_num(training['oof_ece']['before'])} before, "
-                     f"{_num(training['oof_ece']['after'])} after")
+        lines.append(f"- out-of-fold (training patients, where it was fitted): {_num(training['oof_ece']['before'])} "
+                     f"before, {_num(training['oof_ece']['after'])} after")
     for name in ("test", "external"):
         if name in calibration:
             c = calibration[name]
@@ -120,6 +123,10 @@ def write_model_card(artifact: Path) -> Path:
             beside = (f" The baseline: {_num(base['mean_auroc'])} ({_num(base['mean_auroc_ci'][0])}–"
                       f"{_num(base['mean_auroc_ci'][1])}); difference {m['mean_auroc'] - base['mean_auroc']:+.3f}."
                       if base else "")
+            if base and name == "external":
+                verdict = "meets" if m["mean_auroc"] >= base["mean_auroc"] + STARTER_MARGIN else "does **not** meet"
+                beside += (f" The bar for serving a model as the starter is an external mean AUROC at least "
+                           f"{STARTER_MARGIN} above the baseline's: this model {verdict} it.")
             weak = not_better_than_chance(m)
             parts += [f"### {description}: {m['images']} images, {m['patients']} patients", "",
                       f"Mean AUROC **{_num(m['mean_auroc'])}** (95% CI {_num(m['mean_auroc_ci'][0])}–"

@@ -185,7 +185,7 @@ def write_report(out: Path, manifest, split, evaluations, baseline_results, hist
     if "oof_mean_auroc" in training:
         parts += [f"Out-of-fold mean AUROC over the {training['folds']} folds: {training['oof_mean_auroc']:.3f}; "
                   f"out-of-fold mean ECE {training['oof_ece']['before']:.3f} before and "
-                  f"{training['oof_ece']['after']:.3f} after temperature scaling.", ""]
+                  f"{training['oof_ece']['after']:.3f} after calibration (fitted on these same predictions).", ""]
     for name, (result, y, probabilities) in evaluations.items():
         roc_plot(y, probabilities, out / f"roc_{name}.png", f"{manifest.name}: ROC on the {name} set")
         ece = calibration[name]

@@ -42,3 +42,24 @@ def test_the_starter_model_analyses_a_real_xray():
     assert set(analysis.probabilities) == set(LABELS)
     assert all(0.0 < p < 1.0 for p in analysis.probabilities.values())
     assert engine.fast_cam and all(np.isfinite(m).all() for m in analysis.heatmaps.values())
+
+
+def test_the_candidate_ensemble_card_puts_the_baseline_beside_every_figure():
+    """The k-fold ensemble kept beside the starter: servable with exact maps, and its card states the
+    baseline, the calibration, the findings not better than chance and the starter bar honestly."""
+    from worker.engine import has_gap_dense_head
+
+    candidate = REPO_ROOT / "models" / "candidate-ensemble-64"
+    manifest = json.loads((candidate / "manifest.json").read_text())
+    card = (candidate / "MODEL_CARD.md").read_text()
+    for split in ("test", "external"):
+        model, baseline = manifest["metrics"][split], manifest["training"]["baseline"][split]
+        assert f"{model['mean_auroc']:.3f}" in card and f"{baseline['mean_auroc']:.3f}" in card
+        assert f"{manifest['training']['calibration'][split]['mean_ece_after']:.3f}" in card
+    assert "for trying the service only" in card.lower() and "not better than chance here" in card.lower()
+    external = manifest["metrics"]["external"]["mean_auroc"]
+    meets = external >= manifest["training"]["baseline"]["external"]["mean_auroc"] + 0.05
+    assert ("this model meets it" in card) == meets
+    model, loaded = load_artifact(candidate)
+    assert has_gap_dense_head(model, loaded.cam_layer, loaded.logits_layer)
+    assert sum(p.stat().st_size for p in candidate.iterdir()) < 20 * 1024 * 1024
