@@ -77,7 +77,11 @@ class Settings:
     batch_size: int = 16  # images per forward pass: queued jobs are claimed together up to this
     io_threads: int = 4  # decode and overlay encoding run on these, beside the forward pass
     tf_threads: int = 0  # TensorFlow intra-op threads per worker process; 0: TensorFlow decides
-    mixed_precision: bool = False  # float16 compute on GPUs that support it
+    mixed_precision: bool = False  # float16 compute on GPUs that support it (the same as runtime "float16")
+    # auto: the fastest of float32 and the variants `xray-model optimize` verified, timed at start;
+    # or one of float32, float16, tensorflow-bf16, openvino-float32, openvino-bf16 (worker/runtimes.py).
+    runtime: str = "auto"
+    latency_goal_ms: float = 0.0  # >0: no batch whose forward pass takes longer (worker/batching.py)
     # Recovery (Postgres is the system of record; see worker/recovery.py).
     lease_seconds: int = 0  # 0: the hard time limit + 30 s; a running job past its lease is returned
     relay_after_seconds: float = 60.0  # a dispatched job still queued this long is sent again (then 2×, 4×, ...)
@@ -160,6 +164,8 @@ ENVIRONMENT = {
     "io_threads": "XRAY_IO_THREADS",
     "tf_threads": "XRAY_TF_THREADS",
     "mixed_precision": "XRAY_MIXED_PRECISION",
+    "runtime": "XRAY_RUNTIME",
+    "latency_goal_ms": "XRAY_LATENCY_GOAL_MS",
     "lease_seconds": "XRAY_LEASE_SECONDS",
     "relay_after_seconds": "XRAY_RELAY_AFTER_SECONDS",
     "recovery_interval_seconds": "XRAY_RECOVERY_INTERVAL_SECONDS",
