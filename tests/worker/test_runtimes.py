@@ -159,7 +159,7 @@ def test_auto_serves_the_fastest_verified_runtime_timed_at_start(optimized, capl
 def test_a_worker_records_the_runtime_of_every_result(optimized, own_pg_url, tmp_path):
     from web import create_app
 
-    path, _ = optimized
+    path, report = optimized
     queue = f"xray-test-{uuid.uuid4().hex[:8]}"
     settings = {"database_url": own_pg_url, "broker_url": REDIS_URL, "queue_name": queue, "var_dir": tmp_path,
                 "storage_dir": tmp_path / "storage", "model_dir": path, "secret_key": "k" * 48}
@@ -170,7 +170,8 @@ def test_a_worker_records_the_runtime_of_every_result(optimized, own_pg_url, tmp
     try:
         worker.wait_ready()
         assert " with openvino-bf16 on cpu" in worker.log()
-        client = TokenClient(create_app({**settings, "TESTING": True}).test_client(), api_token(own_pg_url, "rt"))
+        app = create_app({**settings, "TESTING": True})
+        client = TokenClient(app.test_client(), api_token(own_pg_url, "rt"))
         batch = submit_and_wait(client, real_xray_bytes(3))
         assert batch["counts"]["succeeded"] == 3
         for job in batch["jobs"]:
@@ -178,5 +179,12 @@ def test_a_worker_records_the_runtime_of_every_result(optimized, own_pg_url, tmp
         csv_text = client.get(f"/api/v1/batches/{batch['id']}/export.csv").get_data(as_text=True)
         assert csv_text.splitlines()[0].split(",").index("runtime") > 0
         assert csv_text.count("openvino-bf16") == 3
+        # the model card shows the check's figures for each runtime
+        from tests.web.test_accounts import sign_in
+
+        card = sign_in(app, "rt-reader").get(f"/models/{read_manifest(path).version}").get_data(as_text=True)
+        assert "Runtimes checked against float32" in card
+        for name, figures in report["variants"].items():
+            assert f"<td>{name}</td>" in card and f"{figures['min_map_correlation']:.4f}" in card
     finally:
         worker.stop()
