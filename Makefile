@@ -9,7 +9,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 $(VENV)/.installed: pyproject.toml constraints.txt
 	@echo "==> installing the pinned dependencies into $(VENV)/ (first run only; a few minutes)"
 	@python3 -m venv $(VENV)
-	@$(PY) -m pip install --quiet -c constraints.txt -e '.[worker,training,test,client,backends]'
+	@$(PY) -m pip install --quiet -c constraints.txt -e '.[worker,training,test,client,backends,monitoring]'
 	@touch $@
 
 install: $(VENV)/.installed
