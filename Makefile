@@ -14,9 +14,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 install: $(VENV)/.installed
 
-# VERBOSE=1 copies every process's log to the terminal (they are always in var/logs/).
+# VERBOSE=1 copies every process's log to the terminal (they are always in var/logs/); FLOWER=1 adds Flower,
+# the Celery dashboard, on http://127.0.0.1:5555 (it needs the Redis broker: CELERY_BROKER_URL).
 run: install
-	@$(PY) deploy/run_local.py $(if $(VERBOSE),--verbose)
+	@$(PY) deploy/run_local.py $(if $(VERBOSE),--verbose) $(if $(FLOWER),--flower)
 
 # The whole suite (what CI runs): unit, service, browser, fault and slow tests.
 test: install

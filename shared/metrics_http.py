@@ -54,8 +54,9 @@ def use_multiprocess_dir(settings: Settings, process: str) -> Path:
             if pid.isdigit() and not _alive(int(pid)):
                 shutil.rmtree(old, ignore_errors=True)
         path = base / f"{process}-{os.getpid()}"
-    shutil.rmtree(path, ignore_errors=True)  # counters start at zero with the process tree
     path.mkdir(parents=True, exist_ok=True)
+    for old in path.glob("*.db"):  # counters start at zero with the process tree
+        old.unlink(missing_ok=True)
     os.environ[ENV] = str(path)
     if "prometheus_client" in sys.modules:
         # Imported already (celery's command line loads Flower's plugin, which imports it): metrics made
