@@ -57,7 +57,8 @@ if _settings.log_format == "json":
 
 
 def when_ready(server):
-    metrics_http.serve(_settings, "web", metrics_http.registry())
+    if metrics_http.serve(_settings, "web", metrics_http.registry("web")) is not None:
+        server.log.info("metrics on http://%s:%d/metrics", _settings.metrics_host, metrics_http.port(_settings, "web"))
 
 
 def child_exit(server, worker):

@@ -10,7 +10,9 @@ processes' values combine.
 """
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
+
+disable_created_metrics()  # no *_created series: nothing here reads them, and they double every counter
 
 # Web (web/metrics.py, web/uploads.py).
 HTTP_REQUESTS = Counter("xray_http_requests", "HTTP requests answered, by URL rule, method and status",
@@ -45,3 +47,16 @@ RECOVERY_LAST_RUN = Gauge("xray_recovery_last_run_timestamp_seconds", "When a re
                           multiprocess_mode="max")
 # xray_queue_depth and xray_queue_oldest_age_seconds are read from Postgres at scrape time:
 # shared/queue_metrics.py, served by the recovery process.
+QUEUE = ("xray_queue_depth", "xray_queue_oldest_age_seconds")
+
+
+def _names(*metrics) -> frozenset[str]:
+    return frozenset(family.name for metric in metrics for family in metric.describe())
+
+
+# Each process serves its own: every process imports this module, so every process has every metric.
+SERVED_BY = {
+    "web": _names(HTTP_REQUESTS, HTTP_SECONDS, UPLOAD_BYTES, UPLOADS_REJECTED),
+    "worker": _names(JOBS, STAGE_SECONDS, BATCH_SIZE, BUSY_RATIO, WORKER_INFO, WORKERS_ALIVE),
+    "recovery": _names(RECOVERY_REQUEUED, RECOVERY_RELAYED, RECOVERY_FAILED, RECOVERY_LAST_RUN) | frozenset(QUEUE),
+}

@@ -89,20 +89,31 @@ class PoolCollector:
             yield metric
 
 
-def registry(*collectors):
-    """A registry with the multiprocess values (when this process tree uses them) or this process's own,
-    plus ``collectors`` (read at scrape time)."""
+class _Only:
+    """The metrics of ``sources`` that this process owns (shared.metrics.SERVED_BY), and the client's own
+    process_* and python_* figures."""
+
+    def __init__(self, process: str, sources):
+        self.process, self.sources = process, sources
+
+    def collect(self):
+        from shared.metrics import SERVED_BY
+
+        for source in self.sources:
+            for metric in source.collect():
+                if not metric.name.startswith("xray_") or metric.name in SERVED_BY[self.process]:
+                    yield metric
+
+
+def registry(process: str, *collectors):
+    """What ``process`` serves: the multiprocess values (when its process tree uses them) or its own, plus
+    ``collectors`` (read at scrape time)."""
     from prometheus_client import REGISTRY, CollectorRegistry
 
-    if not os.environ.get(ENV):
-        for collector in collectors:
-            REGISTRY.register(collector)
-        return REGISTRY
-    combined = CollectorRegistry()
-    combined.register(PoolCollector(Path(os.environ[ENV])))
-    for collector in collectors:
-        combined.register(collector)
-    return combined
+    values = PoolCollector(Path(os.environ[ENV])) if os.environ.get(ENV) else REGISTRY
+    served = CollectorRegistry(auto_describe=False)
+    served.register(_Only(process, [values, *collectors]))
+    return served
 
 
 def serve(settings: Settings, process: str, metrics_registry) -> object | None:

@@ -58,7 +58,7 @@ def refuse_bad_model(**_):
         raise SystemExit(f"refusing to start: {exc}") from None
     if not manifest.trained:
         log.warning("serving an UNTRAINED model (%s): predictions are meaningless", manifest.version)
-    metrics_http.serve(settings, "worker", metrics_http.registry())
+    metrics_http.serve(settings, "worker", metrics_http.registry("worker"))
 
 
 @worker_process_init.connect

@@ -79,7 +79,7 @@ def run(settings: Settings, stop: threading.Event) -> None:
              settings.recovery_interval_seconds, settings.lease, settings.relay_after_seconds, settings.max_attempts,
              settings.retention_days)
     last_purge = -RETENTION_EVERY_SECONDS
-    metrics_http.serve(settings, "recovery", metrics_http.registry(QueueCollector(db)))
+    metrics_http.serve(settings, "recovery", metrics_http.registry("recovery", QueueCollector(db)))
     while not stop.is_set():
         try:
             recover_once(db, celery, settings)

@@ -14,6 +14,7 @@ import urllib.request
 import pytest
 import sqlalchemy as sa
 
+from shared.metrics import SERVED_BY
 from shared.model_manifest import read_manifest
 from shared.models import Job
 from tests.conftest import _new_database
@@ -27,6 +28,7 @@ pytestmark = [pytest.mark.skipif(not installed(), reason="Prometheus is not inst
 sys.path.insert(0, str(MONITORING))
 import dashboard  # noqa: E402
 
+SUFFIXES = ("_total", "_bucket", "_sum", "_count")
 NATIVE = ("WARNING: All log messages before absl::InitializeLog()", "I0000 ", "W0000 ", "To enable the following")
 
 
@@ -142,9 +144,12 @@ def test_prometheus_sees_the_job_counter_rise_by_the_number_of_images(stack):
         urllib.request.urlopen(f"{stack.url}/metrics", timeout=5)
     assert public.value.code == 404
     pages = {job: stack.scrape(job) for job in stack.targets()}
-    for text in pages.values():
+    for job, text in pages.items():
         assert batch_id not in text
         assert not any(name in text for name, _ in files)
+        own = {name for name in exposed_names(text) if name.startswith("xray_")}
+        assert {name.rsplit("_", 1)[0] if name.endswith(SUFFIXES) else name for name in own} <= \
+            SERVED_BY[job.removeprefix("xray-")], f"{job} serves another process's metrics: {sorted(own)}"
 
     # The dashboard: every query names metrics these processes export, and Prometheus runs each one.
     exposed = set().union(*(exposed_names(text) for text in pages.values()))
