@@ -1,8 +1,9 @@
 """The Celery worker entry point: ``celery -A worker.main worker``.
 
 The parent process checks the model artifact before anything forks and refuses to start on a missing
-or inconsistent one, and serves the pool's metrics (XRAY_METRICS_PORT, default 9102). Each pool process loads the model once, right after the fork (TensorFlow must not
-be initialised in the parent), and the task itself only passes the job id on.
+or inconsistent one, and serves the pool's metrics (XRAY_METRICS_PORT, default 9102). Each pool process
+loads the model once, right after the fork (TensorFlow must not be initialised in the parent), and the
+task itself only passes the job id on.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from worker.backends import backend, prepare_environment
 prepare_environment()  # before worker.pipeline imports Keras and its backend
 settings = load_settings()
 logs.configure(settings, "worker", force=True)  # Celery configures it again with the --loglevel, later
-metrics_http.use_multiprocess_dir(settings, "worker")  # before worker.pipeline imports prometheus_client
+metrics_http.use_multiprocess_dir(settings, "worker")  # before worker.pipeline makes the metrics
 from worker import pipeline, runtime, telemetry  # noqa: E402
 
 log = logging.getLogger("worker")
