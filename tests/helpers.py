@@ -50,6 +50,7 @@ def free_port() -> int:
 
 def service_env(**settings: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("XRAY_") and k not in ("DATABASE_URL", "CELERY_BROKER_URL")}
+    env["XRAY_METRICS_PORT"] = "0"  # no metrics server unless a test asks for one on a free port
     env.update(settings)
     env["PYTHONPATH"] = str(REPO)
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"

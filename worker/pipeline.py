@@ -34,6 +34,7 @@ from shared.labels import LABELS
 from shared.model_manifest import Manifest
 from shared import maps
 from shared.storage import LocalStorage, StorageError
+from worker import telemetry
 from worker.batching import claim_size
 from worker.budget import DecodeBudget
 from worker.engine import Analysis, InferenceEngine
@@ -83,10 +84,11 @@ class ImageWork:
     decode_ms: float = 0.0
     inference_ms: float = 0.0
     outcome: str | None = None
+    batch_id: uuid.UUID | None = None  # for the log line of its outcome
 
     @classmethod
     def of(cls, job) -> "ImageWork":
-        return cls(job.id, job.image_key, job.attempts)
+        return cls(job.id, job.image_key, job.attempts, batch_id=job.batch_id)
 
 
 def _in_transaction(ctx: WorkerContext, what: str, operation):
@@ -137,6 +139,7 @@ def process_group(ctx: WorkerContext, group: list[ImageWork]) -> dict[uuid.UUID,
                                      f"{ctx.settings.task_soft_time_limit} s, {work.attempts} times")
             else:
                 work.outcome = _release(ctx, work.job_id)
+    telemetry.group_finished(group)
     return {work.job_id: work.outcome for work in group}
 
 
@@ -182,9 +185,12 @@ def _analyse_group(ctx: WorkerContext, group: list[ImageWork]) -> None:
             work.outcome = _fail(ctx, work.job_id, str(exc))
     for start in range(0, len(ready), ctx.engine.max_batch):
         chunk = ready[start:start + ctx.engine.max_batch]
+        telemetry.forward_pass(len(chunk))
         for work, analysis in zip(chunk, _forward(ctx, chunk)):
             if analysis is not None:
-                work.outcome = _succeed(ctx, work.job_id, _findings(ctx, analysis), maps.encode(analysis.heatmaps),
+                with telemetry.maps_timer():
+                    job_maps = maps.encode(analysis.heatmaps)
+                work.outcome = _succeed(ctx, work.job_id, _findings(ctx, analysis), job_maps,
                                         jobs.Timings(work.decode_ms, work.inference_ms))
 
 
