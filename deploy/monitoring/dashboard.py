@@ -50,7 +50,7 @@ PANELS = [
     ], "Pool processes with their model loaded."),
     ("Speed per runtime (images/s)", "ops", [
         (f'sum by (runtime) (rate(xray_jobs_total{{outcome="succeeded"}}[{RATE}]) {BY_RUNTIME})', "{{runtime}}"),
-    ], "Images analysed per second, by the runtime (Keras backend) of the worker."),
+    ], "Images analysed per second, by the runtime that computed them (tensorflow-float32, openvino-bf16, ...: worker/runtimes.py)."),
     ("Model time per image by runtime", "s", [
         (f'sum by (runtime) (rate(xray_stage_seconds_sum{{stage="model"}}[{RATE}]) {BY_RUNTIME}) / '
          f'sum by (runtime) (rate(xray_stage_seconds_count{{stage="model"}}[{RATE}]) {BY_RUNTIME})', "{{runtime}}"),

@@ -125,11 +125,14 @@ def test_prometheus_sees_the_job_counter_rise_by_the_number_of_images(stack):
 
     # The web under gunicorn: the upload counted once across its processes, by URL rule, with its bytes.
     upload = 'xray_http_requests_total{job="xray-web",route="/api/v1/batches",method="POST",status="202"}'
-    assert prometheus.scalar(f"sum({upload})") == 1
-    assert prometheus.scalar("sum(xray_upload_bytes_total)") == sum(len(data) for _, data in files)
+    # The web is another scrape target: its next scrape may come after the worker's (a race, not a count).
+    sent = sum(len(data) for _, data in files)
+    wait_until(lambda: prometheus.scalar(f"sum({upload})") == 1
+               and prometheus.scalar("sum(xray_upload_bytes_total)") == sent, 30,
+               message=f"Prometheus to see the upload ({prometheus.query(upload)})")
     manifest = read_manifest(stack.env["XRAY_MODEL_DIR"])
     info = prometheus.query("xray_worker_info")
-    assert [(s["metric"]["runtime"], s["metric"]["model_version"]) for s in info] == [("tensorflow", manifest.version)]
+    assert [(s["metric"]["runtime"], s["metric"]["model_version"]) for s in info] == [("tensorflow-float32", manifest.version)]
     assert prometheus.scalar("sum(xray_workers_alive)") == 1
     assert prometheus.scalar('sum(xray_stage_seconds_count{stage="model"})') == len(files)
     assert prometheus.scalar("sum(xray_batch_size_sum)") == len(files)
