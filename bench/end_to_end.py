@@ -8,6 +8,7 @@ delivers. Uses the shared Postgres and Redis on 127.0.0.1 with a database and a 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
@@ -98,6 +99,33 @@ def run(stack_env, base_url, engine_url, workers: int, paths, cores: int, workdi
             "p50": float(np.percentile(latencies, 50)), "p95": float(np.percentile(latencies, 95))}
 
 
+@contextlib.contextmanager
+def running_stack(url: str, workdir: Path, artifact: Path):
+    """gunicorn and the recovery loop on a throwaway database and a queue of their own; yields (env, base URL).
+    Workers are started per run (``run``) with this env."""
+    from tests.helpers import api_token, free_port
+
+    database = url.rsplit("/", 1)[1]
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": url, "CELERY_BROKER_URL": REDIS, "XRAY_QUEUE": f"bench-{database}",
+           "XRAY_VAR_DIR": str(workdir), "XRAY_STORAGE_DIR": str(workdir / "storage"),
+           "XRAY_MODEL_DIR": str(artifact), "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2",
+           "XRAY_SECRET_KEY": secrets.token_urlsafe(48)}
+    env["XRAY_BENCH_TOKEN"] = api_token(url, "bench")
+    web = recovery = None
+    try:
+        web = start([sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "--bind", f"127.0.0.1:{port}",
+                     "--workers", "2", "--threads", "4", "web:create_app()"], env, workdir / "web.log")
+        recovery = start([sys.executable, "-m", "worker.recovery"], env, workdir / "recovery.log")
+        base = f"http://127.0.0.1:{port}"
+        wait_http(base + "/healthz")
+        yield env, base
+    finally:
+        for process in (web, recovery):
+            if process:
+                stop(process)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--images", type=int, default=500)
@@ -106,26 +134,11 @@ def main() -> None:
     args = parser.parse_args()
     import numpy as np
 
-    from tests.helpers import api_token, free_port
-
     cores = os.cpu_count() or 1
-    web = recovery = None
     with throwaway_database() as url, tempfile.TemporaryDirectory() as folder:
-        database = url.rsplit("/", 1)[1]
-        try:
-            workdir = Path(folder)
-            artifact = export_xception(workdir / "model", args.input_size)
-            port = free_port()
-            env = {**os.environ, "DATABASE_URL": url, "CELERY_BROKER_URL": REDIS, "XRAY_QUEUE": f"bench-{database}",
-                   "XRAY_VAR_DIR": str(workdir), "XRAY_STORAGE_DIR": str(workdir / "storage"),
-                   "XRAY_MODEL_DIR": str(artifact), "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2",
-                   "XRAY_SECRET_KEY": secrets.token_urlsafe(48)}
-            env["XRAY_BENCH_TOKEN"] = api_token(url, "bench")
-            web = start([sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "--bind", f"127.0.0.1:{port}", "--workers", "2",
-                         "--threads", "4", "web:create_app()"], env, workdir / "web.log")
-            recovery = start([sys.executable, "-m", "worker.recovery"], env, workdir / "recovery.log")
-            base = f"http://127.0.0.1:{port}"
-            wait_http(base + "/healthz")
+        workdir = Path(folder)
+        artifact = export_xception(workdir / "model", args.input_size)
+        with running_stack(url, workdir, artifact) as (env, base):
             paths = real_xrays(args.images)
             results = [run(env, base, url, n, paths, cores, workdir, args.batch) for n in (1, 2)]
 
@@ -136,10 +149,6 @@ def main() -> None:
             engine = InferenceEngine(model, manifest, max_batch=args.batch)
             x = np.random.default_rng(0).uniform(-1, 1, (args.batch, args.input_size, args.input_size, 3)).astype("float32")
             raw = args.batch / timed(lambda: engine.forward(x))
-        finally:
-            for process in (web, recovery):
-                if process:
-                    stop(process)
     print(f"end to end: {args.images} real NIH X-rays (the 57 full-resolution ones, repeated) via POST /api/v1/batches "
           f"(50 per request), gunicorn + Redis + Postgres + recovery; Xception transfer at {args.input_size}, batch "
           f"{args.batch}; {machine()}")
