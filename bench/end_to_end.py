@@ -20,7 +20,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from _common import REDIS, REPO, export_xception, machine, real_xrays, throwaway_database, timed
+from _common import REDIS, REPO, export_xception, group_cpu_seconds, machine, real_xrays, throwaway_database, timed
 
 
 def post(url: str, files: list[Path], token: str) -> None:
@@ -67,6 +67,7 @@ def run(stack_env, base_url, engine_url, workers: int, paths, cores: int, workdi
                             "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"bench{i}@%h"], env, log))
         while " serves " not in log.read_text():
             time.sleep(0.3)
+    ready_cpu = [group_cpu_seconds(process.pid) for process in procs]  # model loading is not counted
     engine = sa.create_engine(engine_url)
     with engine.connect() as conn:
         before = conn.execute(sa.text("SELECT count(*) FROM jobs")).scalar()
@@ -89,13 +90,14 @@ def run(stack_env, base_url, engine_url, workers: int, paths, cores: int, workdi
             f"SELECT extract(epoch FROM max(finished_at) - min(created_at)) FROM "
             f"(SELECT * FROM jobs ORDER BY created_at OFFSET {before}) recent")).scalar()
     engine.dispose()
+    cpu = sum(group_cpu_seconds(process.pid) - started_cpu for process, started_cpu in zip(procs, ready_cpu))
     for process in procs:
         stop(process)
     import numpy as np
 
     latencies = np.array([float(r[0]) for r in rows])
     return {"workers": workers, "jobs": len(rows), "failed": sum(r[1] != "succeeded" for r in rows),
-            "seconds": float(span), "jobs_per_s": len(rows) / float(span), "upload_s": uploaded,
+            "seconds": float(span), "jobs_per_s": len(rows) / float(span), "upload_s": uploaded, "worker_cpu_s": cpu,
             "p50": float(np.percentile(latencies, 50)), "p95": float(np.percentile(latencies, 95))}
 
 

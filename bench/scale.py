@@ -31,6 +31,34 @@ def stops_helping(results: list[dict]) -> int | None:
     return None
 
 
+def footprint(url: str, broker: str) -> dict:
+    """What one finished image takes in Postgres (its job row and findings, indexes and TOAST included) and
+    one queued message in Redis, measured on this run's own database and a scratch queue."""
+    import uuid
+
+    import redis
+    import sqlalchemy as sa
+
+    from shared.config import load_settings
+    from shared.queue import create_celery, dispatch
+
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        jobs, findings = conn.execute(sa.text("SELECT (SELECT count(*) FROM jobs), (SELECT count(*) FROM findings)")).one()
+        size = conn.execute(sa.text("SELECT pg_total_relation_size('jobs') + pg_total_relation_size('findings')")).scalar()
+        maps = conn.execute(sa.text("SELECT avg(octet_length(maps)) FROM jobs")).scalar() or 0
+    engine.dispose()
+    queue, count = f"bench-footprint-{uuid.uuid4().hex[:8]}", 1000
+    client = redis.Redis.from_url(broker)
+    try:
+        dispatch(create_celery(load_settings(broker_url=broker, queue_name=queue)), [uuid.uuid4() for _ in range(count)])
+        message = client.memory_usage(queue) / client.llen(queue)
+    finally:
+        client.delete(queue)
+    return {"jobs": jobs, "findings_per_job": findings / jobs, "pg_bytes_per_job": size / jobs,
+            "maps_bytes": float(maps), "redis_bytes_per_message": message}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--images", type=int, default=1000)
@@ -48,16 +76,24 @@ def main() -> None:
         artifact = export_xception(workdir / "model", args.xception) if args.xception else STARTER
         with running_stack(url, workdir, artifact) as (env, base):
             results = [run(env, base, url, n, paths, cores, workdir, args.batch) for n in args.workers]
+        sizes = footprint(url, env["CELERY_BROKER_URL"])
     model = f"Xception transfer at {args.xception}" if args.xception else f"the starter model ({STARTER.relative_to(REPO)})"
     print(f"scale: {len(paths)} real NIH X-rays (nih1000-64px) via POST /api/v1/batches (50 per request), gunicorn "
           f"(2 processes) + Redis + Postgres + recovery on the same machine; {model}, batch {args.batch}; {machine()}; "
           f"load average {load:.2f} at start (the machine is shared)")
-    print("| worker processes | TF threads each | jobs | failed | jobs/s | × 1 process | p50 upload→result s | p95 s | uploads took s |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| worker processes | TF threads each | jobs | failed | jobs/s | × 1 process | p50 upload→result s | p95 s | "
+          "uploads took s | worker CPU s per image | images/s per worker core |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     first = results[0]["jobs_per_s"]
     for r in results:
+        cpu = r["worker_cpu_s"] / r["jobs"]
         print(f"| {r['workers']} | {max(1, cores // r['workers'])} | {r['jobs']} | {r['failed']} | {r['jobs_per_s']:.2f} | "
-              f"{r['jobs_per_s'] / first:.2f} | {r['p50']:.1f} | {r['p95']:.1f} | {r['upload_s']:.1f} |")
+              f"{r['jobs_per_s'] / first:.2f} | {r['p50']:.1f} | {r['p95']:.1f} | {r['upload_s']:.1f} | {cpu:.3f} | {1 / cpu:.1f} |")
+    print(f"load average {os.getloadavg()[0]:.2f} at the end. Worker CPU per image counts every worker process's user + "
+          "system time from model loaded to last result: on a shared machine it is the steadier figure")
+    print(f"footprint: Postgres {sizes['pg_bytes_per_job'] / 1024:.1f} kB per finished image ({sizes['jobs']} jobs, "
+          f"{sizes['findings_per_job']:.0f} findings rows each, maps {sizes['maps_bytes'] / 1024:.1f} kB; tables with "
+          f"indexes and TOAST); Redis {sizes['redis_bytes_per_message']:.0f} B per queued message")
     limit = stops_helping(results)
     if len(results) < 2:
         return
