@@ -94,6 +94,10 @@ def main() -> None:
     print(f"footprint: Postgres {sizes['pg_bytes_per_job'] / 1024:.1f} kB per finished image ({sizes['jobs']} jobs, "
           f"{sizes['findings_per_job']:.0f} findings rows each, maps {sizes['maps_bytes'] / 1024:.1f} kB; tables with "
           f"indexes and TOAST); Redis {sizes['redis_bytes_per_message']:.0f} B per queued message")
+    least = min(r["worker_cpu_s"] / r["jobs"] for r in results)
+    print(f"ceiling of {cores} dedicated cores for the workers alone: {cores / least:.1f} jobs/s (cores ÷ the least "
+          "worker CPU s per image); process counts past the one that reaches it add nothing but a larger share of a "
+          "shared machine")
     limit = stops_helping(results)
     if len(results) < 2:
         return
