@@ -33,18 +33,34 @@ def export_xception(out: Path, input_size: int) -> Path:
     return out
 
 
-def machine() -> str:
-    import platform
+def optimized_xception(out: Path, input_size: int, check_images: int = 16) -> dict:
+    """``export_xception`` then ``xray-model optimize`` on it (each variant checked on real X-rays, as an
+    operator would run it); returns the check's report, which the manifest now holds."""
+    from training.optimize import optimize
 
-    cpu = "unknown CPU"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
+    export_xception(out, input_size)
+    return optimize(out, real_xrays()[:check_images])
+
+
+def served_engine(artifact: Path, runtime: str = "auto", batch: int = 16):
+    """The engine a worker would serve with XRAY_RUNTIME=runtime (for "auto": timed at start, like a worker);
+    runtime may also be the name a result records ("tensorflow-float32" means float32)."""
+    from shared.config import load_settings
+    from worker.artifact import load_artifact
+    from worker.runtime import serving_engine
+    from worker.runtimes import CHOICES
+
+    if runtime not in CHOICES:
+        runtime = runtime.split("-", 1)[1]
+
+    model, manifest = load_artifact(artifact)
+    return serving_engine(load_settings(model_dir=artifact, runtime=runtime, batch_size=batch), model, manifest)
+
+
+def machine() -> str:
+    from shared.machine import describe_machine
+
+    return describe_machine()
 
 
 def timed(function, min_seconds: float = 3.0, min_runs: int = 3) -> float:
