@@ -79,7 +79,8 @@ def main() -> None:
         sizes = footprint(url, env["CELERY_BROKER_URL"])
     model = f"Xception transfer at {args.xception}" if args.xception else f"the starter model ({STARTER.relative_to(REPO)})"
     print(f"scale: {len(paths)} real NIH X-rays (nih1000-64px) via POST /api/v1/batches (50 per request), gunicorn "
-          f"(2 processes) + Redis + Postgres + recovery on the same machine; {model}, batch {args.batch}; {machine()}; "
+          f"(2 processes) + Redis + Postgres + recovery on the same machine; {model}, served as {results[0]['runtime']}, "
+          f"batch {args.batch}; {machine()}; "
           f"load average {load:.2f} at start (the machine is shared)")
     print("| worker processes | TF threads each | jobs | failed | jobs/s | × 1 process | p50 upload→result s | p95 s | "
           "uploads took s | worker CPU s per image | images/s per worker core |")
