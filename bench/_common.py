@@ -73,6 +73,20 @@ def timed(function, min_seconds: float = 3.0, min_runs: int = 3) -> float:
     return (time.perf_counter() - started) / runs
 
 
+def group_cpu_seconds(pgid: int) -> float:
+    """CPU time (user + system, reaped children included) used so far by every process of a process group:
+    what a worker costs per image however busy the rest of the machine is."""
+    ticks, total = os.sysconf("SC_CLK_TCK"), 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        if int(fields[2]) == pgid:  # fields after the name: state, ppid, pgrp, ..., utime at [11]
+            total += sum(int(v) for v in fields[11:15])
+    return total / ticks
+
+
 PG = os.environ.get("XRAY_BENCH_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432")
 REDIS = os.environ.get("XRAY_BENCH_REDIS", "redis://127.0.0.1:6379/0")
 

@@ -13,6 +13,7 @@ raw throughput it is compared with is that same runtime's forward pass.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
@@ -24,7 +25,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from _common import REDIS, REPO, machine, optimized_xception, real_xrays, served_engine, throwaway_database, timed
+from _common import (REDIS, REPO, group_cpu_seconds, machine, optimized_xception, real_xrays, served_engine,
+                     throwaway_database, timed)
 
 
 def post(url: str, files: list[Path], token: str) -> None:
@@ -71,6 +73,7 @@ def run(stack_env, base_url, engine_url, workers: int, paths, cores: int, workdi
                             "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"bench{i}@%h"], env, log))
         while " serves " not in log.read_text():
             time.sleep(0.3)
+    ready_cpu = [group_cpu_seconds(process.pid) for process in procs]  # model loading is not counted
     served = log.read_text().split(" serves ", 1)[1].split(" with ", 1)[1].split(" ", 1)[0]
     engine = sa.create_engine(engine_url)
     with engine.connect() as conn:
@@ -94,14 +97,42 @@ def run(stack_env, base_url, engine_url, workers: int, paths, cores: int, workdi
             f"SELECT extract(epoch FROM max(finished_at) - min(created_at)) FROM "
             f"(SELECT * FROM jobs ORDER BY created_at OFFSET {before}) recent")).scalar()
     engine.dispose()
+    cpu = sum(group_cpu_seconds(process.pid) - started_cpu for process, started_cpu in zip(procs, ready_cpu))
     for process in procs:
         stop(process)
     import numpy as np
 
     latencies = np.array([float(r[0]) for r in rows])
     return {"workers": workers, "runtime": served, "jobs": len(rows), "failed": sum(r[1] != "succeeded" for r in rows),
-            "seconds": float(span), "jobs_per_s": len(rows) / float(span), "upload_s": uploaded,
+            "seconds": float(span), "jobs_per_s": len(rows) / float(span), "upload_s": uploaded, "worker_cpu_s": cpu,
             "p50": float(np.percentile(latencies, 50)), "p95": float(np.percentile(latencies, 95))}
+
+
+@contextlib.contextmanager
+def running_stack(url: str, workdir: Path, artifact: Path, **settings: str):
+    """gunicorn and the recovery loop on a throwaway database and a queue of their own; yields (env, base URL).
+    Workers are started per run (``run``) with this env; ``settings`` are more environment variables."""
+    from tests.helpers import api_token, free_port
+
+    database = url.rsplit("/", 1)[1]
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": url, "CELERY_BROKER_URL": REDIS, "XRAY_QUEUE": f"bench-{database}",
+           "XRAY_VAR_DIR": str(workdir), "XRAY_STORAGE_DIR": str(workdir / "storage"),
+           "XRAY_MODEL_DIR": str(artifact), "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2",
+           "XRAY_SECRET_KEY": secrets.token_urlsafe(48), **settings}
+    env["XRAY_BENCH_TOKEN"] = api_token(url, "bench")
+    web = recovery = None
+    try:
+        web = start([sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "--bind", f"127.0.0.1:{port}",
+                     "--workers", "2", "--threads", "4", "web:create_app()"], env, workdir / "web.log")
+        recovery = start([sys.executable, "-m", "worker.recovery"], env, workdir / "recovery.log")
+        base = f"http://127.0.0.1:{port}"
+        wait_http(base + "/healthz")
+        yield env, base
+    finally:
+        for process in (web, recovery):
+            if process:
+                stop(process)
 
 
 def main() -> None:
@@ -114,28 +145,12 @@ def main() -> None:
     args = parser.parse_args()
     import numpy as np
 
-    from tests.helpers import api_token, free_port
-
     cores = os.cpu_count() or 1
-    web = recovery = None
     with throwaway_database() as url, tempfile.TemporaryDirectory() as folder:
-        database = url.rsplit("/", 1)[1]
-        try:
-            workdir = Path(folder)
-            artifact = workdir / "model"
-            optimized_xception(artifact, args.input_size)
-            port = free_port()
-            env = {**os.environ, "DATABASE_URL": url, "CELERY_BROKER_URL": REDIS, "XRAY_QUEUE": f"bench-{database}",
-                   "XRAY_VAR_DIR": str(workdir), "XRAY_STORAGE_DIR": str(workdir / "storage"),
-                   "XRAY_MODEL_DIR": str(artifact), "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2",
-                   "XRAY_SECRET_KEY": secrets.token_urlsafe(48),
-                   "XRAY_RUNTIME": args.runtime}
-            env["XRAY_BENCH_TOKEN"] = api_token(url, "bench")
-            web = start([sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "--bind", f"127.0.0.1:{port}", "--workers", "2",
-                         "--threads", "4", "web:create_app()"], env, workdir / "web.log")
-            recovery = start([sys.executable, "-m", "worker.recovery"], env, workdir / "recovery.log")
-            base = f"http://127.0.0.1:{port}"
-            wait_http(base + "/healthz")
+        workdir = Path(folder)
+        artifact = workdir / "model"
+        optimized_xception(artifact, args.input_size)
+        with running_stack(url, workdir, artifact, XRAY_RUNTIME=args.runtime) as (env, base):
             paths = real_xrays(args.images)
             results = [run(env, base, url, n, paths, cores, workdir, args.batch) for n in args.workers]
 
@@ -143,10 +158,6 @@ def main() -> None:
                                    args.batch)
             x = np.random.default_rng(0).uniform(-1, 1, (args.batch, args.input_size, args.input_size, 3)).astype("float32")
             raw = args.batch / timed(lambda: engine.forward(x))
-        finally:
-            for process in (web, recovery):
-                if process:
-                    stop(process)
     print(f"end to end: {args.images} real NIH X-rays (the 57 full-resolution ones, repeated) via POST /api/v1/batches "
           f"(50 per request), gunicorn + Redis + Postgres + recovery; Xception transfer at {args.input_size}, batch "
           f"{args.batch}; {machine()}")
