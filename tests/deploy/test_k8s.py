@@ -177,7 +177,7 @@ def test_only_the_gpu_overlay_asks_for_a_gpu_one_per_worker_pod():
     assert gpus(render("gpu")) == {("xray-worker", "worker"): 1}
     worker = container(render("gpu"), "xray-worker")
     assert worker["resources"]["limits"]["nvidia.com/gpu"] == worker["resources"]["requests"]["nvidia.com/gpu"] == 1
-    assert env_of(worker)["KERAS_BACKEND"] == "tensorflow" and env_of(worker)["XRAY_MIXED_PRECISION"] == "1"
+    assert env_of(worker)["KERAS_BACKEND"] == "tensorflow" and env_of(worker)["XRAY_RUNTIME"] == "float16"
     assert "--concurrency=1" in worker["command"]  # one process per GPU
     assert worker["image"].endswith(":latest-gpu") and container(render("cpu"), "xray-worker")["image"].endswith(":latest")
 
