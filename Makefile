@@ -9,14 +9,15 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 $(VENV)/.installed: pyproject.toml constraints.txt
 	@echo "==> installing the pinned dependencies into $(VENV)/ (first run only; a few minutes)"
 	@python3 -m venv $(VENV)
-	@$(PY) -m pip install --quiet -c constraints.txt -e '.[worker,training,test,client,backends]'
+	@$(PY) -m pip install --quiet -c constraints.txt -e '.[worker,training,test,client,backends,monitoring]'
 	@touch $@
 
 install: $(VENV)/.installed
 
-# VERBOSE=1 copies every process's log to the terminal (they are always in var/logs/).
+# VERBOSE=1 copies every process's log to the terminal (they are always in var/logs/); FLOWER=1 adds Flower,
+# the Celery dashboard, on http://127.0.0.1:5555 (it needs the Redis broker: CELERY_BROKER_URL).
 run: install
-	@$(PY) deploy/run_local.py $(if $(VERBOSE),--verbose)
+	@$(PY) deploy/run_local.py $(if $(VERBOSE),--verbose) $(if $(FLOWER),--flower)
 
 # The whole suite (what CI runs): unit, service, browser, fault and slow tests.
 test: install

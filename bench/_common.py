@@ -33,18 +33,34 @@ def export_xception(out: Path, input_size: int) -> Path:
     return out
 
 
-def machine() -> str:
-    import platform
+def optimized_xception(out: Path, input_size: int, check_images: int = 16) -> dict:
+    """``export_xception`` then ``xray-model optimize`` on it (each variant checked on real X-rays, as an
+    operator would run it); returns the check's report, which the manifest now holds."""
+    from training.optimize import optimize
 
-    cpu = "unknown CPU"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
+    export_xception(out, input_size)
+    return optimize(out, real_xrays()[:check_images])
+
+
+def served_engine(artifact: Path, runtime: str = "auto", batch: int = 16):
+    """The engine a worker would serve with XRAY_RUNTIME=runtime (for "auto": timed at start, like a worker);
+    runtime may also be the name a result records ("tensorflow-float32" means float32)."""
+    from shared.config import load_settings
+    from worker.artifact import load_artifact
+    from worker.runtime import serving_engine
+    from worker.runtimes import CHOICES
+
+    if runtime not in CHOICES:
+        runtime = runtime.split("-", 1)[1]
+
+    model, manifest = load_artifact(artifact)
+    return serving_engine(load_settings(model_dir=artifact, runtime=runtime, batch_size=batch), model, manifest)
+
+
+def machine() -> str:
+    from shared.machine import describe_machine
+
+    return describe_machine()
 
 
 def timed(function, min_seconds: float = 3.0, min_runs: int = 3) -> float:
@@ -55,6 +71,20 @@ def timed(function, min_seconds: float = 3.0, min_runs: int = 3) -> float:
         function()
         runs += 1
     return (time.perf_counter() - started) / runs
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """CPU time (user + system, reaped children included) used so far by every process of a process group:
+    what a worker costs per image however busy the rest of the machine is."""
+    ticks, total = os.sysconf("SC_CLK_TCK"), 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        if int(fields[2]) == pgid:  # fields after the name: state, ppid, pgrp, ..., utime at [11]
+            total += sum(int(v) for v in fields[11:15])
+    return total / ticks
 
 
 PG = os.environ.get("XRAY_BENCH_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432")

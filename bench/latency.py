@@ -4,10 +4,12 @@ A stack of its own (gunicorn, Redis, Postgres, the recovery loop, one worker; Xc
 owner A uploads single full-resolution (1024²) X-rays and polls the job (every 20 ms at idle, 0.1 s
 under load), from the 202 answer to "succeeded". First 20 at idle, one after another; then owner B uploads a backlog of 500
 and A sends one image a second while it drains. The worker's collector takes whatever is queued (up to
-XRAY_BATCH_SIZE) at once and takes owners in turn, so a lone image runs at batch 1 immediately and A's
-image waits for about the batch in hand and one more.
+XRAY_BATCH_SIZE, the throughput optimum and XRAY_LATENCY_GOAL_MS) at once and takes owners in turn, so a
+lone image runs at batch 1 immediately and A's image waits for about the batch in hand and one more.
+The model is optimized first and the worker serves XRAY_RUNTIME=--runtime (auto: the fastest verified).
 
-    .venv/bin/python bench/latency.py [--samples 20] [--backlog 500] [--batch 16]
+    .venv/bin/python bench/latency.py [--samples 20] [--backlog 500] [--batch 16] [--runtime auto]
+                                      [--latency-goal-ms 0]
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from _common import REDIS, REPO, export_xception, machine, real_xrays, throwaway_database
+from _common import REDIS, REPO, machine, optimized_xception, real_xrays, throwaway_database
 from end_to_end import start, stop, wait_http
 
 
@@ -65,6 +67,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=20)
     parser.add_argument("--backlog", type=int, default=500)
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--runtime", default="auto")
+    parser.add_argument("--latency-goal-ms", type=float, default=0.0)
     args = parser.parse_args()
     import sqlalchemy as sa
 
@@ -75,12 +79,14 @@ def main() -> None:
         database = url.rsplit("/", 1)[1]
         try:
             workdir = Path(folder)
+            optimized_xception(workdir / "model", 299)
             env = {**os.environ, "DATABASE_URL": url, "CELERY_BROKER_URL": REDIS, "XRAY_QUEUE": f"bench-{database}",
                    "XRAY_VAR_DIR": str(workdir), "XRAY_STORAGE_DIR": str(workdir / "storage"),
-                   "XRAY_MODEL_DIR": str(export_xception(workdir / "model", 299)), "PYTHONPATH": str(REPO),
+                   "XRAY_MODEL_DIR": str(workdir / "model"), "PYTHONPATH": str(REPO),
                    "TF_CPP_MIN_LOG_LEVEL": "2", "XRAY_SECRET_KEY": secrets.token_urlsafe(48),
                    "XRAY_BATCH_SIZE": str(args.batch), "XRAY_QUOTA_QUEUED_JOBS": str(args.backlog + 100),
-                   "XRAY_RATE_LIMIT_API": "100000 per minute"}
+                   "XRAY_RATE_LIMIT_API": "100000 per minute",
+                   "XRAY_RUNTIME": args.runtime, "XRAY_LATENCY_GOAL_MS": str(args.latency_goal_ms)}
             person, other = api_token(url, "person"), api_token(url, "other")
             port = free_port()
             base = f"http://127.0.0.1:{port}"
@@ -95,6 +101,8 @@ def main() -> None:
             wait_http(base + "/healthz")
             while " serves " not in worker_log.read_text():
                 time.sleep(0.3)
+            serves = next(line for line in worker_log.read_text().splitlines() if " serves " in line)
+            serves = serves.split(" with ", 1)[1]
             images = real_xrays(max(args.samples, args.backlog))
             one_image(base, person, images[0])  # the first request of each gunicorn process imports things
             idle = [one_image(base, person, images[i]) for i in range(args.samples)]
@@ -119,7 +127,9 @@ def main() -> None:
             for process in processes:
                 stop(process)
     print(f"latency: one 1024² NIH X-ray, from the 202 answer to its result (polled every 20 ms; 0.1 s under load), gunicorn + Redis + "
-          f"Postgres + one worker, Xception transfer at 299, XRAY_BATCH_SIZE {args.batch}; {machine()}")
+          f"Postgres + one worker, Xception transfer at 299, XRAY_BATCH_SIZE {args.batch}, XRAY_LATENCY_GOAL_MS "
+          f"{args.latency_goal_ms:g}; {machine()}")
+    print(f"the worker: {serves}")
     print("| situation | samples | p50 s | p95 s | max s |")
     print("|---|---:|---:|---:|---:|")
     for name, values in ((f"idle, one after another", idle),

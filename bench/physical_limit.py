@@ -1,9 +1,10 @@
 """Benchmark 4: the physical limit. Xception's FLOPs per image at the served input size, divided by this
-machine's measured peak, next to what the worker's forward pass reaches.
+machine's measured peak, at float32 and at bf16, next to what each runtime's forward pass reaches.
 
 FLOPs are counted layer by layer (2 per multiply-add: convolutions, separable convolutions, dense).
-Peak: the best of several float32 matrix products (4096×4096) in TensorFlow, the kernel family
-convolutions run on, so it is an achievable peak, not a datasheet figure.
+Peaks: the best of several 4096×4096 matrix products, in TensorFlow and in OpenVINO (the kernel families
+the runtimes' convolutions run on), at float32 and at bf16: achievable peaks, not datasheet figures.
+Each runtime is measured on the variant `xray-model optimize` wrote and checked for the same model.
 
     .venv/bin/python bench/physical_limit.py [--input-size 299] [--batch 16]
 """
@@ -14,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import export_xception, machine, timed
+from _common import machine, optimized_xception, served_engine, timed
 
 
 def count_flops(model) -> int:
@@ -38,17 +39,36 @@ def count_flops(model) -> int:
     return total
 
 
-def matmul_peak(n: int = 4096, repeats: int = 5) -> float:
+def tensorflow_matmul_peak(dtype: str, n: int = 4096, repeats: int = 5) -> float:
     import tensorflow as tf
 
-    a = tf.random.normal((n, n))
-    b = tf.random.normal((n, n))
+    a = tf.cast(tf.random.normal((n, n)), dtype)
+    b = tf.cast(tf.random.normal((n, n)), dtype)
     product = tf.function(lambda: tf.matmul(a, b))
     product().numpy()
     best = float("inf")
     for _ in range(repeats):
         started = time.perf_counter()
         product().numpy()
+        best = min(best, time.perf_counter() - started)
+    return 2 * n**3 / best
+
+
+def openvino_matmul_peak(precision: str, n: int = 4096, repeats: int = 5) -> float:
+    import numpy as np
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    a = ops.parameter([n, n], ov.Type.f32)
+    b = ops.constant(np.random.default_rng(0).normal(size=(n, n)).astype(np.float32))
+    compiled = ov.Core().compile_model(ov.Model([ops.matmul(a, b, False, False)], [a]), "CPU",
+                                       {"INFERENCE_PRECISION_HINT": precision})
+    x = np.random.default_rng(1).normal(size=(n, n)).astype(np.float32)
+    compiled(x)
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        compiled(x)
         best = min(best, time.perf_counter() - started)
     return 2 * n**3 / best
 
@@ -61,24 +81,43 @@ def main() -> None:
     import numpy as np
 
     from worker.artifact import load_artifact
-    from worker.engine import InferenceEngine
+    from worker.runtimes import FLOAT32, VARIANTS
 
     with tempfile.TemporaryDirectory() as folder:
-        model, manifest = load_artifact(export_xception(Path(folder) / "m", args.input_size))
-    flops = count_flops(model)
-    peak = matmul_peak()
-    engine = InferenceEngine(model, manifest, max_batch=args.batch)
-    x = np.random.default_rng(0).uniform(-1, 1, (args.batch, args.input_size, args.input_size, 3)).astype(np.float32)
-    reached = args.batch / timed(lambda: engine.forward(x))
-    limit = peak / flops
-    print(f"physical limit: Xception transfer at {args.input_size}x{args.input_size}; {machine()}")
-    print("| quantity | value |")
-    print("|---|---:|")
-    print(f"| FLOPs per image (counted per layer) | {flops / 1e9:.2f} GFLOP |")
-    print(f"| measured peak (float32 4096² matmul, TensorFlow, best of 5) | {peak / 1e9:.1f} GFLOP/s |")
-    print(f"| limit = peak / FLOPs | {limit:.2f} images/s |")
-    print(f"| reached: worker forward pass, batch {args.batch} | {reached:.2f} images/s |")
-    print(f"| share of the limit | {100 * reached / limit:.0f}% ({reached * flops / 1e9:.1f} GFLOP/s sustained) |")
+        artifact = Path(folder) / "m"
+        report = optimized_xception(artifact, args.input_size)
+        model, _ = load_artifact(artifact)
+        flops = count_flops(model)
+        peaks = {("float32", "TensorFlow"): tensorflow_matmul_peak("float32"),
+                 ("float32", "OpenVINO"): openvino_matmul_peak("f32"),
+                 ("bf16", "TensorFlow"): tensorflow_matmul_peak("bfloat16"),
+                 ("bf16", "OpenVINO"): openvino_matmul_peak("bf16")}
+        limits = {precision: max(peak for (p, _), peak in peaks.items() if p == precision) / flops
+                  for precision in ("float32", "bf16")}
+        x = np.random.default_rng(0).uniform(-1, 1, (args.batch, args.input_size, args.input_size, 3)).astype(np.float32)
+        reached = {}
+        for runtime in (FLOAT32, *VARIANTS):
+            if runtime != FLOAT32 and not report["variants"][runtime].get("accepted"):
+                continue
+            engine = served_engine(artifact, runtime, args.batch)
+            reached[engine.runtime] = args.batch / timed(lambda: engine.forward(x))
+        served = served_engine(artifact, "auto", args.batch).runtime
+    print(f"physical limit: Xception transfer at {args.input_size}x{args.input_size}, batch {args.batch}; {machine()}")
+    print(f"FLOPs per image (counted per layer): {flops / 1e9:.2f} GFLOP")
+    print("| measured peak (4096² matmul, best of 5) | GFLOP/s | limit images/s |")
+    print("|---|---:|---:|")
+    for (precision, library), peak in peaks.items():
+        print(f"| {precision}, {library} | {peak / 1e9:.0f} | {peak / flops:.2f} |")
+    print("| runtime | images/s | limit used (its precision's best peak) | share of the limit |")
+    print("|---|---:|---|---:|")
+    for runtime, rate in reached.items():
+        precision = "bf16" if runtime.endswith("bf16") else "float32"
+        mark = " (served: XRAY_RUNTIME=auto)" if runtime == served else ""
+        print(f"| {runtime}{mark} | {rate:.2f} | {precision} {limits[precision]:.2f} | "
+              f"{100 * rate / limits[precision]:.0f}% |")
+    rate = reached[served]
+    print(f"served runtime {served}: {rate:.2f} images/s = {100 * rate / limits['bf16']:.0f}% of the bf16 limit "
+          f"(target ≥ 70%), {100 * rate / limits['float32']:.0f}% of the float32 limit")
 
 
 if __name__ == "__main__":

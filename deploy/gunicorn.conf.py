@@ -32,3 +32,36 @@ def _headers_without_server(self):
 
 gunicorn.util.write_error = _write_json_error
 gunicorn.http.wsgi.Response.default_headers = _headers_without_server
+
+# Metrics: the workers count requests into files of one folder; the master serves them all on the
+# metrics port (XRAY_METRICS_PORT, default 9101), never on the public one. The folder is chosen here,
+# before any worker imports prometheus_client (shared/metrics_http.py).
+from shared import metrics_http  # noqa: E402
+from shared.config import load_settings  # noqa: E402
+
+_settings = load_settings()
+_metrics_dir = metrics_http.use_multiprocess_dir(_settings, "web")
+
+if _settings.log_format == "json":
+    # gunicorn's own lines (start-up, worker exits, the access log) as JSON objects too. The root logger
+    # is left to the app (shared/logs.py adds the ids of the request to its lines).
+    logconfig_dict = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "root": {"level": "INFO", "handlers": []},
+        "formatters": {"json": {"()": "shared.logs.formatter", "settings": _settings, "process": "web"}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
+        "loggers": {name: {"handlers": ["stderr"], "level": "INFO", "propagate": False}
+                    for name in ("gunicorn.error", "gunicorn.access")},
+    }
+
+
+def when_ready(server):
+    if metrics_http.serve(_settings, "web", metrics_http.registry("web")) is not None:
+        server.log.info("metrics on http://%s:%d/metrics", _settings.metrics_host, metrics_http.port(_settings, "web"))
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid, str(_metrics_dir))

@@ -26,6 +26,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 PROCFILE = REPO / "deploy" / "Procfile.local"
+FLOWER_PROCFILE = REPO / "deploy" / "Procfile.flower"  # `make run FLOWER=1`
 STOP_SECONDS = 60  # how long the worker may take to finish the images in hand
 
 
@@ -144,7 +145,17 @@ def _prepare() -> tuple[str, str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--verbose", action="store_true", help="copy every process's log to the terminal")
+    parser.add_argument("--flower", action="store_true", help="also run Flower, the Celery dashboard, on "
+                        "http://127.0.0.1:5555 (needs the Redis broker)")
     args = parser.parse_args(argv)
+    commands = read_procfile(PROCFILE)
+    if args.flower:
+        from shared.config import load_settings
+
+        if load_settings().uses_file_broker:
+            sys.exit("cannot start Flower: it follows the workers' events, which the embedded file broker does not "
+                     "carry; set CELERY_BROKER_URL to a Redis server (see README, Monitoring)")
+        commands.update(read_procfile(FLOWER_PROCFILE))
     address = os.environ.get("XRAY_BIND") or "127.0.0.1:8000"
     log_dir = Path(os.environ.get("XRAY_VAR_DIR") or REPO / "var").resolve() / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -155,8 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     with Terminal():
         model, secret = _prepare()
         print(f"Starting the web, a worker and the recovery loop; model {model}; logs in {log_dir}/", flush=True)
-        processes = [Process(name, command, log_dir / f"{name}.log", args.verbose)
-                     for name, command in read_procfile(PROCFILE).items()]
+        processes = [Process(name, command, log_dir / f"{name}.log", args.verbose) for name, command in commands.items()]
         status = _supervise(processes, address, stopping, f"http://{address}/signin/link/{secret}")
         _stop(processes, stopping)
     return status

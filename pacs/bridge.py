@@ -172,7 +172,7 @@ def run(settings: Settings, stop: threading.Event) -> None:
 
 
 def main() -> None:
-    run_until_stopped(run)
+    run_until_stopped(run, "pacs")
 
 
 if __name__ == "__main__":

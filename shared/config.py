@@ -77,7 +77,11 @@ class Settings:
     batch_size: int = 16  # images per forward pass: queued jobs are claimed together up to this
     io_threads: int = 4  # decode and overlay encoding run on these, beside the forward pass
     tf_threads: int = 0  # TensorFlow intra-op threads per worker process; 0: TensorFlow decides
-    mixed_precision: bool = False  # float16 compute on GPUs that support it
+    mixed_precision: bool = False  # float16 compute on GPUs that support it (the same as runtime "float16")
+    # auto: the fastest of float32 and the variants `xray-model optimize` verified, timed at start;
+    # or one of float32, float16, tensorflow-bf16, openvino-float32, openvino-bf16 (worker/runtimes.py).
+    runtime: str = "auto"
+    latency_goal_ms: float = 0.0  # >0: no batch whose forward pass takes longer (worker/batching.py)
     # Recovery (Postgres is the system of record; see worker/recovery.py).
     lease_seconds: int = 0  # 0: the hard time limit + 30 s; a running job past its lease is returned
     relay_after_seconds: float = 60.0  # a dispatched job still queued this long is sent again (then 2×, 4×, ...)
@@ -86,6 +90,11 @@ class Settings:
     history_page_size: int = 20  # batches per page of /history and GET /api/v1/batches
     db_retry_seconds: float = 120.0  # how long a worker keeps retrying Postgres before giving up
     worker_max_memory_mb: int = 6144  # a pool process above this is replaced after its task
+    # Monitoring (shared/metrics.py, shared/metrics_http.py, shared/logs.py; README "Monitoring").
+    metrics_port: int = -1  # -1: the process's default (web 9101, worker 9102, recovery 9103); 0: no metrics server
+    metrics_host: str = "127.0.0.1"  # containers set 0.0.0.0 (NetworkPolicies decide who scrapes)
+    metrics_dir: str = ""  # multiprocess files (gunicorn, Celery pool); empty: var/metrics
+    log_format: str = "text"  # or "json": one JSON object per line (containers)
 
     @property
     def lease(self) -> int:
@@ -160,6 +169,8 @@ ENVIRONMENT = {
     "io_threads": "XRAY_IO_THREADS",
     "tf_threads": "XRAY_TF_THREADS",
     "mixed_precision": "XRAY_MIXED_PRECISION",
+    "runtime": "XRAY_RUNTIME",
+    "latency_goal_ms": "XRAY_LATENCY_GOAL_MS",
     "lease_seconds": "XRAY_LEASE_SECONDS",
     "relay_after_seconds": "XRAY_RELAY_AFTER_SECONDS",
     "recovery_interval_seconds": "XRAY_RECOVERY_INTERVAL_SECONDS",
@@ -167,6 +178,10 @@ ENVIRONMENT = {
     "db_retry_seconds": "XRAY_DB_RETRY_SECONDS",
     "worker_max_memory_mb": "XRAY_WORKER_MAX_MEMORY_MB",
     "history_page_size": "XRAY_HISTORY_PAGE_SIZE",
+    "metrics_port": "XRAY_METRICS_PORT",
+    "metrics_host": "XRAY_METRICS_HOST",
+    "metrics_dir": "XRAY_METRICS_DIR",
+    "log_format": "XRAY_LOG_FORMAT",
 }
 
 
@@ -245,5 +260,7 @@ def check_time_limits(settings: Settings) -> None:
         raise ValueError(f"XRAY_LEASE_SECONDS ({settings.lease}) must exceed XRAY_TASK_TIME_LIMIT ({settings.task_time_limit})")
     if not settings.task_time_limit < settings.visibility_timeout:
         raise ValueError(f"the broker visibility timeout ({settings.visibility_timeout} s) must exceed the hard time limit")
+    if settings.log_format not in ("text", "json"):
+        raise ValueError(f"XRAY_LOG_FORMAT must be 'text' or 'json', got {settings.log_format!r}")
     if settings.max_attempts < 1:
         raise ValueError(f"XRAY_MAX_ATTEMPTS must be at least 1, got {settings.max_attempts}")

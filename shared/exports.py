@@ -23,6 +23,7 @@ def job_record(job: Job) -> dict:
         "error": job.error,
         "model_name": job.model.name if job.model else None,
         "model_version": job.model_version,
+        "runtime": job.runtime,
         "findings_above_threshold": [f.label for f in sorted(job.findings, key=lambda f: -f.probability)
                                      if f.positive and f.label != NO_FINDING],
         "probabilities": {label: round(by_label[label].probability, 6) for label in LABELS if label in by_label},
@@ -46,7 +47,7 @@ def _cell(value):
 
 def batch_csv(batch: Batch) -> str:
     columns = (["job_id", "position", "filename", "status", "error", "model_name", "model_version",
-                "findings_above_threshold"] + [f"prob_{label}" for label in LABELS]
+                "runtime", "findings_above_threshold"] + [f"prob_{label}" for label in LABELS]
                + [f"threshold_{label}" for label in LABELS] + ["decode_ms", "inference_ms", "created_at", "finished_at"])
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=columns)

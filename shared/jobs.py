@@ -231,9 +231,10 @@ def succeed(
     findings: Sequence[FindingResult],
     timings: Timings,
     maps: bytes | None = None,
+    runtime: str | None = None,
 ) -> None:
     """running → succeeded with its findings (and its class activation maps, shared/maps.py), only while
-    this worker still holds the claim."""
+    this worker still holds the claim. ``runtime`` names what computed it (worker/runtimes.py)."""
     now = utcnow()
     result = session.execute(
         update(Job)
@@ -241,6 +242,7 @@ def succeed(
         .values(
             status=JobStatus.SUCCEEDED.value,
             model_version=model_version,
+            runtime=runtime,
             finished_at=now,
             updated_at=now,
             maps=maps,

@@ -7,13 +7,15 @@ import signal
 import threading
 from collections.abc import Callable
 
+from shared import logs
 from shared.config import Settings, load_settings
 
 
-def run_until_stopped(run: Callable[[Settings, threading.Event], None]) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def run_until_stopped(run: Callable[[Settings, threading.Event], None], process: str) -> None:
+    settings = load_settings()
+    logs.configure(settings, process)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per HTTP request is noise
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    run(load_settings(), stop)
+    run(settings, stop)

@@ -45,6 +45,9 @@ class Manifest:
     trained: bool
     training: dict
     metrics: dict | None
+    # Faster runtimes verified for this model by `xray-model optimize`, with the check's figures
+    # (worker/runtimes.py serves one only if it was accepted).
+    runtimes: dict = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict:
         data = dataclasses.asdict(self)
@@ -105,6 +108,7 @@ def parse_manifest(data: dict) -> Manifest:
         trained=bool(data["trained"]),
         training=dict(data.get("training") or {}),
         metrics=data.get("metrics"),
+        runtimes=dict(data.get("runtimes") or {}),
     )
 
 

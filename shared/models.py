@@ -192,6 +192,8 @@ class Job(Base):
     worker: Mapped[str | None] = mapped_column(String(200))
     lease_expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     model_version: Mapped[str | None] = mapped_column(ForeignKey("model_versions.version"))
+    # What computed the result: the backend at float32 or a verified variant (worker/runtimes.py).
+    runtime: Mapped[str | None] = mapped_column(String(40))
 
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     dispatched_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))

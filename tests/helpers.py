@@ -50,6 +50,7 @@ def free_port() -> int:
 
 def service_env(**settings: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("XRAY_") and k not in ("DATABASE_URL", "CELERY_BROKER_URL")}
+    env["XRAY_METRICS_PORT"] = "0"  # no metrics server unless a test asks for one on a free port
     env.update(settings)
     env["PYTHONPATH"] = str(REPO)
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
@@ -195,3 +196,14 @@ class TokenClient:
 
     def delete(self, *args, **kwargs):
         return self.client.delete(*args, headers=self._headers(kwargs), **kwargs)
+
+
+def submit_and_wait(client, files: list[tuple[str, bytes]], timeout: float = 120) -> dict:
+    """POST files as one batch through the API (a TokenClient) and poll until every job is final; the batch."""
+    answer = client.post("/api/v1/batches", data=multipart(files), content_type="multipart/form-data")
+    assert answer.status_code == 202, answer.get_data(as_text=True)
+    deadline = time.monotonic() + timeout
+    while not (batch := client.get(answer.headers["Location"]).get_json())["finished"]:
+        assert time.monotonic() < deadline, batch["counts"]
+        time.sleep(0.2)
+    return batch

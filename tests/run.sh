@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test suite on real services: `make test` runs this (and CI runs `make test`).
-# Starts PostgreSQL and Redis if they are down, installs Debian's Chromium, poppler-utils (pdftoppm), Orthanc
+# Starts PostgreSQL and Redis if they are down, installs Debian's Chromium, poppler-utils (pdftoppm), Prometheus, Orthanc
 # (with its DICOMweb plugin) and dicom3tools (dciodvfy) and
 # the browser-test helpers from npm (axe-core, tests/js/package-lock.json) if they are missing, then pytest.
 # Extra arguments go to pytest: `make test ARGS="-k api"` or `bash tests/run.sh -k api`.
@@ -22,6 +22,7 @@ missing=()
 command -v pdftoppm >/dev/null || missing+=(poppler-utils)
 command -v Orthanc >/dev/null || missing+=(orthanc orthanc-dicomweb)  # the PACS of the bridge tests
 command -v dciodvfy >/dev/null || missing+=(dicom3tools)  # validates the DICOM objects the service makes
+command -v promtool >/dev/null || missing+=(prometheus)  # scrapes a test stack; promtool checks the alert rules
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> installing ${missing[*]} for the browser, report and DICOM tests (Debian packages; no browser download)"
   sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo

@@ -8,6 +8,7 @@
     xray-model import-hobby notebook_model.keras --out models/hobby
     xray-model check models/starter
     xray-model export --tflite models/starter --images DIR
+    xray-model optimize models/starter [--images DIR]
 """
 from __future__ import annotations
 
@@ -20,6 +21,9 @@ from pathlib import Path
 from shared.labels import LABELS
 from shared.model_manifest import ArtifactError, read_manifest
 from training.data import DataError
+
+# The real full-resolution NIH X-rays beside the repository (see ../shared/data/nih/README.md).
+DEFAULT_CHECK_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "nih" / "nih-fullres-sample" / "images"
 
 
 def init_model(arch: str, input_size: int, weights: str, out: Path, name: str | None = None):
@@ -140,6 +144,19 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--tflite", action="store_true", required=True, help="TensorFlow Lite (float16 and int8)")
     export.add_argument("--images", type=Path, required=True, help="real X-rays (a folder) for the agreement check")
     export.add_argument("--limit", type=int, default=64, help="at most this many images for the check")
+
+    optimize = sub.add_parser(
+        "optimize", help="write faster runtimes (bf16, OpenVINO) beside an artifact, each checked on real X-rays",
+        description="Write and check faster runtimes for the worker: TensorFlow with bf16 compute and OpenVINO at "
+                    "float32 and bf16. Each is accepted only when, on the real X-rays given, every probability is "
+                    "within 0.01 of float32 and every class's map correlates >= 0.99 with the float32 map; the "
+                    "figures go into the manifest and the worker serves the fastest accepted one (XRAY_RUNTIME=auto).")
+    optimize.add_argument("path", type=Path, help="the model artifact folder")
+    optimize.add_argument("--images", type=Path, default=DEFAULT_CHECK_IMAGES,
+                          help="real X-rays for the check (default: %(default)s)")
+    optimize.add_argument("--limit", type=int, default=64, help="at most this many images for the check")
+    optimize.add_argument("--variants", nargs="+", help="only these (default: all)")
+    optimize.add_argument("--batch-size", type=int, default=16)
     return parser
 
 
@@ -243,8 +260,28 @@ def _export(args) -> None:
     print(f"labels, thresholds and preprocessing: {args.path / 'tflite.json'}")
 
 
-COMMANDS = {"init": _init, "check": _check, "train": _train, "baseline": _baseline, "predict": _predict, "evaluate": _evaluate,
-            "import-hobby": _import_hobby, "export": _export}
+def _optimize(args) -> None:
+    from training.data import find_images
+    from training.optimize import optimize
+
+    if not args.images.is_dir():
+        raise DataError(f"no folder of real X-rays at {args.images}: give --images")
+    images = sorted(find_images(args.images).values())[:args.limit]
+    report = optimize(args.path, images, variants=args.variants, batch_size=args.batch_size)
+    print(f"checked on {report['check']['images']} real X-rays ({report['check']['source']}); {report['machine']}")
+    print(f"{report['float32']['runtime']}: {report['float32']['images_per_second']:.1f} images/s (the reference)")
+    for name, figures in report["variants"].items():
+        if "reason" in figures:
+            print(f"{name}: not checked: {figures['reason']}")
+            continue
+        print(f"{name}: {figures['images_per_second']:.1f} images/s, max |Δp| {figures['max_abs_probability_difference']:.5f}"
+              f", min map correlation {figures['min_map_correlation']:.5f}: "
+              f"{'accepted' if figures['accepted'] else 'REFUSED (outside the bounds: |Δp| <= 0.01, correlation >= 0.99)'}")
+    print(f"written to {args.path / 'manifest.json'} (runtimes); workers with XRAY_RUNTIME=auto serve the fastest accepted")
+
+
+COMMANDS = {"init": _init, "check": _check, "train": _train, "baseline": _baseline, "predict": _predict,
+            "evaluate": _evaluate, "import-hobby": _import_hobby, "export": _export, "optimize": _optimize}
 
 if __name__ == "__main__":
     main()

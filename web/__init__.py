@@ -3,11 +3,11 @@ in Postgres and on the queue."""
 from __future__ import annotations
 
 import dataclasses
-import logging
 import mimetypes
 
 from flask import Flask
 
+from shared import logs
 from shared.config import Settings, load_settings, web_secret_key
 from shared.db import Database
 from shared.queue import create_celery
@@ -33,7 +33,9 @@ def create_app(test_config: dict | None = None) -> Flask:
         MAX_CONTENT_LENGTH=settings.max_request_bytes,
         MAX_FORM_PARTS=settings.max_files_per_batch * 2 + 100,
     )
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from web.metrics import request_ids
+
+    logs.configure(settings, "web", lookup=request_ids)
 
     app.extensions["xray"] = Services(
         settings=settings,
@@ -42,8 +44,9 @@ def create_app(test_config: dict | None = None) -> Flask:
         celery=create_celery(settings),
     )
 
-    from web import admin, api, api_dicom, api_files, api_webhooks, auth, contract, errors, pages, security  # noqa: F401
+    from web import admin, api, api_dicom, api_files, api_webhooks, auth, contract, errors, metrics, pages, security  # noqa: F401
 
+    metrics.init_app(app)  # first: its clock starts before the other hooks run
     security.init_app(app, settings)
     app.config.update(test_config)
     auth.init_app(app)

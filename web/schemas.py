@@ -118,6 +118,9 @@ class Job(JobSummary, Notice):
     findings: list[Finding] = Field(description="All 15, in label order")
     maps_url: str | None
     timings_ms: dict[str, float | None]
+    runtime: str | None = Field(description="What computed the result: the Keras backend at float32 "
+                                "(tensorflow-float32, jax-float32, ...) or a variant verified for the model "
+                                "(tensorflow-bf16, openvino-float32, openvino-bf16); null until analysed")
     created_at: dt.datetime | None
     started_at: dt.datetime | None
 

@@ -135,6 +135,7 @@ def job_json(job: Job, detail: bool = False) -> dict:
         body["findings"] = [finding_json(job, f, quality) for f in sorted(job.findings, key=lambda f: ORDER.get(f.label, 99))]
         body["maps_url"] = url_for("api.job_maps", job_id=job.id) if job.maps is not None else None
         body["timings_ms"] = {"decode": job.decode_ms, "inference": job.inference_ms}
+        body["runtime"] = job.runtime
         body["created_at"] = iso(job.created_at)
         body["started_at"] = iso(job.started_at)
     return body

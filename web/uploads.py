@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import uuid
 
 import werkzeug.formparser
@@ -17,7 +18,7 @@ from flask import current_app, request
 from werkzeug.datastructures import FileStorage, Headers
 from werkzeug.sansio.multipart import HEADER_CONTINUATION_RE, MultipartDecoder
 
-from shared import jobs, queries, webhooks
+from shared import jobs, metrics, queries, webhooks
 from shared.accounts import Viewer
 from shared.deidentify import deidentified_bytes
 from shared.images import ImageError, ImageTooLarge, inspect_image
@@ -27,6 +28,7 @@ from shared.queue import dispatch
 from shared.storage import StorageError, upload_key
 from web.audit import audit
 from web.errors import ApiError, human_size
+from web.metrics import rejected
 from web.services import services
 
 
@@ -46,6 +48,7 @@ class TolerantMultipartDecoder(MultipartDecoder):
 
 
 werkzeug.formparser.MultipartDecoder = TolerantMultipartDecoder  # the name MultiPartParser.parse looks up
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +74,9 @@ def _accept(file: FileStorage, owner: uuid.UUID) -> Upload:
     name = clean_filename(file.filename)
     data = file.stream.read(settings.max_file_bytes + 1)
     digest = hashlib.sha256(data).hexdigest()
+    metrics.UPLOAD_BYTES.inc(len(data))
     if len(data) > settings.max_file_bytes:
+        rejected("too_large")
         limit = human_size(settings.max_file_bytes)
         return Upload(jobs.NewJob(name, digest, len(data), error=f"the file is larger than the {limit} limit per image"),
                       too_large=True)
@@ -79,8 +84,10 @@ def _accept(file: FileStorage, owner: uuid.UUID) -> Upload:
         info = inspect_image(data, settings.max_image_pixels, settings.max_decoded_bytes)
         kept = _kept_bytes(data, info, owner)
     except ImageError as exc:
+        rejected("too_large" if isinstance(exc, ImageTooLarge) else "not_an_image")
         return Upload(jobs.NewJob(name, digest, len(data), error=str(exc)), too_large=isinstance(exc, ImageTooLarge))
     except MetadataError as exc:
+        rejected("damaged")
         return Upload(jobs.NewJob(name, digest, len(data),
                                   error=f"the image could not be decoded: the file is damaged or truncated ({exc})"))
     key = upload_key(info.extension)
@@ -100,10 +107,12 @@ def _check_quota(viewer: Viewer, files: int) -> None:
     with services().db.session() as session:
         waiting, stored = queries.owner_usage(session, viewer.user_id)
     if waiting + files > settings.quota_queued_jobs:
+        rejected("quota")
         raise ApiError(429, f"you have {waiting} images waiting or running; at most {settings.quota_queued_jobs} may "
                             "wait at once: send these when some have finished", headers={"Retry-After": "60"})
     incoming = request.content_length or 0  # an upper bound of what this request would add
     if stored + incoming > settings.quota_stored_bytes:
+        rejected("quota")
         raise ApiError(413, f"your stored images take {human_size(stored)} and this upload up to "
                             f"{human_size(incoming)}; your quota is {human_size(settings.quota_stored_bytes)}: "
                             "delete old batches first")
@@ -131,8 +140,10 @@ def submit_batch(files: list[FileStorage], viewer: Viewer, name: str | None = No
     settings = services().settings
     files = [f for f in files if f and (f.filename or f.content_length)]
     if not files:
+        rejected("no_files")
         raise ApiError(400, "no files were sent: attach one or more PNG, JPEG or DICOM images in the 'files' field")
     if len(files) > settings.max_files_per_batch:
+        rejected("too_many_files")
         raise ApiError(400, f"{len(files)} files were sent; a batch may hold at most {settings.max_files_per_batch}")
     _check_quota(viewer, len(files))
     uploads: list[Upload] = []
@@ -157,4 +168,6 @@ def submit_batch(files: list[FileStorage], viewer: Viewer, name: str | None = No
     sent = dispatch(services().celery, queued)
     with services().db.session() as session:
         jobs.mark_dispatched(session, sent)
+    log.info("batch accepted: %d images, %d queued, %d sent to the workers", len(accepted), len(queued), len(sent),
+             extra={"batch_id": str(batch_id)})
     return batch_id

@@ -8,6 +8,7 @@ not all at start, so a process never starves the others on its GPU.
 """
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 
@@ -67,6 +68,9 @@ def compiled_forward(model) -> Callable[[np.ndarray], tuple[np.ndarray, ...]]:
     if name == "tensorflow":
         import tensorflow as tf
 
+        # One trace per batch shape, and the engine uses only a few fixed shapes (1, 2, 4, ... max_batch):
+        # TensorFlow's "triggered tf.function retracing" warning about them is expected, not a problem.
+        logging.getLogger("tensorflow").addFilter(_NotRetracingWarnings())
         traced = tf.function(lambda x: model(x, training=False))
         return lambda batch: tuple(np.asarray(out) for out in traced(tf.constant(batch)))
     if name == "jax":
@@ -93,3 +97,8 @@ def compiled_forward(model) -> Callable[[np.ndarray], tuple[np.ndarray, ...]]:
 
         return run
     raise ValueError(f"KERAS_BACKEND={name!r}: the worker runs on tensorflow, jax or torch")
+
+
+class _NotRetracingWarnings(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()

@@ -2,18 +2,21 @@
 
 It runs the same `.keras` artifact under any Keras backend (``KERAS_BACKEND``): TensorFlow (a traced
 tf.function), JAX (a jitted stateless call) or PyTorch (eager, without autograd), so GPU machines that
-have JAX or PyTorch but no TensorFlow can serve it (worker/backends.py).
+have JAX or PyTorch but no TensorFlow can serve it (worker/backends.py); or under a verified faster
+variant: bf16 compute or OpenVINO (worker/runtimes.py).
 """
 from __future__ import annotations
 
 import dataclasses
+import time
+from pathlib import Path
 
 import keras
 import numpy as np
 
 from shared.model_manifest import Manifest
 from shared.preprocess import model_input
-from worker.backends import compiled_forward
+from worker import runtimes
 from worker.heatmaps import cam_maps, gradcam_maps
 
 
@@ -50,33 +53,50 @@ def bucket(size: int, max_batch: int) -> int:
     return min(shape, max_batch)
 
 
+def buckets(max_batch: int) -> list[int]:
+    """Every shape a batch can run at: 1, 2, 4, ... and max_batch."""
+    return sorted({bucket(size, max_batch) for size in range(1, max_batch + 1)})
+
+
 class InferenceEngine:
     """Probabilities and every class's heatmap for a batch of images, from one compiled forward pass.
 
     Batches are padded to a few fixed shapes (powers of two up to max_batch), so the traced graph is
-    reused instead of retraced for every new batch size; the largest and the single-image shapes are
-    warmed up at start, not on a person's first image.
+    reused instead of retraced for every new batch size. Every shape is warmed up and timed at start,
+    not on a person's first image: ``bucket_seconds`` is what the worker sizes its batches by
+    (worker/batching.py).
     """
 
-    def __init__(self, model: keras.Model, manifest: Manifest, max_batch: int = 16):
+    def __init__(self, model: keras.Model, manifest: Manifest, max_batch: int = 16, runtime: str = runtimes.FLOAT32,
+                 artifact_dir: Path | None = None, forward: runtimes.Forward | None = None):
         self.manifest = manifest
         self.labels = manifest.labels
         self.input_size = manifest.input_size
         self.max_batch = max(1, max_batch)
         logits_layer = model.get_layer(manifest.logits_layer)
-        self.features_and_logits = keras.Model(
-            model.input, [model.get_layer(manifest.cam_layer).output, logits_layer.output]
-        )
+        self.features_and_logits = runtimes.features_and_logits(model, manifest)
         self.fast_cam = has_gap_dense_head(model, manifest.cam_layer, manifest.logits_layer)
-        if not self.fast_cam and keras.backend.backend() != "tensorflow":
+        if not self.fast_cam and (keras.backend.backend() != "tensorflow" or runtime != runtimes.FLOAT32):
             raise ValueError(f"this model's head is not global average pooling + dense, so its heatmaps need gradient "
-                             f"Grad-CAM, which the worker does with TensorFlow only (KERAS_BACKEND="
-                             f"{keras.backend.backend()})")
+                             f"Grad-CAM, which the worker does with TensorFlow at float32 only (KERAS_BACKEND="
+                             f"{keras.backend.backend()}, runtime {runtime})")
         self.dense_kernel = (np.asarray(keras.ops.convert_to_numpy(logits_layer.kernel), dtype=np.float32)
                              if self.fast_cam else None)
-        self._forward = compiled_forward(self.features_and_logits)
-        for shape in sorted({1, self.max_batch}):
-            self.forward(np.zeros((shape, *self.input_size, 3), np.float32))
+        self.runtime = runtimes.recorded_name(runtime)  # what every result records
+        self._forward = forward or runtimes.build_forward(runtime, model, manifest, artifact_dir)
+        self.bucket_seconds = {shape: self._warm_up(shape) for shape in buckets(self.max_batch)}
+
+    def _warm_up(self, shape: int) -> float:
+        """Compile the shape, then time two more passes of it: the faster one (seconds), which other work on
+        the machine disturbs less."""
+        batch = np.zeros((shape, *self.input_size, 3), np.float32)
+        self.forward(batch)
+        passes = []
+        for _ in range(2):
+            started = time.perf_counter()
+            self.forward(batch)
+            passes.append(time.perf_counter() - started)
+        return min(passes)
 
     def preprocess(self, grey: np.ndarray) -> np.ndarray:
         return model_input(grey, self.input_size, self.manifest.preprocessing)

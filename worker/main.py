@@ -1,8 +1,9 @@
 """The Celery worker entry point: ``celery -A worker.main worker``.
 
 The parent process checks the model artifact before anything forks and refuses to start on a missing
-or inconsistent one. Each pool process loads the model once, right after the fork (TensorFlow must not
-be initialised in the parent), and the task itself only passes the job id on.
+or inconsistent one, and serves the pool's metrics (XRAY_METRICS_PORT, default 9102). Each pool process
+loads the model once, right after the fork (TensorFlow must not be initialised in the parent), and the
+task itself only passes the job id on.
 """
 from __future__ import annotations
 
@@ -11,18 +12,22 @@ import os
 import signal
 import uuid
 
-from celery.signals import worker_init, worker_process_init
+from celery.signals import (celeryd_after_setup, setup_logging, task_postrun, task_prerun, worker_init,
+                            worker_process_init)
 
+from shared import logs, metrics_http
 from shared.config import load_settings
 from shared.model_manifest import ArtifactError, read_manifest
 from shared.queue import ANALYSE_TASK, create_celery
 from worker.backends import prepare_environment
 
 prepare_environment()  # before worker.pipeline imports Keras and its backend
-from worker import pipeline, runtime  # noqa: E402
+settings = load_settings()
+logs.configure(settings, "worker", force=True)  # Celery configures it again with the --loglevel, later
+metrics_http.use_multiprocess_dir(settings, "worker")  # before worker.pipeline makes the metrics
+from worker import pipeline, runtime, telemetry  # noqa: E402
 
 log = logging.getLogger("worker")
-settings = load_settings()
 app = create_celery(settings)
 app.conf.update(
     # Loading TensorFlow and the model in a fresh pool process takes longer than Celery's 4 s default.
@@ -34,6 +39,17 @@ if settings.uses_file_broker:
     app.conf.worker_enable_remote_control = False
 
 
+@setup_logging.connect
+def configure_logging(loglevel=None, **_):
+    logs.configure(settings, "worker", level=loglevel or logging.INFO, force=True)
+
+
+@celeryd_after_setup.connect
+def no_banner_in_json_logs(instance=None, **_):
+    if settings.log_format == "json":
+        instance.quiet = True  # the start-up banner is many lines of plain text on stdout
+
+
 @worker_init.connect
 def refuse_bad_model(**_):
     try:
@@ -43,20 +59,33 @@ def refuse_bad_model(**_):
         raise SystemExit(f"refusing to start: {exc}") from None
     if not manifest.trained:
         log.warning("serving an UNTRAINED model (%s): predictions are meaningless", manifest.version)
+    metrics_http.serve(settings, "worker", metrics_http.registry("worker"))
 
 
 @worker_process_init.connect
 def load_model_in_child(**_):
     try:
-        runtime.get_context(settings)
+        context = runtime.get_context(settings)
     except Exception as exc:
         # A model that loads but disagrees with its manifest: stop the whole worker rather than
         # acknowledge jobs it cannot run (Celery would only log a failing signal handler).
         log.critical("refusing to serve: %s; stopping the worker", exc)
         os.kill(os.getppid(), signal.SIGTERM)
         raise
+    telemetry.pool_process_ready(context.engine.runtime, context.manifest.version)
+
+
+@task_prerun.connect
+def busy(**_):
+    telemetry.clock.start()
+
+
+@task_postrun.connect
+def idle(**_):
+    telemetry.clock.stop()
 
 
 @app.task(name=ANALYSE_TASK)
 def analyse_job(job_id: str) -> None:
-    pipeline.process_job(runtime.get_context(settings), uuid.UUID(job_id))
+    with logs.ids(job_id=job_id):
+        pipeline.process_job(runtime.get_context(settings), uuid.UUID(job_id))

@@ -2,12 +2,13 @@
 in one forward pass, record each job's probabilities and class activation maps.
 
 Batching choice: a worker-side collector in Postgres. The task for job X claims X and, in the same
-breath, up to batch_size − 1 other queued first-attempt jobs (oldest first, SKIP LOCKED). Jobs that
+breath, up to claim_limit − 1 other queued first-attempt jobs (oldest first, SKIP LOCKED). Jobs that
 arrive together, from one batch or from many single uploads, share a forward pass; a lone image is never
 held back (there is no waiting at all: what is queued now is what runs now); the messages of jobs
 claimed this way arrive later and are dropped in milliseconds. Retries and failures stay per image:
 each job is claimed, failed or completed by its own conditional update, and a retried job runs alone.
-Chosen over celery-batches (buffers messages in the worker, unacknowledged, and adds a dependency) and
+claim_limit is the batch shape with the best throughput on this machine, capped by the latency goal
+(worker/batching.py). Chosen over celery-batches (buffers messages in the worker, unacknowledged, and adds a dependency) and
 over one task per chunk (groups only what the web sent together, not many single uploads).
 
 Decoding runs on a small thread pool (OpenCV and TensorFlow release the GIL), so decoding the next
@@ -33,6 +34,8 @@ from shared.labels import LABELS
 from shared.model_manifest import Manifest
 from shared import maps
 from shared.storage import LocalStorage, StorageError
+from worker import telemetry
+from worker.batching import claim_size
 from worker.budget import DecodeBudget
 from worker.engine import Analysis, InferenceEngine
 
@@ -60,6 +63,12 @@ class WorkerContext:
     def lease_seconds(self) -> float:
         return float(self.settings.lease)
 
+    @property
+    def claim_limit(self) -> int:
+        """Jobs to claim at most for one forward pass (worker/batching.py)."""
+        return min(self.settings.batch_size,
+                   claim_size(self.engine.bucket_seconds, self.settings.latency_goal_ms))
+
 
 @dataclasses.dataclass
 class ImageWork:
@@ -75,10 +84,11 @@ class ImageWork:
     decode_ms: float = 0.0
     inference_ms: float = 0.0
     outcome: str | None = None
+    batch_id: uuid.UUID | None = None  # for the log line of its outcome
 
     @classmethod
     def of(cls, job) -> "ImageWork":
-        return cls(job.id, job.image_key, job.attempts)
+        return cls(job.id, job.image_key, job.attempts, batch_id=job.batch_id)
 
 
 def _in_transaction(ctx: WorkerContext, what: str, operation):
@@ -96,7 +106,7 @@ def _claim_group(ctx: WorkerContext, job_id: uuid.UUID) -> list[ImageWork]:
         group = [] if job is None else [ImageWork.of(job)]
         if group and group[0].attempts > 1:
             return group  # a retry runs alone
-        more = jobs.claim_more(session, ctx.worker_name, ctx.lease_seconds, ctx.settings.batch_size - len(group))
+        more = jobs.claim_more(session, ctx.worker_name, ctx.lease_seconds, ctx.claim_limit - len(group))
         return group + [ImageWork.of(j) for j in more]
 
     return _in_transaction(ctx, f"claim {job_id}", claim)
@@ -129,6 +139,7 @@ def process_group(ctx: WorkerContext, group: list[ImageWork]) -> dict[uuid.UUID,
                                      f"{ctx.settings.task_soft_time_limit} s, {work.attempts} times")
             else:
                 work.outcome = _release(ctx, work.job_id)
+    telemetry.group_finished(group)
     return {work.job_id: work.outcome for work in group}
 
 
@@ -174,9 +185,12 @@ def _analyse_group(ctx: WorkerContext, group: list[ImageWork]) -> None:
             work.outcome = _fail(ctx, work.job_id, str(exc))
     for start in range(0, len(ready), ctx.engine.max_batch):
         chunk = ready[start:start + ctx.engine.max_batch]
+        telemetry.forward_pass(len(chunk))
         for work, analysis in zip(chunk, _forward(ctx, chunk)):
             if analysis is not None:
-                work.outcome = _succeed(ctx, work.job_id, _findings(ctx, analysis), maps.encode(analysis.heatmaps),
+                with telemetry.maps_timer():
+                    job_maps = maps.encode(analysis.heatmaps)
+                work.outcome = _succeed(ctx, work.job_id, _findings(ctx, analysis), job_maps,
                                         jobs.Timings(work.decode_ms, work.inference_ms))
 
 
@@ -212,7 +226,8 @@ def _forward(ctx: WorkerContext, chunk: list[ImageWork]) -> list[Analysis | None
 def _succeed(ctx: WorkerContext, job_id: uuid.UUID, findings, job_maps: bytes, timings: jobs.Timings) -> str:
     try:
         _in_transaction(ctx, f"record result of {job_id}", lambda session: jobs.succeed(
-            session, job_id, ctx.worker_name, ctx.manifest.version, findings, timings, maps=job_maps))
+            session, job_id, ctx.worker_name, ctx.manifest.version, findings, timings, maps=job_maps,
+            runtime=ctx.engine.runtime))
     except jobs.InvalidTransition:
         # The lease ran out (e.g. Postgres was away for longer) and the job was handed to another
         # worker: that worker's result is the one recorded (results and maps go in one conditional

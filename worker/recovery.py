@@ -15,10 +15,11 @@ import time
 
 from celery import Celery
 
-from shared import audit, deletion, idempotency, jobs, webhooks
+from shared import audit, deletion, idempotency, jobs, metrics, metrics_http, webhooks
 from shared.config import Settings
 from shared.loops import run_until_stopped
 from shared.db import Database
+from shared.queue_metrics import QueueCollector
 from shared.queue import create_celery, dispatch
 from shared.storage import LocalStorage
 
@@ -29,7 +30,7 @@ def recover_once(db: Database, celery: Celery, settings: Settings) -> dict[str, 
     with db.session() as session:
         requeued, failed = jobs.return_expired(session, settings.max_attempts)
     for job_id in failed:
-        log.warning("job %s failed after %d attempts", job_id, settings.max_attempts)
+        log.warning("job %s failed after %d attempts", job_id, settings.max_attempts, extra={"job_id": str(job_id)})
     with db.session() as session:
         due = jobs.take_due_for_dispatch(session, settings.relay_after_seconds)
     sent = dispatch(celery, due) if due else []
@@ -38,6 +39,9 @@ def recover_once(db: Database, celery: Celery, settings: Settings) -> dict[str, 
         with db.session() as session:
             jobs.mark_undispatched(session, unsent)
     counts = {"requeued": len(requeued), "failed": len(failed), "dispatched": len(sent), "unsent": len(unsent)}
+    metrics.RECOVERY_REQUEUED.inc(len(requeued))
+    metrics.RECOVERY_FAILED.inc(len(failed))
+    metrics.RECOVERY_RELAYED.inc(len(sent))
     for state, n in webhooks.deliver_due(db, settings).items():
         counts[f"webhooks {state}"] = n
     if any(counts.values()):
@@ -75,6 +79,7 @@ def run(settings: Settings, stop: threading.Event) -> None:
              settings.recovery_interval_seconds, settings.lease, settings.relay_after_seconds, settings.max_attempts,
              settings.retention_days)
     last_purge = -RETENTION_EVERY_SECONDS
+    metrics_http.serve(settings, "recovery", metrics_http.registry("recovery", QueueCollector(db)))
     while not stop.is_set():
         try:
             recover_once(db, celery, settings)
@@ -83,13 +88,14 @@ def run(settings: Settings, stop: threading.Event) -> None:
                 with db.session() as session:
                     idempotency.purge_expired(session)
                 last_purge = time.monotonic()
+            metrics.RECOVERY_LAST_RUN.set_to_current_time()
         except Exception as exc:  # Postgres or Redis away: try again next round
             log.warning("recovery round failed (%s: %s); retrying", type(exc).__name__, exc)
         stop.wait(settings.recovery_interval_seconds)
 
 
 def main() -> None:
-    run_until_stopped(run)
+    run_until_stopped(run, "recovery")
 
 
 if __name__ == "__main__":

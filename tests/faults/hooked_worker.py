@@ -27,8 +27,8 @@ import sqlalchemy as sa
 from celery.exceptions import SoftTimeLimitExceeded
 
 from shared.models import Job, JobStatus
-from worker import pipeline
-from worker.main import app  # noqa: F401  (the Celery app this module stands in for)
+from worker.main import app  # noqa: F401  (first: it sets up the worker, metrics included, before the rest)
+from worker import pipeline  # noqa: E402
 
 log = logging.getLogger("worker.test-hooks")
 _real_process_group = pipeline.process_group

@@ -71,21 +71,3 @@ def test_worker_stops_when_the_model_disagrees_with_its_manifest(tmp_path, tiny_
     )
     assert "refusing to serve" in result.stdout + result.stderr
     assert "no_such_layer" in result.stdout + result.stderr
-
-
-def test_mixed_precision_gives_the_same_findings_within_float16_error(tiny_model):
-    import numpy as np
-
-    from shared.images import decode_image
-    from tests.helpers import real_xray_bytes
-    from worker.engine import InferenceEngine
-
-    grey = decode_image(real_xray_bytes(1)[0][1], 10**6)
-    full = InferenceEngine(*load_artifact(tiny_model)).analyse([grey])[0]
-    model, manifest = load_artifact(tiny_model, mixed_precision=True)
-    assert model.get_layer("cam_features").compute_dtype == "float16"
-    assert model.get_layer("logits").compute_dtype == "float32"
-    half = InferenceEngine(model, manifest).analyse([grey])[0]
-    for label in full.probabilities:
-        assert abs(full.probabilities[label] - half.probabilities[label]) < 0.01
-        assert np.abs(full.heatmaps[label] - half.heatmaps[label]).max() < 0.05

@@ -4,14 +4,13 @@ from a real Celery worker serving jobs, on real X-rays."""
 import importlib.util
 import subprocess
 import sys
-import time
 import uuid
 
 import numpy as np
 import pytest
 
-from tests.helpers import (REDIS_URL, REPO, SHARED_DATA, TokenClient, WorkerProcess, api_token, multipart,
-                           real_xray_bytes, service_env)
+from tests.helpers import (REDIS_URL, REPO, SHARED_DATA, TokenClient, WorkerProcess, api_token,
+                           real_xray_bytes, service_env, submit_and_wait)
 
 pytestmark = pytest.mark.slow  # each check starts fresh processes with a whole backend: not for the fast lane
 BACKENDS = ["jax", "torch"]
@@ -80,15 +79,10 @@ def test_a_celery_worker_on_jax_or_torch_serves_jobs_like_the_tensorflow_one(bac
     worker = WorkerProcess(env, tmp_path / "worker.log")
     try:
         worker.wait_ready()
-        assert f" on {backend} (cpu)" in worker.log()
+        assert f" with {backend}-float32 on cpu" in worker.log()
         client = TokenClient(create_app({**settings, "TESTING": True}).test_client(), api_token(own_pg_url, "bk"))
         files = real_xray_bytes(4)
-        answer = client.post("/api/v1/batches", data=multipart(files), content_type="multipart/form-data")
-        assert answer.status_code == 202
-        deadline = time.monotonic() + 120
-        while not (batch := client.get(answer.headers["Location"]).get_json())["finished"]:
-            assert time.monotonic() < deadline, batch["counts"]
-            time.sleep(0.2)
+        batch = submit_and_wait(client, files)
         assert batch["counts"]["succeeded"] == 4
         paths = []
         for name, data in files:

@@ -1,0 +1,68 @@
+"""Flower, the optional Celery dashboard (`make run FLOWER=1`): the Procfile entry starts it on loopback
+only, behind a password when FLOWER_BASIC_AUTH is set; the embedded file broker refuses it clearly."""
+from __future__ import annotations
+
+import base64
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REDIS_URL, REPO, free_port, service_env, wait_until
+
+sys.path.insert(0, str(REPO / "deploy"))
+import run_local  # noqa: E402
+
+
+def status(url: str, headers: dict | None = None) -> int:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=3) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0
+
+
+def outward_address() -> str | None:
+    """This machine's address on its network (not loopback), if it has one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # no packet is sent: this only picks the outgoing interface
+            address = probe.getsockname()[0]
+        except OSError:
+            return None
+    return None if address.startswith("127.") else address
+
+
+@pytest.mark.slow  # starts Flower
+def test_flower_runs_on_loopback_behind_basic_auth(tmp_path):
+    command = run_local.read_procfile(run_local.FLOWER_PROCFILE)["flower"]
+    port = free_port()
+    env = service_env(CELERY_BROKER_URL=REDIS_URL, XRAY_VAR_DIR=str(tmp_path), FLOWER_PORT=str(port),
+                      FLOWER_BASIC_AUTH="ops:a-long-test-password")
+    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"  # `celery` of this venv, as `make run` has it
+    process = subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        wait_until(lambda: status(url) == 401, 60, message="Flower to answer")
+        password = base64.b64encode(b"ops:a-long-test-password").decode()
+        assert status(url, {"Authorization": f"Basic {password}"}) == 200
+        outward = outward_address()
+        if outward:
+            assert status(f"http://{outward}:{port}/") == 0  # nothing listens there
+    finally:
+        process.terminate()
+        process.wait(20)
+
+
+def test_flower_needs_the_redis_broker(monkeypatch, capsys):
+    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
+    with pytest.raises(SystemExit) as stopped:
+        run_local.main(["--flower"])
+    assert "file broker" in str(stopped.value) and "CELERY_BROKER_URL" in str(stopped.value)
