@@ -8,8 +8,9 @@ held back (there is no waiting at all: what is queued now is what runs now); the
 claimed this way arrive later and are dropped in milliseconds. Retries and failures stay per image:
 each job is claimed, failed or completed by its own conditional update, and a retried job runs alone.
 claim_limit is the batch shape with the best throughput on this machine, capped by the latency goal
-(worker/batching.py). Chosen over celery-batches (buffers messages in the worker, unacknowledged, and adds a dependency) and
-over one task per chunk (groups only what the web sent together, not many single uploads).
+(worker/batching.py). Chosen over celery-batches (buffers messages in the worker, unacknowledged, and
+adds a dependency) and over one task per chunk (groups only what the web sent together, not many single
+uploads).
 
 Decoding runs on a small thread pool (OpenCV and TensorFlow release the GIL), so decoding the next
 images overlaps the forward pass. The worker draws no pictures: every class's map is stored as a few
