@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ import numpy as np
 from shared.machine import describe_machine
 from shared.model_manifest import write_manifest
 from training.inputs import load_model_input
+from worker.heatmaps import normalise, raw_cams
 
 log = logging.getLogger(__name__)
 PROBABILITY_TOLERANCE = 0.01
@@ -37,7 +37,7 @@ def raw_outputs(engine, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     for start in range(0, len(inputs), engine.max_batch):
         features, logits = engine.forward(inputs[start:start + engine.max_batch])
         probabilities.append(1.0 / (1.0 + np.exp(-logits)))
-        cams.append(np.einsum("bhwk,kc->bchw", features.astype(np.float64), engine.dense_kernel))
+        cams.append(raw_cams(features.astype(np.float64), engine.dense_kernel))
     return np.concatenate(probabilities), np.concatenate(cams)
 
 
@@ -56,21 +56,14 @@ def map_correlations(reference: np.ndarray, other: np.ndarray) -> np.ndarray:
     return np.where(flat, agree.astype(float), correlations)
 
 
-def images_per_second(engine, inputs: np.ndarray, seconds: float = 2.0) -> float:
-    batch = inputs[:engine.max_batch]
-    if len(batch) < engine.max_batch:
-        batch = np.resize(batch, (engine.max_batch, *batch.shape[1:]))
-    engine.forward(batch)
-    runs, started = 0, time.perf_counter()
-    while runs < 2 or time.perf_counter() - started < seconds:
-        engine.forward(batch)
-        runs += 1
-    return len(batch) * runs / (time.perf_counter() - started)
+def speed(engine, inputs: np.ndarray) -> float:
+    """Images/s of the engine's forward pass at its largest batch (the check's images, repeated to fill it)."""
+    from worker.runtimes import images_per_second
+
+    return images_per_second(engine.forward, np.resize(inputs, (engine.max_batch, *inputs.shape[1:])), seconds=2.0)
 
 
 def compare(reference: tuple[np.ndarray, np.ndarray], candidate: tuple[np.ndarray, np.ndarray]) -> dict:
-    from worker.heatmaps import normalise
-
     (p0, cam0), (p1, cam1) = reference, candidate
     correlations = map_correlations(cam0, cam1)
     max_dp = float(np.abs(p1 - p0).max())
@@ -116,7 +109,7 @@ def optimize(artifact_dir: Path, images: list[Path], variants: tuple[str, ...] |
                   "probability_tolerance": PROBABILITY_TOLERANCE, "map_correlation": MAP_CORRELATION},
         "machine": describe_machine(),
         "float32": {"runtime": recorded_name(FLOAT32),
-                    "images_per_second": round(images_per_second(reference_engine, inputs), 2)},
+                    "images_per_second": round(speed(reference_engine, inputs), 2)},
         "variants": {},
     }
     for name in variants:
@@ -126,7 +119,7 @@ def optimize(artifact_dir: Path, images: list[Path], variants: tuple[str, ...] |
             continue
         engine = InferenceEngine(model, manifest, batch_size, runtime=name, artifact_dir=artifact_dir)
         figures = compare(reference, raw_outputs(engine, inputs))
-        figures["images_per_second"] = round(images_per_second(engine, inputs), 2)
+        figures["images_per_second"] = round(speed(engine, inputs), 2)
         if name.startswith("openvino-"):
             figures["file"] = str(OPENVINO_IR)
         report["variants"][name] = figures

@@ -20,9 +20,14 @@ def normalise(maps: np.ndarray) -> np.ndarray:
     return np.divide(maps, peak, out=np.zeros_like(maps), where=peak > 1e-12).astype(np.float32)
 
 
+def raw_cams(features: np.ndarray, dense_kernel: np.ndarray) -> np.ndarray:
+    """features [B, H, W, K], kernel [K, C] → Σ_k W[k, c]·A_k as [B, C, H, W], before ReLU and scaling."""
+    return np.einsum("bhwk,kc->bchw", features, dense_kernel, optimize=True)
+
+
 def cam_maps(features: np.ndarray, dense_kernel: np.ndarray) -> np.ndarray:
     """features [B, H, W, K], kernel [K, C] → normalised maps [B, C, H, W]."""
-    return normalise(np.einsum("bhwk,kc->bchw", features, dense_kernel, optimize=True))
+    return normalise(raw_cams(features, dense_kernel))
 
 
 def gradcam_maps(features_and_logits, images: np.ndarray, classes: list[int]) -> np.ndarray:

@@ -142,16 +142,17 @@ def candidates(setting: str, manifest: Manifest, gpu: bool) -> list[str]:
     return [FLOAT32] + [name for name in accepted if usable_here(name) is None]
 
 
-def fastest(forwards: dict[str, Forward], batch: np.ndarray, seconds: float = 1.0) -> tuple[str, dict[str, float]]:
-    """Time each runtime's forward pass on ``batch`` (after a warm-up call) for about ``seconds``; the
-    fastest one's name and everyone's images/s."""
-    speeds = {}
-    for name, forward in forwards.items():
+def images_per_second(forward: Forward, batch: np.ndarray, seconds: float = 1.0) -> float:
+    """``forward`` on ``batch`` after a warm-up call, at least twice and for about ``seconds``."""
+    forward(batch)
+    runs, started = 0, time.perf_counter()
+    while runs < 2 or time.perf_counter() - started < seconds:
         forward(batch)
-        runs, started = 0, time.perf_counter()
-        while runs < 2 or time.perf_counter() - started < seconds:
-            forward(batch)
-            runs += 1
-        speeds[name] = len(batch) * runs / (time.perf_counter() - started)
-    best = max(speeds, key=speeds.get)
-    return best, speeds
+        runs += 1
+    return len(batch) * runs / (time.perf_counter() - started)
+
+
+def fastest(forwards: dict[str, Forward], batch: np.ndarray, seconds: float = 1.0) -> tuple[str, dict[str, float]]:
+    """Time each runtime's forward pass on ``batch``; the fastest one's name and everyone's images/s."""
+    speeds = {name: images_per_second(forward, batch, seconds) for name, forward in forwards.items()}
+    return max(speeds, key=speeds.get), speeds
