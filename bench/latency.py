@@ -16,16 +16,14 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import json
-import os
-import secrets
 import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
-from _common import REDIS, REPO, machine, optimized_xception, real_xrays, throwaway_database
-from end_to_end import start, stop, wait_http
+from _common import machine, optimized_xception, real_xrays, throwaway_database
+from end_to_end import running_stack, start, stop
 
 
 def upload(base: str, token: str, paths: list[Path]) -> dict:
@@ -72,60 +70,47 @@ def main() -> None:
     args = parser.parse_args()
     import sqlalchemy as sa
 
-    from tests.helpers import api_token, free_port
+    from tests.helpers import api_token
 
-    processes = []
     with throwaway_database() as url, tempfile.TemporaryDirectory() as folder:
-        database = url.rsplit("/", 1)[1]
-        try:
-            workdir = Path(folder)
-            optimized_xception(workdir / "model", 299)
-            env = {**os.environ, "DATABASE_URL": url, "CELERY_BROKER_URL": REDIS, "XRAY_QUEUE": f"bench-{database}",
-                   "XRAY_VAR_DIR": str(workdir), "XRAY_STORAGE_DIR": str(workdir / "storage"),
-                   "XRAY_MODEL_DIR": str(workdir / "model"), "PYTHONPATH": str(REPO),
-                   "TF_CPP_MIN_LOG_LEVEL": "2", "XRAY_SECRET_KEY": secrets.token_urlsafe(48),
-                   "XRAY_BATCH_SIZE": str(args.batch), "XRAY_QUOTA_QUEUED_JOBS": str(args.backlog + 100),
-                   "XRAY_RATE_LIMIT_API": "100000 per minute",
-                   "XRAY_RUNTIME": args.runtime, "XRAY_LATENCY_GOAL_MS": str(args.latency_goal_ms)}
+        workdir = Path(folder)
+        optimized_xception(workdir / "model", 299)
+        settings = {"XRAY_BATCH_SIZE": str(args.batch), "XRAY_QUOTA_QUEUED_JOBS": str(args.backlog + 100),
+                    "XRAY_RATE_LIMIT_API": "100000 per minute", "XRAY_RUNTIME": args.runtime,
+                    "XRAY_LATENCY_GOAL_MS": str(args.latency_goal_ms)}
+        with running_stack(url, workdir, workdir / "model", **settings) as (env, base):
             person, other = api_token(url, "person"), api_token(url, "other")
-            port = free_port()
-            base = f"http://127.0.0.1:{port}"
-            processes.append(start([sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "--bind",
-                                    f"127.0.0.1:{port}", "--workers", "2", "--threads", "4", "web:create_app()"],
-                                   env, workdir / "web.log"))
-            processes.append(start([sys.executable, "-m", "worker.recovery"], env, workdir / "recovery.log"))
             worker_log = workdir / "worker.log"
-            processes.append(start([sys.executable, "-m", "celery", "-A", "worker.main", "worker", "--loglevel=INFO",
-                                    "--concurrency=1", "--without-gossip", "--without-mingle", "--without-heartbeat",
-                                    "-n", "latency@%h"], env, worker_log))
-            wait_http(base + "/healthz")
-            while " serves " not in worker_log.read_text():
-                time.sleep(0.3)
-            serves = next(line for line in worker_log.read_text().splitlines() if " serves " in line)
-            serves = serves.split(" with ", 1)[1]
-            images = real_xrays(max(args.samples, args.backlog))
-            one_image(base, person, images[0])  # the first request of each gunicorn process imports things
-            idle = [one_image(base, person, images[i]) for i in range(args.samples)]
+            worker = start([sys.executable, "-m", "celery", "-A", "worker.main", "worker", "--loglevel=INFO",
+                            "--concurrency=1", "--without-gossip", "--without-mingle", "--without-heartbeat",
+                            "-n", "latency@%h"], env, worker_log)
+            try:
+                while " serves " not in worker_log.read_text():
+                    time.sleep(0.3)
+                serves = next(line for line in worker_log.read_text().splitlines() if " serves " in line)
+                serves = serves.split(" with ", 1)[1]
+                images = real_xrays(max(args.samples, args.backlog))
+                one_image(base, person, images[0])  # the first request of each gunicorn process imports things
+                idle = [one_image(base, person, images[i]) for i in range(args.samples)]
 
-            backlog_started = time.perf_counter()
-            with concurrent.futures.ThreadPoolExecutor(max_workers=args.samples + 2) as pool:
-                flood = [pool.submit(upload, base, other, images[i:i + 50]) for i in range(0, args.backlog, 50)]
-                for future in flood:
-                    future.result()
-                flooded = time.perf_counter() - backlog_started
-                samples = []
-                for i in range(args.samples):
-                    # polled every 0.1 s: 20 pollers at 50 a second would take the CPU the worker needs
-                    samples.append(pool.submit(one_image, base, person, images[i], 0.1))
-                    time.sleep(1.0)
-                busy = [future.result() for future in samples]
-            engine = sa.create_engine(url)
-            with engine.connect() as conn:
-                waiting = conn.execute(sa.text("SELECT count(*) FROM jobs WHERE status IN ('queued', 'running')")).scalar()
-            engine.dispose()
-        finally:
-            for process in processes:
-                stop(process)
+                backlog_started = time.perf_counter()
+                with concurrent.futures.ThreadPoolExecutor(max_workers=args.samples + 2) as pool:
+                    flood = [pool.submit(upload, base, other, images[i:i + 50]) for i in range(0, args.backlog, 50)]
+                    for future in flood:
+                        future.result()
+                    flooded = time.perf_counter() - backlog_started
+                    samples = []
+                    for i in range(args.samples):
+                        # polled every 0.1 s: 20 pollers at 50 a second would take the CPU the worker needs
+                        samples.append(pool.submit(one_image, base, person, images[i], 0.1))
+                        time.sleep(1.0)
+                    busy = [future.result() for future in samples]
+                engine = sa.create_engine(url)
+                with engine.connect() as conn:
+                    waiting = conn.execute(sa.text("SELECT count(*) FROM jobs WHERE status IN ('queued', 'running')")).scalar()
+                engine.dispose()
+            finally:
+                stop(worker)
     print(f"latency: one 1024² NIH X-ray, from the 202 answer to its result (polled every 20 ms; 0.1 s under load), gunicorn + Redis + "
           f"Postgres + one worker, Xception transfer at 299, XRAY_BATCH_SIZE {args.batch}, XRAY_LATENCY_GOAL_MS "
           f"{args.latency_goal_ms:g}; {machine()}")
