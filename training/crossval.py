@@ -37,10 +37,10 @@ def patient_folds(records: list[Record], k: int, seed: int = 0) -> list[np.ndarr
 
 @dataclasses.dataclass
 class CrossValidation:
-    members: list  # keras models, one per fold
-    oof_logits: np.ndarray  # [N, 15]: each image scored by the member that did not train on it
+    members: list  # keras models, one per fold and repeat
+    oof_logits: np.ndarray  # [N, 15]: each image scored by the members that did not train on it (mean over repeats)
     histories: list[dict]
-    folds: list[np.ndarray]
+    folds: list[np.ndarray]  # the first repeat's folds
 
     @property
     def epochs_run(self) -> list[int]:
@@ -48,18 +48,24 @@ class CrossValidation:
 
 
 def cross_validate(config: TrainConfig, records: list[Record], progress: bool = False) -> CrossValidation:
-    folds = patient_folds(records, config.folds, config.seed)
+    """config.folds members per repeat; each of config.repeats repeats deals the patients into new folds
+    (and seeds its members afresh), so the ensemble averages models that saw different patient mixes."""
     size = (config.input_size, config.input_size)
     oof = np.zeros((len(records), len(LABELS)), np.float32)
-    members, histories = [], []
-    for k, held_out in enumerate(folds):
-        inside = np.setdiff1d(np.arange(len(records)), held_out)
-        member_config = dataclasses.replace(config, seed=config.seed + k)  # different init and augmentation
-        model, history = train(member_config, [records[i] for i in inside], [records[i] for i in held_out],
-                               progress=progress)
-        oof[held_out] = predict_logits(model, [records[i] for i in held_out], size, config.preprocessing)
-        log.info("fold %d/%d: %d epochs, best held-out mean AUROC %.3f", k + 1, len(folds), len(history["loss"]),
-                 max(history["val_mean_auroc"]))
-        members.append(model)
-        histories.append(history)
-    return CrossValidation(members, oof, histories, folds)
+    members, histories, first_folds = [], [], None
+    for repeat in range(config.repeats):
+        folds = patient_folds(records, config.folds, config.seed + 1000 * repeat)
+        first_folds = first_folds or folds
+        for k, held_out in enumerate(folds):
+            inside = np.setdiff1d(np.arange(len(records)), held_out)
+            # Different initialisation and augmentation for every member.
+            member_config = dataclasses.replace(config, seed=config.seed + 1000 * repeat + k)
+            model, history = train(member_config, [records[i] for i in inside], [records[i] for i in held_out],
+                                   progress=progress)
+            oof[held_out] += predict_logits(model, [records[i] for i in held_out], size,
+                                            config.preprocessing) / config.repeats
+            log.info("repeat %d, fold %d/%d: %d epochs, best held-out mean AUROC %.3f", repeat + 1, k + 1,
+                     len(folds), len(history["loss"]), max(history["val_mean_auroc"]))
+            members.append(model)
+            histories.append(history)
+    return CrossValidation(members, oof, histories, first_folds)

@@ -49,25 +49,46 @@ def gamma_and_noise(images: tf.Tensor, seed: int, noise: float = 0.02, log_gamma
     return tf.clip_by_value(images, 0.0, 1.0)
 
 
+def mixup(images: tf.Tensor, *columns: tf.Tensor, alpha: float, seed: int):
+    """Each image blended with another of its batch, x = λ·x_i + (1 − λ)·x_j with λ ~ Beta(α, α), and its
+    targets (and weights) blended alike (Zhang et al. 2018): the model cannot be sure of any one image,
+    which regularises a network trained on a few hundred patients."""
+    count = tf.shape(images)[0]
+    a = tf.random.gamma([count], alpha, seed=seed)
+    b = tf.random.gamma([count], alpha, seed=seed + 1)
+    lam = a / (a + b)
+    partner = tf.random.shuffle(tf.range(count), seed=seed + 2)
+
+    def blend(t):
+        shape = tf.concat([[count], tf.ones([tf.rank(t) - 1], tf.int32)], axis=0)
+        weight = tf.reshape(lam, shape)
+        return weight * t + (1.0 - weight) * tf.gather(t, partner)
+
+    return (blend(images), *map(blend, columns))
+
+
 def make_dataset(records: list[Record], input_size: tuple[int, int], preprocessing: str, batch_size: int,
                  shuffle: bool = False, augment: bool | str = False, cache: bool = True,
-                 seed: int = 0) -> tf.data.Dataset:
+                 seed: int = 0, weights: np.ndarray | None = None, mixup_alpha: float = 0.0) -> tf.data.Dataset:
     """augment: False, True or "mild" (shifts, zoom, contrast), or "radiograph" (also rotations, crops,
-    gamma and noise; gamma and noise only for [0, 1] "unit" pixels)."""
+    gamma and noise; gamma and noise only for [0, 1] "unit" pixels). weights: one per record; the dataset
+    then yields (image, target, weight), which Keras applies to each image's loss. mixup_alpha > 0 blends
+    each training batch after augmentation (mixup)."""
     if not records:
         raise ValueError("make_dataset received no records")
     height, width = input_size
     paths = tf.constant([str(r.path) for r in records])
     labels = tf.constant(targets(records))
 
-    def load(path, target):
+    def load(path, target, *weight):
         image = tf.numpy_function(
             lambda p: load_model_input(p.decode(), input_size, preprocessing), [path], tf.float32, stateful=False
         )
         image.set_shape((height, width, 3))
-        return image, target
+        return (image, target, *weight)
 
-    dataset = tf.data.Dataset.from_tensor_slices((paths, labels))
+    columns = (paths, labels) if weights is None else (paths, labels, tf.constant(weights, tf.float32))
+    dataset = tf.data.Dataset.from_tensor_slices(columns)
     dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if cache:
         dataset = dataset.cache()  # decoded once; later epochs read memory
@@ -79,9 +100,12 @@ def make_dataset(records: list[Record], input_size: tuple[int, int], preprocessi
         layers = augmenter(seed, strength)
         photometric = strength == "radiograph" and preprocessing == "unit"
 
-        def augmented(x, y):
+        def augmented(x, *rest):
             x = layers(x, training=True)
-            return (gamma_and_noise(x, seed) if photometric else x), y
+            return (gamma_and_noise(x, seed) if photometric else x, *rest)
 
         dataset = dataset.map(augmented, num_parallel_calls=tf.data.AUTOTUNE)
+    if mixup_alpha > 0:
+        dataset = dataset.map(lambda *batch: mixup(*batch, alpha=mixup_alpha, seed=seed + 10),
+                              num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)

@@ -12,12 +12,13 @@ from tqdm import tqdm
 from shared.labels import LABELS
 
 
-def auroc(y_true: np.ndarray, scores: np.ndarray) -> float:
-    """Area under the ROC curve (scikit-learn; ties count half); NaN if one class is absent."""
+def auroc(y_true: np.ndarray, scores: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """Area under the ROC curve (scikit-learn; ties count half); NaN if one class is absent. weights: one
+    per image (training.train.patient_weights: each patient counts once, however many images it has)."""
     y_true = np.asarray(y_true).astype(bool).ravel()
     if y_true.all() or not y_true.any():
         return math.nan
-    return float(roc_auc_score(y_true, np.asarray(scores, dtype=np.float64).ravel()))
+    return float(roc_auc_score(y_true, np.asarray(scores, dtype=np.float64).ravel(), sample_weight=weights))
 
 
 def roc_curve(y_true: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

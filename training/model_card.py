@@ -53,13 +53,21 @@ def _training_line(manifest, training: dict, config: dict) -> str:
     common = (f"batch {config.get('batch_size')}, AdamW lr {config.get('learning_rate')} weight decay "
               f"{config.get('weight_decay', 1e-4)}, width {config.get('width')}, spatial dropout "
               f"{config.get('dropout', 0.0)}, label smoothing {config.get('label_smoothing', 0.0)}, augmentation "
-              f"{config.get('augment')}, class-balanced binary cross-entropy")
+              f"{config.get('augment')}, mixup α {config.get('mixup', 0.0)}, class-balanced binary cross-entropy"
+              + (", each patient weighing the same (1 / its images) in the loss and in early stopping"
+                 if config.get("patient_weighting") else ""))
     if training.get("folds"):
-        return (f"- Training: from scratch (no pretrained weights), an ensemble of {training['folds']} members from "
-                f"patient-level {training['folds']}-fold cross-validation over all training patients (each member "
-                f"stopped early on its own held-out fold; epochs {training.get('epochs_run')}), {common}. Out-of-fold "
-                f"mean AUROC {_num(training.get('oof_mean_auroc'))}. The members' logits are averaged in one model "
-                "(GAP → Dense on their joined features), so the heatmaps are the mean of their class activation maps.")
+        repeats = training.get("repeats", 1)
+        members = training["folds"] * repeats
+        dealt = f", the patients dealt into folds {repeats} times" if repeats > 1 else ""
+        per_patient = (f" ({_num(training['oof_mean_auroc_per_patient'])} with each patient weighing the same)"
+                       if training.get("oof_mean_auroc_per_patient") is not None else "")
+        return (f"- Training: from scratch (no pretrained weights), an ensemble of {members} members from "
+                f"patient-level {training['folds']}-fold cross-validation over all training patients{dealt} (each "
+                f"member stopped early on its own held-out fold; epochs {training.get('epochs_run')}), {common}. "
+                f"Out-of-fold mean AUROC {_num(training.get('oof_mean_auroc'))}{per_patient}. The members' logits "
+                "are averaged in one model (GAP → Dense on their joined features), so the heatmaps are the mean of "
+                "their class activation maps.")
     return (f"- Training: from scratch (no pretrained weights), {training.get('epochs_run')} epochs, {common}, early "
             f"stopping on the validation mean AUROC (best {_num(training.get('best_val_mean_auroc'))}).")
 

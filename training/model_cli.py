@@ -88,9 +88,17 @@ def _parser() -> argparse.ArgumentParser:
                        help="small-cnn: dilated convolutions before the heatmap layer (a wider view per map cell)")
     train.add_argument("--weight-decay", type=float, default=1e-4)
     train.add_argument("--label-smoothing", type=float, default=0.0)
+    train.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA",
+                       help="blend training images and their labels in pairs, λ ~ Beta(ALPHA, ALPHA) (0: off)")
+    train.add_argument("--patient-weighting", action="store_true",
+                       help="weigh each patient the same (1 / its images) in the loss and in early stopping, so a "
+                            "patient with 60 follow-up images does not count 60 times")
     train.add_argument("--folds", type=int, default=0,
                        help="small-cnn: k > 1 trains a patient-level k-fold ensemble over the train and validation "
                             "patients, calibrates it on the out-of-fold predictions and serves it as one model")
+    train.add_argument("--repeats", type=int, default=1,
+                       help="with --folds K: deal the patients into K folds this many times, with fresh seeds "
+                            "(K × repeats members, out-of-fold predictions averaged over the repeats)")
     train.add_argument("--fine-tune-blocks", type=int, default=0)
     train.add_argument("--split", type=float, nargs=3, default=(0.7, 0.15, 0.15), metavar=("TRAIN", "VAL", "TEST"))
     train.add_argument("--seed", type=int, default=0)
@@ -200,9 +208,13 @@ def _train(args) -> None:
                          batch_size=args.batch_size, learning_rate=args.learning_rate, patience=args.patience,
                          augment=args.augment, seed=args.seed, width=args.width, fine_tune_blocks=args.fine_tune_blocks,
                          dropout=args.dropout, context=args.context, weight_decay=args.weight_decay,
-                         label_smoothing=args.label_smoothing, folds=args.folds)
+                         label_smoothing=args.label_smoothing, mixup=args.mixup,
+                         patient_weighting=args.patient_weighting,
+                         folds=args.folds, repeats=args.repeats)
     if config.folds and config.arch != "small-cnn":
         raise ValueError("--folds trains an ensemble of small-cnn members; use it with --arch small-cnn")
+    if config.repeats != 1 and config.folds < 2:
+        raise ValueError(f"--repeats {config.repeats} repeats a k-fold ensemble; give --folds K (K >= 2) with it")
     run_training(config, out=args.out, name=args.name, images=args.images, labels=args.labels, kaggle=args.kaggle,
                  external_images=args.external_images, external_labels=args.external_labels,
                  split_fractions=tuple(args.split), bootstrap=args.bootstrap,

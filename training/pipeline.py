@@ -26,7 +26,7 @@ from training.metrics import evaluate, youden_threshold
 from training.model_card import write_model_card
 from training.report import comparison_table, history_plot, metrics_table, roc_plot
 from training.splits import describe, label_counts, patient_split
-from training.train import TrainConfig, predict, train
+from training.train import TrainConfig, mean_auroc, patient_weights, predict, train
 
 log = logging.getLogger(__name__)
 THRESHOLD_RULE = ("per label, the probability that maximises Youden's J (sensitivity + specificity − 1) on the "
@@ -84,8 +84,10 @@ def _fit(config: TrainConfig, split: dict[str, list[Record]], progress: bool, fe
         y = targets(learnt)
         temperatures, offsets = fit_scaling(cv.oof_logits, y)
         oof = _sigmoid(cv.oof_logits / temperatures + offsets)
-        facts = {"folds": config.folds, "epochs_run": cv.epochs_run,
+        facts = {"folds": config.folds, "repeats": config.repeats, "epochs_run": cv.epochs_run,
                  "oof_mean_auroc": evaluate(y, oof, {label: 0.5 for label in LABELS}, rounds=0)["mean_auroc"],
+                 # Each patient weighing the same: the figure for a population of one image per patient.
+                 "oof_mean_auroc_per_patient": mean_auroc(y, oof, patient_weights(learnt)),
                  "temperatures": dict(zip(LABELS, map(float, temperatures))),
                  "offsets": dict(zip(LABELS, map(float, offsets))),
                  "oof_ece": {"before": calibration_summary(y, _sigmoid(cv.oof_logits), LABELS)["mean_ece"],
@@ -183,7 +185,11 @@ def write_report(out: Path, manifest, split, evaluations, baseline_results, hist
              f"- calibration: {calibration['method']}", "", "## Patient-level split", "", describe(split), "",
              "![training history](training_history.png)", ""]
     if "oof_mean_auroc" in training:
-        parts += [f"Out-of-fold mean AUROC over the {training['folds']} folds: {training['oof_mean_auroc']:.3f}; "
+        repeats = f" × {training['repeats']} repeats" if training.get("repeats", 1) > 1 else ""
+        per_patient = (f" ({training['oof_mean_auroc_per_patient']:.3f} with each patient weighing the same)"
+                       if "oof_mean_auroc_per_patient" in training else "")
+        parts += [f"Out-of-fold mean AUROC over the {training['folds']} folds{repeats}: "
+                  f"{training['oof_mean_auroc']:.3f}{per_patient}; "
                   f"out-of-fold mean ECE {training['oof_ece']['before']:.3f} before and "
                   f"{training['oof_ece']['after']:.3f} after calibration (fitted on these same predictions).", ""]
     for name, (result, y, probabilities) in evaluations.items():

@@ -38,7 +38,10 @@ class TrainConfig:
     context: int = 0  # small-cnn: dilated convolutions before the heatmap layer (architectures.py)
     weight_decay: float = 1e-4
     label_smoothing: float = 0.0
+    mixup: float = 0.0  # > 0: the alpha of mixup's Beta(alpha, alpha) blending of training images (inputs.py)
+    patient_weighting: bool = False  # each patient weighs the same in the loss and in early stopping
     folds: int = 0  # small-cnn: k > 1 trains a k-fold ensemble by patient (training/crossval.py)
+    repeats: int = 1  # with folds: deal the patients into k folds this many times (k × repeats members)
     fine_tune_blocks: int = 0  # xception-transfer: unfreeze this many top blocks after the head
     cache_features: bool = True  # xception-transfer with a frozen base
 
@@ -51,10 +54,22 @@ class TrainConfig:
         return ARCHITECTURES[self.arch].cam_layer
 
 
-def positive_weights(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """'Balanced' weights per label: positives and negatives each carry half of the loss."""
-    n = len(y)
-    positives = y.sum(axis=0)
+def patient_weights(records: list[Record]) -> np.ndarray:
+    """One weight per image, 1 / (the patient's images), scaled to a mean of 1: a patient with 60 follow-up
+    images (the NIH sets have several) then counts as much as a patient with one, instead of 60 times as much.
+    The service meets one image per patient far more often than a 60th look at the same chest."""
+    patients = [r.patient_id for r in records]
+    counts = {p: patients.count(p) for p in set(patients)}
+    weights = np.array([1.0 / counts[p] for p in patients], np.float32)
+    return weights / weights.mean()
+
+
+def positive_weights(y: np.ndarray, sample_weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """'Balanced' weights per label: positives and negatives each carry half of the loss (counted with the
+    images' sample weights when given)."""
+    w = np.ones(len(y), np.float32) if sample_weights is None else np.asarray(sample_weights, np.float32)
+    n = w.sum()
+    positives = (w[:, None] * y).sum(axis=0)
     negatives = n - positives
     w_pos = np.where(positives > 0, n / (2.0 * np.maximum(positives, 1)), 1.0)
     w_neg = np.where(negatives > 0, n / (2.0 * np.maximum(negatives, 1)), 1.0)
@@ -75,29 +90,30 @@ def weighted_binary_crossentropy(w_pos: np.ndarray, w_neg: np.ndarray, label_smo
     return loss
 
 
-def mean_auroc(y: np.ndarray, probabilities: np.ndarray) -> float:
-    scores = [auroc(y[:, c], probabilities[:, c]) for c in range(y.shape[1])]
+def mean_auroc(y: np.ndarray, probabilities: np.ndarray, weights: np.ndarray | None = None) -> float:
+    scores = [auroc(y[:, c], probabilities[:, c], weights) for c in range(y.shape[1])]
     finite = [s for s in scores if np.isfinite(s)]
     return float(np.mean(finite)) if finite else float("nan")
 
 
 class ValidationAuroc(keras.callbacks.Callback):
-    """Adds val_mean_auroc (exact, over labels with positives) to the epoch logs for early stopping."""
+    """Adds val_mean_auroc (exact, over labels with positives; weighted per image when weights are given)
+    to the epoch logs for early stopping."""
 
-    def __init__(self, inputs, y: np.ndarray):
+    def __init__(self, inputs, y: np.ndarray, weights: np.ndarray | None = None):
         super().__init__()
-        self.inputs, self.y = inputs, y
+        self.inputs, self.y, self.weights = inputs, y, weights
 
     def on_epoch_end(self, epoch, logs=None):
         probabilities = self.model.predict(self.inputs, verbose=0)
         logs = logs if logs is not None else {}
-        logs["val_mean_auroc"] = mean_auroc(self.y, probabilities)
+        logs["val_mean_auroc"] = mean_auroc(self.y, probabilities, self.weights)
         log.info("epoch %d: val_mean_auroc %.4f", epoch + 1, logs["val_mean_auroc"])
 
 
-def _callbacks(validation_inputs, y_val, patience):
+def _callbacks(validation_inputs, y_val, patience, weights=None):
     return [
-        ValidationAuroc(validation_inputs, y_val),
+        ValidationAuroc(validation_inputs, y_val, weights),
         keras.callbacks.EarlyStopping(monitor="val_mean_auroc", mode="max", patience=patience,
                                       restore_best_weights=True, verbose=0),
     ]
@@ -118,7 +134,9 @@ def train(config: TrainConfig, train_records: list[Record], validation_records: 
     model = build(config)
     size = (config.input_size, config.input_size)
     y_train, y_val = targets(train_records), targets(validation_records)
-    loss = weighted_binary_crossentropy(*positive_weights(y_train), label_smoothing=config.label_smoothing)
+    w_train, w_val = ((patient_weights(train_records), patient_weights(validation_records))
+                      if config.patient_weighting else (None, None))
+    loss = weighted_binary_crossentropy(*positive_weights(y_train, w_train), label_smoothing=config.label_smoothing)
     verbose = 1 if progress else 0  # Keras progress bars on every epoch
     frozen = config.arch == "xception-transfer"
     if frozen and config.cache_features and not config.augment:
@@ -126,10 +144,11 @@ def train(config: TrainConfig, train_records: list[Record], validation_records: 
                                                 feature_cache_dir)
     else:
         train_ds = make_dataset(train_records, size, config.preprocessing, config.batch_size, shuffle=True,
-                                augment=config.augment, seed=config.seed)
+                                augment=config.augment, seed=config.seed, weights=w_train, mixup_alpha=config.mixup)
         val_ds = make_dataset(validation_records, size, config.preprocessing, config.batch_size)
         model.compile(keras.optimizers.AdamW(config.learning_rate, weight_decay=config.weight_decay), loss)
-        history = model.fit(train_ds, epochs=config.epochs, callbacks=_callbacks(val_ds, y_val, config.patience),
+        history = model.fit(train_ds, epochs=config.epochs,
+                            callbacks=_callbacks(val_ds, y_val, config.patience, w_val),
                             shuffle=False, verbose=verbose).history  # train_ds shuffles itself
     if frozen and config.fine_tune_blocks > 0:
         history = fine_tune(model, config, train_records, validation_records, loss, verbose)

@@ -79,3 +79,33 @@ def test_folds_keep_each_patient_whole_and_cover_every_image():
     assert all(any("Effusion" in records[i].labels for i in fold) for fold in folds)
     with pytest.raises(ValueError, match="cannot fill"):
         patient_folds(records[:3], 5)
+
+
+def test_repeats_deal_new_folds_and_average_each_images_out_of_fold_logits(monkeypatch):
+    """k folds × r repeats members; every image is scored once per repeat, by a member that never saw its
+    patient, and its out-of-fold logit is the mean of those r scores."""
+    from training import crossval
+    from training.train import TrainConfig
+
+    records = [Record(f"{p}_{i}.png", str(p), frozenset({"Effusion"} if p % 3 == 0 else {"No Finding"}))
+               for p in range(30) for i in range(p % 4 + 1)]
+    trained = []
+
+    def fake_train(config, inside, held_out, progress=False):
+        trained.append((config.seed, {r.patient_id for r in inside}))
+        return config.seed, {"loss": [1.0], "val_mean_auroc": [0.5]}
+
+    def fake_logits(seed, held_out, size, preprocessing):
+        assert not {r.patient_id for r in held_out} & trained[-1][1]  # never its own patients
+        return np.full((len(held_out), len(LABELS)), float(seed), np.float32)
+
+    monkeypatch.setattr(crossval, "train", fake_train)
+    monkeypatch.setattr(crossval, "predict_logits", fake_logits)
+    cv = crossval.cross_validate(TrainConfig(folds=3, repeats=2, seed=0), records)
+    assert len(cv.members) == 6 and len({seed for seed, _ in trained}) == 6
+    first, second = crossval.patient_folds(records, 3, 0), crossval.patient_folds(records, 3, 1000)
+    assert any(not np.array_equal(a, b) for a, b in zip(first, second))  # the second repeat deals anew
+    for i in range(len(records)):
+        k1 = next(k for k, fold in enumerate(first) if i in fold)
+        k2 = next(k for k, fold in enumerate(second) if i in fold)
+        assert cv.oof_logits[i, 0] == pytest.approx((k1 + 1000 + k2) / 2)  # member seeds: 0 + k, 1000 + k

@@ -11,7 +11,7 @@ from tests.helpers import FIXTURES, SHARED_DATA, real_xray_bytes
 from training.data import Record, local_dataset
 from training.features import backbone, cached_features
 from training.inputs import load_model_input, make_dataset, targets
-from training.train import TrainConfig, head_model, positive_weights, weighted_binary_crossentropy
+from training.train import TrainConfig, head_model, patient_weights, positive_weights, weighted_binary_crossentropy
 
 
 def _fixture_records(count=4):
@@ -89,6 +89,31 @@ def test_class_weights_balance_positives_and_negatives():
     assert w_pos[1] == 1.0  # no positives: unweighted
 
 
+def test_patient_weights_count_each_patient_once_however_many_images_it_has():
+    records = [Record(f"{p}_{i}.png", p, frozenset({"No Finding"})) for p, n in (("a", 6), ("b", 1), ("c", 3))
+               for i in range(n)]
+    weights = patient_weights(records)
+    assert weights.mean() == pytest.approx(1.0)
+    per_patient = {p: weights[[r.patient_id == p for r in records]].sum() for p in "abc"}
+    assert per_patient["a"] == pytest.approx(per_patient["b"]) == pytest.approx(per_patient["c"])
+
+
+def test_class_weights_count_images_by_their_sample_weights():
+    y = np.zeros((4, 15), np.float32)
+    y[0, 0] = 1  # one positive image weighing 3, three negatives weighing 1/3 each
+    w_pos, w_neg = positive_weights(y, np.array([3.0, 1 / 3, 1 / 3, 1 / 3]))
+    assert w_pos[0] * 3.0 == pytest.approx(w_neg[0] * 1.0)  # each side still carries half the loss
+
+
+def test_a_weighted_dataset_yields_each_images_weight_through_augmentation():
+    records = _fixture_records(4)
+    weights = np.array([1.0, 2.0, 3.0, 4.0], np.float32)
+    batches = list(make_dataset(records, (32, 32), "unit", batch_size=4, augment="radiograph", weights=weights))
+    images, y, w = batches[0]
+    assert images.shape == (4, 32, 32, 3) and y.shape == (4, 15)
+    np.testing.assert_array_equal(w.numpy(), weights)
+
+
 def test_training_pipeline_feeds_the_same_pixels_as_the_worker():
     from shared.images import decode_image
     from shared.preprocess import model_input
@@ -135,3 +160,21 @@ def test_short_training_run_on_real_xrays_exports_a_servable_artifact(tmp_path, 
     served = ctx.engine.analyse([decode_image(r.path.read_bytes(), 10**7) for r in records])
     for row, analysis in zip(in_training, served):
         np.testing.assert_allclose(row, [analysis.probabilities[label] for label in LABELS], atol=1e-5)
+
+
+def test_mixup_blends_targets_and_weights_with_the_same_share_as_the_images():
+    import tensorflow as tf
+
+    from training.inputs import mixup
+
+    count = 8
+    images = tf.reshape(tf.repeat(tf.range(count, dtype=tf.float32), 4 * 4 * 3), (count, 4, 4, 3))  # image i is all i
+    y = tf.one_hot(tf.range(count), 15)
+    weights = tf.range(count, dtype=tf.float32) * 10
+    mixed, mixed_y, mixed_w = (t.numpy() for t in mixup(images, y, weights, alpha=0.4, seed=3))
+    assert np.allclose(mixed, mixed[:, :1, :1, :1])  # one blend per image, the same on every pixel
+    value = mixed[:, 0, 0, 0]
+    np.testing.assert_allclose(mixed_y.sum(axis=1), 1.0, atol=1e-5)  # still one unit of label mass per image
+    np.testing.assert_allclose(mixed_y[:, :count] @ np.arange(count), value, atol=1e-4)
+    np.testing.assert_allclose(mixed_w, value * 10, atol=1e-3)
+    assert not np.allclose(value, np.arange(count))  # something was blended
