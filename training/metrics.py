@@ -87,6 +87,9 @@ def evaluate(y_true: np.ndarray, probabilities: np.ndarray, thresholds: dict[str
     # A resample can miss every positive of every scored label (tiny sets): that round has no mean.
     means = [row[scored][np.isfinite(row[scored])] for row in samples] if scored.any() else []
     mean_samples = np.array([m.mean() for m in means if len(m)])
+    # Every round's mean (NaN where a round scored nothing): two systems evaluated on the same targets,
+    # groups and seed resample the same patients round by round, so their difference has an interval too.
+    rounds_means = np.array([m.mean() if len(m) else math.nan for m in means])
     return {
         "images": int(len(y_true)),
         "patients": int(len(np.unique(groups))),
@@ -95,4 +98,17 @@ def evaluate(y_true: np.ndarray, probabilities: np.ndarray, thresholds: dict[str
         "labels_scored": [label for label, ok in zip(labels, scored) if ok],
         "per_label": per_label,
         "bootstrap": {"rounds": rounds, "unit": "patient", "seed": seed},
+        "mean_auroc_rounds": rounds_means.tolist(),
     }
+
+
+def mean_difference(result: dict, other: dict) -> dict:
+    """The difference of two evaluate() results' mean AUROCs on the same images, with a paired 95%
+    patient-level bootstrap interval (each round resampled the same patients for both)."""
+    difference = result["mean_auroc"] - other["mean_auroc"]
+    a, b = np.asarray(result["mean_auroc_rounds"]), np.asarray(other["mean_auroc_rounds"])
+    if a.shape != b.shape or result["bootstrap"] != other["bootstrap"] or result["images"] != other["images"]:
+        raise ValueError("a paired difference needs two evaluations of the same images with the same bootstrap")
+    paired = (a - b)[np.isfinite(a - b)]
+    low, high = np.percentile(paired, [2.5, 97.5]) if len(paired) > 10 else (math.nan, math.nan)
+    return {"difference": float(difference), "ci_low": float(low), "ci_high": float(high)}

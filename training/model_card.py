@@ -128,9 +128,12 @@ def write_model_card(artifact: Path) -> Path:
         if name in metrics:
             m = metrics[name]
             base = baseline.get(name)
+            paired = (base or {}).get("model_minus_baseline")
+            interval = (f" (95% CI {paired['ci_low']:+.3f} to {paired['ci_high']:+.3f}, paired patient-level "
+                        "bootstrap)" if paired else "")
             beside = (f" The baseline: {_num(base['mean_auroc'])} ({_num(base['mean_auroc_ci'][0])}–"
-                      f"{_num(base['mean_auroc_ci'][1])}); difference {m['mean_auroc'] - base['mean_auroc']:+.3f}."
-                      if base else "")
+                      f"{_num(base['mean_auroc_ci'][1])}); difference {m['mean_auroc'] - base['mean_auroc']:+.3f}"
+                      f"{interval}." if base else "")
             if base and name == "external":
                 verdict = "meets" if m["mean_auroc"] >= base["mean_auroc"] + STARTER_MARGIN else "does **not** meet"
                 beside += (f" The bar for serving a model as the starter is an external mean AUROC at least "

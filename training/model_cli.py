@@ -99,12 +99,17 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--repeats", type=int, default=1,
                        help="with --folds K: deal the patients into K folds this many times, with fresh seeds "
                             "(K × repeats members, out-of-fold predictions averaged over the repeats)")
+    train.add_argument("--cv-only", action="store_true",
+                       help="with --folds K: cross-validate the recipe on the training patients and print its "
+                            "out-of-fold AUROC beside the baseline's on the same folds; no artifact, no test set "
+                            "(how to choose between recipes)")
     train.add_argument("--fine-tune-blocks", type=int, default=0)
     train.add_argument("--split", type=float, nargs=3, default=(0.7, 0.15, 0.15), metavar=("TRAIN", "VAL", "TEST"))
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--bootstrap", type=int, default=1000, help="bootstrap rounds for the intervals")
     train.add_argument("--name", default="starter")
-    train.add_argument("--out", type=Path, required=True)
+    train.add_argument("--out", type=Path, help="the artifact folder (required unless --cv-only)")
+    train.add_argument("--json", type=Path, help="with --cv-only: also write the figures as JSON")
 
     baseline = sub.add_parser(
         "baseline", help="train and score the PCA + logistic-regression baseline on the pipeline's patient split",
@@ -204,6 +209,8 @@ def _train(args) -> None:
 
     if bool(args.external_images) != bool(args.external_labels):
         raise DataError("an external test set needs both --external-images and --external-labels")
+    if not args.out and not args.cv_only:
+        raise ValueError("give --out (where the artifact goes), or --cv-only to cross-validate without one")
     config = TrainConfig(arch=args.arch, input_size=args.input_size, weights=args.weights, epochs=args.epochs,
                          batch_size=args.batch_size, learning_rate=args.learning_rate, patience=args.patience,
                          augment=args.augment, seed=args.seed, width=args.width, fine_tune_blocks=args.fine_tune_blocks,
@@ -215,6 +222,17 @@ def _train(args) -> None:
         raise ValueError("--folds trains an ensemble of small-cnn members; use it with --arch small-cnn")
     if config.repeats != 1 and config.folds < 2:
         raise ValueError(f"--repeats {config.repeats} repeats a k-fold ensemble; give --folds K (K >= 2) with it")
+    if args.cv_only:
+        from training.pipeline import load_records
+        from training.selection import cross_validation_report
+
+        if config.folds < 2:
+            raise ValueError("--cv-only cross-validates: give --folds K (K >= 2) with it")
+        records, _ = load_records(images=args.images, labels=args.labels, kaggle=args.kaggle)
+        result = cross_validation_report(config, records, tuple(args.split))
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2, default=float))
+        return
     run_training(config, out=args.out, name=args.name, images=args.images, labels=args.labels, kaggle=args.kaggle,
                  external_images=args.external_images, external_labels=args.external_labels,
                  split_fractions=tuple(args.split), bootstrap=args.bootstrap,
@@ -230,6 +248,8 @@ def _baseline(args) -> None:
                            external_labels=args.external_labels, split_fractions=tuple(args.split), seed=args.seed,
                            bootstrap=args.bootstrap)
     if args.json:
+        for result in results.values():
+            result.pop("mean_auroc_rounds")  # the bootstrap's raw rounds
         args.json.write_text(json.dumps(results, indent=2, default=float))
 
 

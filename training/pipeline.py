@@ -22,7 +22,7 @@ from training.crossval import cross_validate
 from training.data import DataError, Record, kaggle_dataset, local_dataset
 from training.export import export_artifact
 from training.inputs import targets
-from training.metrics import evaluate, youden_threshold
+from training.metrics import evaluate, mean_difference, youden_threshold
 from training.model_card import write_model_card
 from training.report import comparison_table, history_plot, metrics_table, roc_plot
 from training.splits import describe, label_counts, patient_split
@@ -153,7 +153,8 @@ def run_training(config: TrainConfig, *, out: Path, name: str = "starter", image
         **facts,
         "threshold_rule": rule,
         "baseline": {"description": BASELINE, "trained_on_images": len(learnt),
-                     **{s: _summary(result) for s, result in baseline_results.items()}},
+                     **{s: {**_summary(result), "model_minus_baseline": mean_difference(evaluations[s][0], result)}
+                        for s, result in baseline_results.items()}},
         "calibration": {"method": CALIBRATION if uncalibrated is not None else "none", **calibration},
         "seconds": round(time.monotonic() - started, 1),
     }

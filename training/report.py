@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from shared.labels import LABELS
-from training.metrics import roc_curve
+from training.metrics import mean_difference, roc_curve
 
 
 def _pyplot():
@@ -23,6 +23,10 @@ def _pyplot():
 
 def _fmt(value: float, digits: int = 3) -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def _signed(value: float) -> str:
+    return "–" if math.isnan(value) else f"{value:+.3f}"
 
 
 def metrics_table(result: dict) -> str:
@@ -55,7 +59,9 @@ def comparison_table(result: dict, baseline: dict) -> str:
                      f"{'–' if math.isnan(difference) else f'{difference:+.3f}'} |")
     means = [(r["mean_auroc"], *(r["mean_auroc_ci"] or (math.nan, math.nan))) for r in (result, baseline)]
     cells = [f"**{_fmt(m)}** ({_fmt(low)}–{_fmt(high)})" for m, low, high in means]
-    lines.append(f"| **mean** | | {cells[0]} | {cells[1]} | {means[0][0] - means[1][0]:+.3f} |")
+    paired = mean_difference(result, baseline)
+    lines.append(f"| **mean** | | {cells[0]} | {cells[1]} | **{paired['difference']:+.3f}** "
+                 f"({_signed(paired['ci_low'])} to {_signed(paired['ci_high'])}, paired) |")
     return "\n".join(lines)
 
 

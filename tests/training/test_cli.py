@@ -116,3 +116,30 @@ def test_an_external_set_without_its_labels_is_refused_before_training(tmp_path)
     with pytest.raises(SystemExit, match="needs both --external-images and --external-labels"):
         main(["train", "--images", str(tmp_path), "--labels", str(tmp_path / "l.csv"),
               "--external-images", str(tmp_path), "--out", str(tmp_path / "x")])
+
+
+def test_cv_only_prints_out_of_fold_figures_beside_the_baseline_and_writes_no_artifact(tmp_path, capsys):
+    import json
+
+    from tests.training.test_label_order import _write_dataset
+
+    _write_dataset(tmp_path / "data", count=60)
+    main(["train", "--images", str(tmp_path / "data" / "images"), "--labels", str(tmp_path / "data" / "labels.csv"),
+          "--input-size", "32", "--width", "4", "--epochs", "2", "--patience", "2", "--no-augment", "--folds", "2",
+          "--patient-weighting", "--cv-only", "--json", str(tmp_path / "cv.json")])
+    out = capsys.readouterr().out
+    assert "| finding | positive patients | model | baseline |" in out and "Out-of-fold AUROC over" in out
+    result = json.loads((tmp_path / "cv.json").read_text())
+    assert result["folds"] == 2 and len(result["epochs_run"]) == 2
+    assert result["images"] < 60  # the test patients were kept out
+    # The bright disc is linear in the pixels: the baseline, scored on the same folds, finds it.
+    assert result["per_label"]["Cardiomegaly"]["baseline"] > 0.9
+    assert 0.0 <= result["model_mean_auroc"] <= 1.0
+    assert not list(tmp_path.glob("*/manifest.json"))
+
+
+def test_train_needs_an_out_folder_unless_it_only_cross_validates(tmp_path):
+    with pytest.raises(SystemExit, match="--out"):
+        main(["train", "--images", str(tmp_path), "--labels", str(tmp_path / "l.csv")])
+    with pytest.raises(SystemExit, match="give --folds"):
+        main(["train", "--images", str(tmp_path), "--labels", str(tmp_path / "l.csv"), "--cv-only"])

@@ -4,7 +4,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.metrics import roc_curve as sk_roc_curve
 
 from shared.labels import LABELS
-from training.metrics import auroc, evaluate, roc_curve, sensitivity_specificity, youden_threshold
+from training.metrics import auroc, evaluate, mean_difference, roc_curve, sensitivity_specificity, youden_threshold
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -67,3 +67,21 @@ def test_evaluate_scores_only_the_labels_given():
     assert result["mean_auroc"] == pytest.approx(expected, abs=1e-12)
     with pytest.raises(ValueError, match=r"shape \[images, 2\], received \(80, 15\)"):
         evaluate(np.zeros((80, 15)), np.zeros((80, 15)), {}, rounds=0, labels=labels)
+
+
+def test_the_paired_difference_is_narrower_than_either_interval_when_two_systems_share_their_errors():
+    """Two systems scored on the same patients: the bootstrap resamples the same patients for both, so a
+    small consistent advantage gets an interval of its own, where the two marginal intervals overlap."""
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, (300, 15))
+    shared = rng.random((300, 15))
+    better = np.clip(0.3 * y + shared * 0.7, 0, 1)
+    worse = np.clip(0.29 * y + shared * 0.71, 0, 1)
+    groups = np.repeat(np.arange(150), 2)
+    a, b = (evaluate(y, p, {label: 0.5 for label in LABELS}, groups=groups, rounds=300) for p in (better, worse))
+    paired = mean_difference(a, b)
+    assert paired["difference"] == pytest.approx(a["mean_auroc"] - b["mean_auroc"])
+    assert 0 < paired["ci_low"] <= paired["difference"] <= paired["ci_high"]
+    assert b["mean_auroc_ci"][1] > a["mean_auroc_ci"][0]  # the marginal intervals overlap
+    with pytest.raises(ValueError, match="same images"):
+        mean_difference(a, evaluate(y[:100], better[:100], {label: 0.5 for label in LABELS}, rounds=300))

@@ -56,6 +56,8 @@ def test_the_candidate_ensemble_card_puts_the_baseline_beside_every_figure():
         model, baseline = manifest["metrics"][split], manifest["training"]["baseline"][split]
         assert f"{model['mean_auroc']:.3f}" in card and f"{baseline['mean_auroc']:.3f}" in card
         assert f"{manifest['training']['calibration'][split]['mean_ece_after']:.3f}" in card
+        paired = manifest["training"]["baseline"][split]["model_minus_baseline"]
+        assert f"95% CI {paired['ci_low']:+.3f} to {paired['ci_high']:+.3f}" in card  # the difference's own interval
     assert "for trying the service only" in card.lower() and "not better than chance here" in card.lower()
     external = manifest["metrics"]["external"]["mean_auroc"]
     meets = external >= manifest["training"]["baseline"]["external"]["mean_auroc"] + 0.05
