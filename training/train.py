@@ -2,6 +2,7 @@
 trained on cached base features, so ten epochs cost little more than one pass over the images."""
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 from pathlib import Path
@@ -58,9 +59,8 @@ def patient_weights(records: list[Record]) -> np.ndarray:
     """One weight per image, 1 / (the patient's images), scaled to a mean of 1: a patient with 60 follow-up
     images (the NIH sets have several) then counts as much as a patient with one, instead of 60 times as much.
     The service meets one image per patient far more often than a 60th look at the same chest."""
-    patients = [r.patient_id for r in records]
-    counts = {p: patients.count(p) for p in set(patients)}
-    weights = np.array([1.0 / counts[p] for p in patients], np.float32)
+    counts = collections.Counter(r.patient_id for r in records)  # linear: the full NIH set has 112,120 images
+    weights = np.array([1.0 / counts[r.patient_id] for r in records], np.float32)
     return weights / weights.mean()
 
 
