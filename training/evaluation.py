@@ -63,5 +63,4 @@ def evaluate_command(*, labels: Path, predictions: Path | None = None, model: Pa
         print(f"ignored column(s), neither 'Image Index' nor prob_<Label> for a known label: "
               f"{', '.join(predicted.ignored_columns)}")
     print(metrics_table(result))
-    result.pop("mean_auroc_rounds")  # the bootstrap's raw rounds: for paired comparisons in training only
     return json.loads(json.dumps(result, default=float))

@@ -58,10 +58,12 @@ def _bootstrap_indices(groups: np.ndarray, rounds: int, seed: int):
 
 def evaluate(y_true: np.ndarray, probabilities: np.ndarray, thresholds: dict[str, float],
              groups: np.ndarray | None = None, rounds: int = 1000, seed: int = 0, progress: bool = False,
-             labels: tuple[str, ...] = LABELS) -> dict:
+             labels: tuple[str, ...] = LABELS, keep_rounds: bool = False) -> dict:
     """Per-label AUROC with a 95% patient-level bootstrap interval, sensitivity and specificity at the
     given thresholds, and the mean AUROC over labels that have positives. The columns of y_true and
-    probabilities are ``labels`` (fewer than LABELS when scoring a system that predicts fewer)."""
+    probabilities are ``labels`` (fewer than LABELS when scoring a system that predicts fewer).
+    keep_rounds: also return every bootstrap round's mean (``mean_auroc_rounds``), what mean_difference
+    pairs; left out otherwise (a thousand numbers nobody reads in a JSON report)."""
     y_true = np.asarray(y_true).astype(bool)
     probabilities = np.asarray(probabilities, dtype=np.float64)
     if y_true.shape != probabilities.shape or y_true.shape[1:] != (len(labels),):
@@ -87,10 +89,7 @@ def evaluate(y_true: np.ndarray, probabilities: np.ndarray, thresholds: dict[str
     # A resample can miss every positive of every scored label (tiny sets): that round has no mean.
     means = [row[scored][np.isfinite(row[scored])] for row in samples] if scored.any() else []
     mean_samples = np.array([m.mean() for m in means if len(m)])
-    # Every round's mean (NaN where a round scored nothing): two systems evaluated on the same targets,
-    # groups and seed resample the same patients round by round, so their difference has an interval too.
-    rounds_means = np.array([m.mean() if len(m) else math.nan for m in means])
-    return {
+    result = {
         "images": int(len(y_true)),
         "patients": int(len(np.unique(groups))),
         "mean_auroc": float(np.mean(point[scored])) if scored.any() else math.nan,
@@ -98,13 +97,20 @@ def evaluate(y_true: np.ndarray, probabilities: np.ndarray, thresholds: dict[str
         "labels_scored": [label for label, ok in zip(labels, scored) if ok],
         "per_label": per_label,
         "bootstrap": {"rounds": rounds, "unit": "patient", "seed": seed},
-        "mean_auroc_rounds": rounds_means.tolist(),
     }
+    if keep_rounds:
+        # Every round's mean (NaN where a round scored nothing): two systems evaluated on the same targets,
+        # groups and seed resample the same patients round by round, so their difference has an interval too.
+        result["mean_auroc_rounds"] = [m.mean() if len(m) else math.nan for m in means]
+    return result
 
 
 def mean_difference(result: dict, other: dict) -> dict:
     """The difference of two evaluate() results' mean AUROCs on the same images, with a paired 95%
-    patient-level bootstrap interval (each round resampled the same patients for both)."""
+    patient-level bootstrap interval (each round resampled the same patients for both). Both evaluated
+    with keep_rounds=True."""
+    if "mean_auroc_rounds" not in result or "mean_auroc_rounds" not in other:
+        raise ValueError("a paired difference needs the bootstrap rounds: evaluate both with keep_rounds=True")
     difference = result["mean_auroc"] - other["mean_auroc"]
     a, b = np.asarray(result["mean_auroc_rounds"]), np.asarray(other["mean_auroc_rounds"])
     if a.shape != b.shape or result["bootstrap"] != other["bootstrap"] or result["images"] != other["images"]:

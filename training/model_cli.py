@@ -248,8 +248,6 @@ def _baseline(args) -> None:
                            external_labels=args.external_labels, split_fractions=tuple(args.split), seed=args.seed,
                            bootstrap=args.bootstrap)
     if args.json:
-        for result in results.values():
-            result.pop("mean_auroc_rounds")  # the bootstrap's raw rounds
         args.json.write_text(json.dumps(results, indent=2, default=float))
 
 

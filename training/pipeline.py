@@ -133,9 +133,9 @@ def run_training(config: TrainConfig, *, out: Path, name: str = "starter", image
         y, groups = targets(subset), np.array([r.patient_id for r in subset])
         probabilities = predict(model, subset, size, config.preprocessing, progress=progress)
         evaluations[set_name] = (evaluate(y, probabilities, thresholds, groups=groups, rounds=bootstrap,
-                                          progress=progress), y, probabilities)
+                                          progress=progress, keep_rounds=True), y, probabilities)
         baseline_results[set_name] = evaluate(y, baseline.predict_proba(pixels(subset)), {l: 0.5 for l in LABELS},
-                                              groups=groups, rounds=bootstrap)
+                                              groups=groups, rounds=bootstrap, keep_rounds=True)
         after = calibration_summary(y, probabilities, LABELS)
         before = (calibration_summary(y, predict(uncalibrated, subset, size, config.preprocessing), LABELS)
                   if uncalibrated is not None else None)
