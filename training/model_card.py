@@ -1,25 +1,21 @@
 """MODEL_CARD.md, written from the manifest so its numbers can never drift from the artifact's."""
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from shared.labels import LABELS
 from shared.model_manifest import read_manifest
+from training.report import fmt
 
 
 STARTER_MARGIN = 0.05  # issue 15: a starter must beat the baseline on the external set by this much
 
 
-def _num(value, digits=3) -> str:
-    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
-
-
 def _cell(row: dict | None) -> str:
     if not row or row.get("auroc") is None:
         return "–"
-    ci = f" ({_num(row['ci_low'])}–{_num(row['ci_high'])})" if row.get("ci_low") is not None else ""
-    return f"{_num(row['auroc'])}{ci}"
+    ci = f" ({fmt(row['ci_low'])}–{fmt(row['ci_high'])})" if row.get("ci_low") is not None else ""
+    return f"{fmt(row['auroc'])}{ci}"
 
 
 def _table(metrics: dict, baseline: dict | None, ece: dict | None) -> list[str]:
@@ -30,9 +26,9 @@ def _table(metrics: dict, baseline: dict | None, ece: dict | None) -> list[str]:
     for label in LABELS:
         row = metrics["per_label_auroc"][label]
         other = (baseline or {}).get("per_label_auroc", {}).get(label)
-        chance = "–" if row["auroc"] is None else ("yes" if (row["ci_low"] or 0) > 0.5 else "**no**")
+        chance = "–" if row["auroc"] is None else ("yes" if _better_than_chance(row) else "**no**")
         lines.append(f"| {label} | {row['positives']} | {_cell(row)} | {_cell(other)} | {chance} | "
-                     f"{_num((ece or {}).get(label)) if row['auroc'] is not None else '–'} |")
+                     f"{fmt((ece or {}).get(label)) if row['auroc'] is not None else '–'} |")
     mean, base_mean = _mean_row(metrics), _mean_row(baseline) if baseline else None
     lines.append(f"| **mean** | | **{_cell(mean)}** | {_cell(base_mean)} | | |")
     return lines
@@ -43,13 +39,18 @@ def _mean_row(metrics: dict) -> dict:
     return {"auroc": metrics["mean_auroc"], "ci_low": low, "ci_high": high}
 
 
+def _better_than_chance(row: dict) -> bool:
+    """The finding's 95% interval lies above 0.5."""
+    return (row["ci_low"] or 0) > 0.5
+
+
 def not_better_than_chance(metrics: dict) -> list[str]:
     """Findings scored in this set whose interval reaches 0.5 or lower."""
     return [label for label in LABELS
-            if (row := metrics["per_label_auroc"][label])["auroc"] is not None and not (row["ci_low"] or 0) > 0.5]
+            if (row := metrics["per_label_auroc"][label])["auroc"] is not None and not _better_than_chance(row)]
 
 
-def _training_line(manifest, training: dict, config: dict) -> str:
+def _training_line(training: dict, config: dict) -> str:
     common = (f"batch {config.get('batch_size')}, AdamW lr {config.get('learning_rate')} weight decay "
               f"{config.get('weight_decay', 1e-4)}, width {config.get('width')}, spatial dropout "
               f"{config.get('dropout', 0.0)}, label smoothing {config.get('label_smoothing', 0.0)}, augmentation "
@@ -60,16 +61,16 @@ def _training_line(manifest, training: dict, config: dict) -> str:
         repeats = training.get("repeats", 1)
         members = training["folds"] * repeats
         dealt = f", the patients dealt into folds {repeats} times" if repeats > 1 else ""
-        per_patient = (f" ({_num(training['oof_mean_auroc_per_patient'])} with each patient weighing the same)"
+        per_patient = (f" ({fmt(training['oof_mean_auroc_per_patient'])} with each patient weighing the same)"
                        if training.get("oof_mean_auroc_per_patient") is not None else "")
         return (f"- Training: from scratch (no pretrained weights), an ensemble of {members} members from "
                 f"patient-level {training['folds']}-fold cross-validation over all training patients{dealt} (each "
                 f"member stopped early on its own held-out fold; epochs {training.get('epochs_run')}), {common}. "
-                f"Out-of-fold mean AUROC {_num(training.get('oof_mean_auroc'))}{per_patient}. The members' logits "
+                f"Out-of-fold mean AUROC {fmt(training.get('oof_mean_auroc'))}{per_patient}. The members' logits "
                 "are averaged in one model (GAP → Dense on their joined features), so the heatmaps are the mean of "
                 "their class activation maps.")
     return (f"- Training: from scratch (no pretrained weights), {training.get('epochs_run')} epochs, {common}, early "
-            f"stopping on the validation mean AUROC (best {_num(training.get('best_val_mean_auroc'))}).")
+            f"stopping on the validation mean AUROC (best {fmt(training.get('best_val_mean_auroc'))}).")
 
 
 def _calibration(training: dict) -> list[str]:
@@ -77,13 +78,13 @@ def _calibration(training: dict) -> list[str]:
     lines = ["## Calibration", "", f"Method: {calibration.get('method', 'none')}. Expected calibration error "
              "(10 equal-width bins, mean over findings with positives; lower is better):", ""]
     if training.get("oof_ece"):
-        lines.append(f"- out-of-fold (training patients, where it was fitted): {_num(training['oof_ece']['before'])} "
-                     f"before, {_num(training['oof_ece']['after'])} after")
+        lines.append(f"- out-of-fold (training patients, where it was fitted): {fmt(training['oof_ece']['before'])} "
+                     f"before, {fmt(training['oof_ece']['after'])} after")
     for name in ("test", "external"):
         if name in calibration:
             c = calibration[name]
-            before = f"{_num(c['mean_ece_before'])} before, " if c.get("mean_ece_before") is not None else ""
-            lines.append(f"- {name} set: {before}{_num(c['mean_ece_after'])} as served")
+            before = f"{fmt(c['mean_ece_before'])} before, " if c.get("mean_ece_before") is not None else ""
+            lines.append(f"- {name} set: {before}{fmt(c['mean_ece_after'])} as served")
     return lines + [""]
 
 
@@ -111,7 +112,7 @@ def write_model_card(artifact: Path) -> Path:
         "- Split by patient, stratified by finding (no patient in two splits): "
         + ", ".join(f"{name} {v['images']} images / {v['patients']} patients" for name, v in split.items())
         + f". The model learnt from the {learnt}.",
-        _training_line(manifest, training, config),
+        _training_line(training, config),
         f"- Thresholds: {training.get('threshold_rule')}.",
         f"- Baseline beside it: {baseline.get('description', 'none')}, trained on the same "
         f"{baseline.get('trained_on_images', '?')} images.", "",
@@ -131,8 +132,8 @@ def write_model_card(artifact: Path) -> Path:
             paired = (base or {}).get("model_minus_baseline")
             interval = (f" (95% CI {paired['ci_low']:+.3f} to {paired['ci_high']:+.3f}, paired patient-level "
                         "bootstrap)" if paired else "")
-            beside = (f" The baseline: {_num(base['mean_auroc'])} ({_num(base['mean_auroc_ci'][0])}–"
-                      f"{_num(base['mean_auroc_ci'][1])}); difference {m['mean_auroc'] - base['mean_auroc']:+.3f}"
+            beside = (f" The baseline: {fmt(base['mean_auroc'])} ({fmt(base['mean_auroc_ci'][0])}–"
+                      f"{fmt(base['mean_auroc_ci'][1])}); difference {m['mean_auroc'] - base['mean_auroc']:+.3f}"
                       f"{interval}." if base else "")
             if base and name == "external":
                 verdict = "meets" if m["mean_auroc"] >= base["mean_auroc"] + STARTER_MARGIN else "does **not** meet"
@@ -140,8 +141,8 @@ def write_model_card(artifact: Path) -> Path:
                            f"{STARTER_MARGIN} above the baseline's: this model {verdict} it.")
             weak = not_better_than_chance(m)
             parts += [f"### {description}: {m['images']} images, {m['patients']} patients", "",
-                      f"Mean AUROC **{_num(m['mean_auroc'])}** (95% CI {_num(m['mean_auroc_ci'][0])}–"
-                      f"{_num(m['mean_auroc_ci'][1])}).{beside}", "",
+                      f"Mean AUROC **{fmt(m['mean_auroc'])}** (95% CI {fmt(m['mean_auroc_ci'][0])}–"
+                      f"{fmt(m['mean_auroc_ci'][1])}).{beside}", "",
                       *_table(m, base, (ece_of.get(name) or {}).get("per_label_ece")), "",
                       f"Not better than chance here: {', '.join(weak) if weak else 'none'}.", ""]
     parts += _calibration(training)

@@ -21,7 +21,8 @@ def _pyplot():
     return plt
 
 
-def _fmt(value: float, digits: int = 3) -> str:
+def fmt(value: float | None, digits: int = 3) -> str:
+    """A figure with ``digits`` decimals, or – where there is none (None or NaN)."""
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
@@ -33,19 +34,19 @@ def metrics_table(result: dict) -> str:
     lines = ["| finding | positives | AUROC | 95% CI | threshold | sensitivity | specificity |",
              "|---|---:|---:|---|---:|---:|---:|"]
     for label, row in result["per_label"].items():  # the labels evaluated, in LABELS order
-        ci = f"{_fmt(row['ci_low'])}–{_fmt(row['ci_high'])}" if not math.isnan(row["ci_low"]) else "–"
-        lines.append(f"| {label} | {row['positives']} | {_fmt(row['auroc'])} | {ci} | {_fmt(row['threshold'])} | "
-                     f"{_fmt(row['sensitivity'], 2)} | {_fmt(row['specificity'], 2)} |")
+        ci = f"{fmt(row['ci_low'])}–{fmt(row['ci_high'])}" if not math.isnan(row["ci_low"]) else "–"
+        lines.append(f"| {label} | {row['positives']} | {fmt(row['auroc'])} | {ci} | {fmt(row['threshold'])} | "
+                     f"{fmt(row['sensitivity'], 2)} | {fmt(row['specificity'], 2)} |")
     low, high = result["mean_auroc_ci"] or (math.nan, math.nan)
     lines.append(f"| **mean** ({len(result['labels_scored'])} labels with positives) | | "
-                 f"**{_fmt(result['mean_auroc'])}** | {_fmt(low)}–{_fmt(high)} | | | |")
+                 f"**{fmt(result['mean_auroc'])}** | {fmt(low)}–{fmt(high)} | | | |")
     return "\n".join(lines)
 
 
 def _auroc_ci(row: dict) -> str:
     if row["auroc"] is None or math.isnan(row["auroc"]):
         return "–"
-    return f"{_fmt(row['auroc'])} ({_fmt(row['ci_low'])}–{_fmt(row['ci_high'])})"
+    return f"{fmt(row['auroc'])} ({fmt(row['ci_low'])}–{fmt(row['ci_high'])})"
 
 
 def comparison_table(result: dict, baseline: dict) -> str:
@@ -56,9 +57,9 @@ def comparison_table(result: dict, baseline: dict) -> str:
         other = baseline["per_label"][label]
         difference = row["auroc"] - other["auroc"]
         lines.append(f"| {label} | {row['positives']} | {_auroc_ci(row)} | {_auroc_ci(other)} | "
-                     f"{'–' if math.isnan(difference) else f'{difference:+.3f}'} |")
+                     f"{_signed(difference)} |")
     means = [(r["mean_auroc"], *(r["mean_auroc_ci"] or (math.nan, math.nan))) for r in (result, baseline)]
-    cells = [f"**{_fmt(m)}** ({_fmt(low)}–{_fmt(high)})" for m, low, high in means]
+    cells = [f"**{fmt(m)}** ({fmt(low)}–{fmt(high)})" for m, low, high in means]
     paired = mean_difference(result, baseline)
     lines.append(f"| **mean** | | {cells[0]} | {cells[1]} | **{paired['difference']:+.3f}** "
                  f"({_signed(paired['ci_low'])} to {_signed(paired['ci_high'])}, paired) |")
