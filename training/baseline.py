@@ -13,7 +13,7 @@ from sklearn.preprocessing import StandardScaler
 
 from shared.labels import LABELS
 from training.data import Record, local_dataset
-from training.inputs import load_model_input, targets
+from training.inputs import served_grey, targets
 
 SIDE = 32
 COMPONENTS = 64
@@ -23,7 +23,7 @@ DESCRIPTION = (f"PCA ({COMPONENTS} components) of {SIDE}×{SIDE} greyscale pixel
 
 def pixels(records: list[Record]) -> np.ndarray:
     """[N, SIDE*SIDE] grey values in [0, 1], decoded and resized as the worker does."""
-    return np.stack([load_model_input(r.path, (SIDE, SIDE), "unit")[:, :, 0].ravel() for r in records])
+    return np.stack([served_grey(r.path, SIDE).ravel() for r in records])
 
 
 class PixelBaseline:

@@ -20,6 +20,11 @@ def load_model_input(path: Path | str, input_size: tuple[int, int], preprocessin
     return model_input(grey, input_size, preprocessing)
 
 
+def served_grey(path: Path | str, side: int) -> np.ndarray:
+    """The grey [0, 1] pixels [side, side] the worker feeds a "unit" model of that input side."""
+    return load_model_input(path, (side, side), "unit")[:, :, 0]
+
+
 def targets(records: list[Record]) -> np.ndarray:
     return np.stack([r.target() for r in records])
 

@@ -15,7 +15,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from training.inputs import load_model_input
+from training.inputs import served_grey
 
 
 def image_statistics(image: np.ndarray) -> np.ndarray:
@@ -26,17 +26,12 @@ def image_statistics(image: np.ndarray) -> np.ndarray:
                  np.abs(np.diff(image, axis=0)).mean(), np.abs(np.diff(image, axis=1)).mean(), histogram]
 
 
-def served(path: Path, side: int) -> np.ndarray:
-    """The grey [0, 1] pixels the worker feeds a model of input side × side."""
-    return load_model_input(path, (side, side), "unit")[:, :, 0]
-
-
 def domain_auroc(training_images: Sequence[Path], other_images: Sequence[Path], side: int = 64,
-                 reduce_other: Callable[[Path, int], np.ndarray] = served, seed: int = 0) -> float:
+                 reduce_other: Callable[[Path, int], np.ndarray] = served_grey, seed: int = 0) -> float:
     """Cross-validated AUROC of a class-balanced logistic regression telling ``other_images`` (reduced by
     ``reduce_other``: the service's path unless a test swaps it) from ``training_images`` (reduced by the
     service's path); 0.5: indistinguishable."""
-    x = np.stack([image_statistics(served(p, side)) for p in training_images]
+    x = np.stack([image_statistics(served_grey(p, side)) for p in training_images]
                  + [image_statistics(reduce_other(p, side)) for p in other_images])
     y = np.r_[np.zeros(len(training_images)), np.ones(len(other_images))]
     model = make_pipeline(StandardScaler(), LogisticRegression(class_weight="balanced", max_iter=5000))

@@ -8,7 +8,8 @@ import pytest
 
 from shared.images import decode_image
 from tests.helpers import SHARED_DATA
-from training.skew import domain_auroc, served
+from training.inputs import served_grey
+from training.skew import domain_auroc
 
 pytestmark = pytest.mark.skipif(not SHARED_DATA.exists(), reason=f"{SHARED_DATA} is absent (real NIH data)")
 
@@ -25,5 +26,5 @@ def test_the_service_reduces_full_resolution_xrays_to_what_training_saw():
     assert as_served < 0.7, f"a classifier tells served full-resolution images from training images (AUROC {as_served:.2f})"
     aliased = domain_auroc(training, full_resolution, reduce_other=_aliased)
     assert aliased > 0.85, f"the check should catch an aliasing resize (AUROC {aliased:.2f})"
-    darker = domain_auroc(training, full_resolution, reduce_other=lambda p, side: served(p, side) * 0.8)
+    darker = domain_auroc(training, full_resolution, reduce_other=lambda p, side: served_grey(p, side) * 0.8)
     assert darker > 0.85, f"the check should catch another intensity scale (AUROC {darker:.2f})"
