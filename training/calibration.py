@@ -11,8 +11,6 @@ from scipy.optimize import minimize
 
 BINS = 10
 T_RANGE = (0.05, 20.0)
-
-
 OFFSET_RANGE = (-10.0, 10.0)
 
 
