@@ -19,6 +19,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from shared import sessions
 from shared.models import ApiToken, Role, SignInLink, User, as_utc, utcnow
 
 TOKEN_PREFIX = "xrt"
@@ -79,9 +80,19 @@ def create_user(session: Session, username: str, password: str | None, role: Rol
     return user
 
 
-def set_password(session: Session, user: User, password: str) -> None:
+def set_password(session: Session, user: User, password: str, keep_session: str | None = None) -> None:
+    """A new password signs out every browser of the user but ``keep_session`` (the one that changed it)."""
     user.password_hash = hash_password(password)
     user.password_changed_at = utcnow()
+    sessions.end_all(session, user.id, keep=keep_session)
+    session.flush()
+
+
+def set_active(session: Session, user: User, active: bool) -> None:
+    """Disabling a user signs out every browser of theirs at once (their tokens stop working too)."""
+    user.active = active
+    if not active:
+        sessions.end_all(session, user.id)
     session.flush()
 
 

@@ -68,7 +68,7 @@ def reset_password(session, args) -> None:
     password, generated = _password(args)
     accounts.set_password(session, user, password)
     _record(session, "password_reset", "user", user.id)
-    print(f"password of {user.username} reset; their other sessions are signed out"
+    print(f"password of {user.username} reset; every session of theirs is signed out"
           + (f"; new password (shown once): {password}" if generated else ""))
 
 
@@ -81,9 +81,9 @@ def list_users(session, args) -> None:
 
 def set_active(session, args, active: bool) -> None:
     user = _user(session, args.username)
-    user.active = active
+    accounts.set_active(session, user, active)
     _record(session, "user_enable" if active else "user_disable", "user", user.id)
-    print(f"{user.username} is now {'active' if active else 'disabled (cannot sign in; its tokens stop working)'}")
+    print(f"{user.username} is now {'active' if active else 'disabled (signed out everywhere; cannot sign in; its tokens stop working)'}")
 
 
 def create_token(session, args) -> None:

@@ -6,6 +6,7 @@ environment switches to Postgres and Redis; a test passes overrides. Nothing els
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import os
 import secrets
 import time
@@ -51,6 +52,8 @@ class Settings:
     signin_rate_limit: str = "10 per minute"  # per client address, sign-in attempts
     rate_limit_storage: str = ""  # empty: the Redis broker's server, or memory for the embedded run
     token_days: float = 90.0  # default lifetime of a new API token
+    session_idle_hours: float = 12.0  # a browser session with no request for this long is signed out
+    session_max_hours: float = 168.0  # and every session ends this long after sign-in (7 days)
     quota_queued_jobs: int = 5000  # a user's jobs waiting or running at once
     quota_stored_bytes: int = 20 * 1024**3  # a user's uploads on storage
     retention_days: float = 30.0  # batches older than this are deleted with their files; 0 keeps them
@@ -101,6 +104,14 @@ class Settings:
         return self.lease_seconds or self.task_time_limit + 30
 
     @property
+    def session_idle(self) -> dt.timedelta:
+        return dt.timedelta(hours=self.session_idle_hours)
+
+    @property
+    def session_lifetime(self) -> dt.timedelta:
+        return dt.timedelta(hours=self.session_max_hours)
+
+    @property
     def visibility_timeout(self) -> int:
         return max(3600, self.task_time_limit * 4)
 
@@ -146,6 +157,8 @@ ENVIRONMENT = {
     "signin_rate_limit": "XRAY_RATE_LIMIT_SIGNIN",
     "rate_limit_storage": "XRAY_RATE_LIMIT_STORAGE",
     "token_days": "XRAY_TOKEN_DAYS",
+    "session_idle_hours": "XRAY_SESSION_IDLE_HOURS",
+    "session_max_hours": "XRAY_SESSION_MAX_HOURS",
     "quota_queued_jobs": "XRAY_QUOTA_QUEUED_JOBS",
     "quota_stored_bytes": "XRAY_QUOTA_STORED_BYTES",
     "retention_days": "XRAY_RETENTION_DAYS",
@@ -262,5 +275,7 @@ def check_time_limits(settings: Settings) -> None:
         raise ValueError(f"the broker visibility timeout ({settings.visibility_timeout} s) must exceed the hard time limit")
     if settings.log_format not in ("text", "json"):
         raise ValueError(f"XRAY_LOG_FORMAT must be 'text' or 'json', got {settings.log_format!r}")
+    if not (settings.session_idle_hours > 0 and settings.session_max_hours > 0):
+        raise ValueError("XRAY_SESSION_IDLE_HOURS and XRAY_SESSION_MAX_HOURS must be above 0")
     if settings.max_attempts < 1:
         raise ValueError(f"XRAY_MAX_ATTEMPTS must be at least 1, got {settings.max_attempts}")

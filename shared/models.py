@@ -127,6 +127,23 @@ class SignInLink(Base):
     used_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class WebSession(Base):
+    """A signed-in browser, kept here and not in the cookie. The cookie carries a random secret whose
+    SHA-256 is this row's id; ending the row (sign-out, a password change, disabling the user, the idle or
+    absolute timeout) signs that browser out, even where someone copied the cookie before."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 of the cookie's secret
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    # A new API token to show once: XOR-ed with a pad that only the cookie holds, so neither this row
+    # nor the cookie alone reveals it; cleared when shown.
+    reveal: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
 class AuditEvent(Base):
     """Append-only (a database trigger refuses UPDATE and DELETE): who did what to which id, from where.
     Never a file name or anything else a patient could be identified by."""

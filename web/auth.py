@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 import uuid
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, flash, g, redirect, render_template, request, session, url_for
-from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
+from flask_login import LoginManager, UserMixin, current_user, login_required, login_user, logout_user
 
-from shared import accounts, webhooks
+from shared import accounts, sessions, webhooks
 from shared.accounts import AccountError, Viewer
 from shared.models import User
 from web.audit import audit
+from web import page_params
 from web.errors import ApiError
 from web.security import SAFE_METHODS, check_cookie_change
 from web.services import services
@@ -21,33 +23,32 @@ login_manager.login_view = "auth.signin"
 login_manager.login_message = "Sign in to see this page."
 
 
-class Account(UserMixin):
-    """The signed-in user as the session knows them. The session id includes when the password last
-    changed, so changing it (or an admin resetting it) signs out every other session."""
+class Bearer(NamedTuple):
+    viewer: Viewer
+    token_id: uuid.UUID
 
-    def __init__(self, user: User):
+
+class Account(UserMixin):
+    """The signed-in user as a request knows them. ``get_id`` is the secret of a row of web_sessions
+    (shared/sessions.py), which Flask-Login keeps in the cookie: the row, not the cookie, says whether
+    this browser is still signed in."""
+
+    def __init__(self, user: User, session_secret: str):
         self.viewer = Viewer.of(user)
         self.username = user.username
         self.is_admin = user.is_admin
-        stamp = user.password_changed_at.timestamp() if user.password_changed_at else 0
-        self._session_id = f"{user.id}:{stamp:.6f}"
+        self.session_secret = session_secret
 
     def get_id(self) -> str:
-        return self._session_id
+        return self.session_secret
 
 
 @login_manager.user_loader
-def _load(session_id: str):
-    user_id, _, stamp = session_id.partition(":")
-    try:
-        with services().db.session() as db:
-            user = db.get(User, uuid.UUID(user_id))
-            if user is None or not user.active:
-                return None
-            account = Account(user)
-    except ValueError:
-        return None
-    return account if account.get_id() == session_id else None
+def _load(session_secret: str):
+    settings = services().settings
+    with services().db.session() as db:
+        row = sessions.resolve(db, session_secret, settings.session_idle, settings.session_lifetime)
+        return None if row is None else Account(db.get(User, row.user_id), session_secret)
 
 
 def init_app(app: Flask) -> None:
@@ -55,19 +56,31 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(blueprint)
 
 
+def bearer() -> Bearer | None:
+    """The request's bearer token if it is valid, resolved once per request. The rate limiter asks first
+    (web/security.actor_key), so that only a token that authenticates is charged for what it sends."""
+    if "bearer" not in g:
+        g.bearer = None
+        scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer":
+            with services().db.session() as db:
+                token = accounts.resolve_token(db, presented)
+                if token is not None:
+                    g.bearer = Bearer(Viewer.of(token.user), token.id)
+    return g.bearer
+
+
 def authenticate_api() -> None:
     """Before every API request: a bearer token, or a signed-in browser session (changes only from this
     site with a CSRF header). Nothing else: 401, with how to authenticate."""
-    header = request.headers.get("Authorization")
-    if header is not None:
-        scheme, _, presented = header.partition(" ")
+    if request.headers.get("Authorization") is not None:
+        found = bearer()
+        if found is None:
+            raise ApiError(401, "the API token is missing, malformed, expired or revoked",
+                           headers={"WWW-Authenticate": 'Bearer realm="xray", error="invalid_token"'})
+        g.viewer = found.viewer
         with services().db.session() as db:
-            token = accounts.resolve_token(db, presented) if scheme.lower() == "bearer" else None
-            if token is None:
-                raise ApiError(401, "the API token is missing, malformed, expired or revoked",
-                               headers={"WWW-Authenticate": 'Bearer realm="xray", error="invalid_token"'})
-            g.viewer = Viewer.of(token.user)
-            audit(db, "token_use", target_type="token", target_id=token.id, dedupe=True)
+            audit(db, "token_use", target_type="token", target_id=found.token_id, dedupe=True)
         return
     if current_user.is_authenticated:
         g.viewer = current_user.viewer
@@ -86,9 +99,9 @@ def _safe_next(target: str | None) -> str:
     return url_for("pages.upload_page")
 
 
-def _sign_in(user: User) -> None:
+def _sign_in(db, user: User) -> None:
     session.clear()  # a fresh session: nothing from before signing in carries over
-    login_user(Account(user))
+    login_user(Account(user, sessions.start(db, user)))
     g.viewer = Viewer.of(user)
 
 
@@ -102,7 +115,7 @@ def signin():
         if user is None:
             audit(db, "sign_in_failed", detail={"username": username.strip().lower()[:80]})
         else:
-            _sign_in(user)
+            _sign_in(db, user)
             audit(db, "sign_in", detail={"method": "password"})
     if user is None:
         return render_template("signin.html", next=request.form.get("next", ""),
@@ -118,7 +131,7 @@ def signin_link(secret: str):
         if user is None:
             audit(db, "sign_in_failed", detail={"method": "link"})
         else:
-            _sign_in(user)
+            _sign_in(db, user)
             audit(db, "sign_in", detail={"method": "link"})
     if user is None:
         return render_template("signin.html", next="", error="That sign-in link was already used or has expired. "
@@ -130,6 +143,7 @@ def signin_link(secret: str):
 def signout():
     if current_user.is_authenticated:
         with services().db.session() as db:
+            sessions.end(db, current_user.session_secret)
             audit(db, "sign_out")
     logout_user()
     session.clear()
@@ -141,23 +155,23 @@ def _me(db) -> User:
 
 
 @blueprint.get("/account")
+@login_required
 def account():
-    if not current_user.is_authenticated:
-        return login_manager.unauthorized()
     with services().db.session() as db:
         tokens = accounts.list_tokens(db, current_user.viewer.user_id)
         rows = [{"token": t, "state": accounts.token_state(t)} for t in tokens]
         me = _me(db)
-        return render_template("account.html", tokens=rows, new_token=session.pop("new_token", None),
+        pad = session.pop("reveal_pad", None)
+        new_token = sessions.take_reveal(db, current_user.session_secret, bytes.fromhex(pad) if pad else None)
+        return render_template("account.html", tokens=rows, new_token=new_token,
                                token_days=services().settings.token_days, webhook_url=me.webhook_url,
                                webhook_secret=webhooks.secret_for(db, me))
 
 
 @blueprint.post("/account/webhook")
+@login_required
 def set_webhook():
     """The default callback for batches that name none (empty removes it); "rotate" makes a new secret."""
-    if not current_user.is_authenticated:
-        return login_manager.unauthorized()
     url = (request.form.get("url") or "").strip() or None
     with services().db.session() as db:
         me = _me(db)
@@ -177,9 +191,8 @@ def set_webhook():
 
 
 @blueprint.post("/account/password")
+@login_required
 def change_password():
-    if not current_user.is_authenticated:
-        return login_manager.unauthorized()
     with services().db.session() as db:
         user = _me(db)
         if user.password_hash and accounts.authenticate(db, user.username, request.form.get("current", "")) is None:
@@ -189,36 +202,31 @@ def change_password():
             flash("The two new passwords differ; nothing changed.", "error")
             return redirect(url_for("auth.account"), code=303)
         try:
-            accounts.set_password(db, user, request.form.get("new", ""))
+            accounts.set_password(db, user, request.form.get("new", ""), keep_session=current_user.session_secret)
         except AccountError as exc:
             flash(f"{exc}; nothing changed.", "error")
             return redirect(url_for("auth.account"), code=303)
-        audit(db, "password_change", target_type="user", target_id=user.id)
-        login_user(Account(user))  # this session stays signed in; every other one is signed out
+        audit(db, "password_change", target_type="user", target_id=user.id)  # this session stays signed in
     flash("Password changed. Other sessions of yours are signed out.", "info")
     return redirect(url_for("auth.account"), code=303)
 
 
 @blueprint.post("/account/tokens")
+@login_required
 def create_token():
-    if not current_user.is_authenticated:
-        return login_manager.unauthorized()
-    try:
-        days = float(request.form.get("days") or services().settings.token_days)
-    except ValueError:
-        days = services().settings.token_days
-    days = min(max(days, 1.0), 3650.0)
+    form = page_params.parse(page_params.TokenForm, request.form)
     with services().db.session() as db:
-        token, plain = accounts.create_token(db, _me(db), request.form.get("name", ""), expires_in_days=days)
+        token, plain = accounts.create_token(db, _me(db), form.name,
+                                             expires_in_days=form.days or services().settings.token_days)
         audit(db, "token_create", target_type="token", target_id=token.id)
-    session["new_token"] = plain  # shown once on the next page, then gone from the session
+        # Shown once on the next page from server-side state; the cookie holds only a random pad.
+        session["reveal_pad"] = sessions.hold_reveal(db, current_user.session_secret, plain).hex()
     return redirect(url_for("auth.account"), code=303)
 
 
 @blueprint.post("/account/tokens/<token_id>/revoke")
+@login_required
 def revoke_token(token_id: str):
-    if not current_user.is_authenticated:
-        return login_manager.unauthorized()
     try:
         parsed = uuid.UUID(token_id)
     except ValueError:

@@ -1,6 +1,7 @@
 """The recovery loop: return jobs whose lease ran out, (re)send jobs that sit queued in Postgres, deliver
 "batch finished" webhooks (shared/webhooks.py), delete batches past the retention limit
-(``XRAY_RETENTION_DAYS``) with their files, and forget idempotency keys older than a day.
+(``XRAY_RETENTION_DAYS``) with their files, and forget idempotency keys older than a day and browser
+sessions that have ended.
 
 Redis only carries "please work on job X"; Postgres knows every job. So a job whose message was lost
 (broker down at upload, broker restarted without persistence) or whose worker died is found again here.
@@ -15,7 +16,7 @@ import time
 
 from celery import Celery
 
-from shared import audit, deletion, idempotency, jobs, metrics, metrics_http, webhooks
+from shared import audit, deletion, idempotency, jobs, metrics, metrics_http, sessions, webhooks
 from shared.config import Settings
 from shared.loops import run_until_stopped
 from shared.db import Database
@@ -87,6 +88,7 @@ def run(settings: Settings, stop: threading.Event) -> None:
                 purge_expired(db, storage, settings)
                 with db.session() as session:
                     idempotency.purge_expired(session)
+                    sessions.purge(session, settings.session_idle, settings.session_lifetime)
                 last_purge = time.monotonic()
             metrics.RECOVERY_LAST_RUN.set_to_current_time()
         except Exception as exc:  # Postgres or Redis away: try again next round

@@ -98,3 +98,31 @@ def test_the_audit_log_cannot_be_changed_or_deleted(db):
                 session.execute(sa.text(statement))
     with db.session() as session:
         assert [e.actor for e in session.scalars(sa.select(AuditEvent))] == ["alice"]
+
+
+def test_browser_sessions_end_and_are_forgotten(db):
+    import datetime as dt
+
+    import sqlalchemy as sa
+
+    from shared import accounts, sessions
+    from shared.models import WebSession, utcnow
+
+    idle, lifetime = dt.timedelta(hours=12), dt.timedelta(days=7)
+    with db.session() as session:
+        user = accounts.create_user(session, "pat", "a long enough password")
+        first, second, third = (sessions.start(session, user) for _ in range(3))
+    with db.session() as session:
+        assert sessions.resolve(session, first, idle, lifetime).user_id == user.id
+        assert sessions.resolve(session, "made-up", idle, lifetime) is None
+        sessions.end(session, first)
+        assert sessions.end_all(session, user.id, keep=second) == 1  # the third; the first had ended
+    with db.session() as session:
+        assert sessions.resolve(session, first, idle, lifetime) is None
+        assert sessions.resolve(session, third, idle, lifetime) is None
+        assert sessions.resolve(session, second, idle, lifetime) is not None
+        session.execute(sa.update(WebSession).values(last_seen_at=utcnow() - dt.timedelta(hours=1)))
+    with db.session() as session:
+        assert sessions.purge(session, idle, lifetime) == 2  # the two that ended; the idle hour is fine
+        assert sessions.purge(session, dt.timedelta(minutes=30), lifetime) == 1
+        assert session.scalar(sa.select(sa.func.count()).select_from(WebSession)) == 0
