@@ -7,6 +7,7 @@ from flask import Blueprint, Response, render_template, request
 from flask_login import current_user
 
 from shared import audit as audit_log
+from web import page_params
 from web.auth import login_manager
 from web.errors import ApiError
 from web.services import services
@@ -23,20 +24,14 @@ def _admins_only():
         raise ApiError(404, "there is no such page")
 
 
-def _since() -> dt.datetime | None:
-    raw = request.args.get("since", "")
-    try:
-        return dt.datetime.fromisoformat(raw).replace(tzinfo=dt.timezone.utc) if raw else None
-    except ValueError:
-        raise ApiError(400, f"'since' must be a date like 2026-11-27, got {raw!r}") from None
-
-
 @blueprint.get("/audit")
 def audit_page():
-    filters = {"since": _since(), "action": request.args.get("action") or None, "actor": request.args.get("actor") or None}
-    page = min(max(1, request.args.get("page", 1, type=int)), 100_000)
+    params = page_params.parse(page_params.AuditParams)
+    since = dt.datetime.combine(params.since, dt.time(), dt.timezone.utc) if params.since else None
+    filters = {"since": since, "action": params.action, "actor": params.actor}
+    page = params.page
     with services().db.session() as session:
-        if request.args.get("format") == "csv":
+        if params.format == "csv":
             rows = audit_log.events(session, **filters, limit=1_000_000)
             return Response(audit_log.to_csv(rows), mimetype="text/csv", headers={
                 "Content-Disposition": "attachment; filename=audit.csv", "Cache-Control": "private, no-store"})

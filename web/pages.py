@@ -2,7 +2,6 @@
 with search, the model card, delete. All need a signed-in user."""
 from __future__ import annotations
 
-import datetime as dt
 import math
 
 from flask import Blueprint, Flask, flash, redirect, render_template, request, url_for
@@ -13,6 +12,7 @@ from shared.labels import LABELS, NO_FINDING, display_name
 from shared.model_manifest import UNTRAINED_WARNING, label_quality
 from shared.models import ModelVersion
 from shared.queries import MAX_PAGE, HistoryFilter
+from web import page_params
 from web.audit import audit_access
 from web.auth import login_manager
 from web.owned import delete_owned_batch, delete_owned_job, owned_batch, owned_job
@@ -84,7 +84,7 @@ def job_page(job_id: str):
 def model_card(version: str):
     """The model card of a model some worker served: data, split, per-finding quality, thresholds."""
     with services().db.session() as session:
-        model = session.get(ModelVersion, version)
+        model = session.get(ModelVersion, page_params.model_version(version))
         if model is None:
             raise not_found("model", version)
         return render_template("model_card.html", model=model, manifest=model.manifest,
@@ -125,23 +125,13 @@ def delete_job(job_id: str):
     return redirect(target, code=303)
 
 
-def _date(name: str) -> dt.date | None:
-    raw = request.args.get(name, "")
-    try:
-        return dt.date.fromisoformat(raw) if raw else None
-    except ValueError:
-        flash(f"'{raw}' is not a date (YYYY-MM-DD); that bound was left out.", "error")
-        return None
-
-
 @blueprint.get("/history")
 def history_page():
     """Your batches, newest first, with their name, first file and a thumbnail; searchable."""
     per_page = services().settings.history_page_size
-    page = min(max(1, request.args.get("page", 1, type=int)), MAX_PAGE)
-    finding = request.args.get("finding", "")
-    narrowed = HistoryFilter(text=request.args.get("q", "").strip()[:200], finding=finding if finding in LABELS else "",
-                             date_from=_date("from"), date_to=_date("to"))
+    params = page_params.parse(page_params.HistoryParams)
+    page = params.page
+    narrowed = HistoryFilter(text=params.q, finding=params.finding, date_from=params.date_from, date_to=params.date_to)
     with services().db.session() as session:
         batches, total = queries.list_batches(session, current_viewer(), page, per_page, narrowed)
         counts = queries.status_counts(session, [b.id for b in batches])
