@@ -80,13 +80,15 @@ def init_limits(app: Flask, settings) -> Limiter:
 
 
 def actor_key() -> str:
-    """Rate-limit bucket: the API token (by its public prefix) or the signed-in user, else the client
-    address. Limits are checked before the request is authenticated, so this reads the credentials
-    without trusting them: a forged prefix only spends that token's budget, never lifts a limit."""
-    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
-    parts = presented.split("_")
-    if scheme.lower() == "bearer" and len(parts) == 3:
-        return f"token:{parts[1][:16]}"
+    """Rate-limit bucket: a bearer token that authenticates, or the signed-in user, else the client address.
+    Limits are checked before the view runs, so the token is resolved here (once per request, see
+    web.auth.bearer): a made-up or borrowed token prefix counts against the address it came from, never
+    against the real token's owner."""
+    from web.auth import bearer  # imported here: web.auth imports this module
+
+    if request.headers.get("Authorization") is not None:
+        found = bearer()
+        return f"token:{found.token_id}" if found is not None else f"ip:{get_remote_address()}"
     if current_user.is_authenticated:
         return f"user:{current_user.viewer.user_id}"
     return f"ip:{get_remote_address()}"

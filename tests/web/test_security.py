@@ -149,6 +149,11 @@ def test_absurd_pages_and_too_many_form_parts_get_clear_answers(app, client):
     assert listing.status_code == 200
     body = listing.get_json()
     assert body["batches"] == [] and body["per_page"] == 1 and "past the last page" in body["warnings"][0]
+    for query, name in (("per_page=AAA", "'per_page'"), ("page=1.5", "'page'")):
+        answer = client.get(f"/api/v1/batches?{query}")
+        assert answer.status_code == 400 and name in answer.get_json()["error"]["message"]
+    batch = client.post("/api/v1/batches", data=multipart(real_xray_bytes(1)), content_type="multipart/form-data")
+    assert client.get(f"{batch.headers['Location']}?since=").status_code == 400  # an empty cursor is not one
     from tests.web.test_accounts import sign_in
 
     history = sign_in(app, "kim").get(f"/history?page={huge}")
@@ -190,6 +195,18 @@ def test_upload_rate_limit_answers_429_with_retry_after(pg_stack, pg_url):
     assert int(statuses[2].headers["Retry-After"]) > 0 and statuses[2].is_json
 
 
+def test_requests_with_a_borrowed_token_prefix_never_spend_the_tokens_own_budget(pg_stack, pg_url):
+    app = _app(pg_stack, api_rate_limit="5 per minute")
+    owner = api_token(pg_url, f"owner-{uuid.uuid4().hex[:6]}")
+    borrowed = {"Authorization": f"Bearer xrt_{owner.split('_')[1]}_x"}  # the public prefix, a made-up secret
+    attacker = app.test_client()
+    statuses = [attacker.get("/api/v1/batches", headers=borrowed).status_code for _ in range(7)]
+    assert statuses[:5] == [401] * 5 and statuses[5:] == [429, 429]  # counted against the address they came from
+    real = TokenClient(app.test_client(), owner)
+    assert [real.get("/api/v1/batches").status_code for _ in range(5)] == [200] * 5
+    assert real.get("/api/v1/batches").status_code == 429  # the owner's own five, and only those
+
+
 def _raw_http(port: int, request: bytes) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(request)
@@ -199,13 +216,14 @@ def _raw_http(port: int, request: bytes) -> bytes:
     return b"".join(chunks)
 
 
-def test_gunicorn_answers_over_long_urls_and_headers_in_json_and_names_no_server(pg_stack, tmp_path):
+def test_gunicorn_answers_over_long_urls_and_headers_in_json_with_security_headers_and_names_no_server(pg_stack, tmp_path):
     port = free_port()
     env = service_env(DATABASE_URL=pg_stack["database_url"], CELERY_BROKER_URL=pg_stack["broker_url"],
                       XRAY_SECRET_KEY=TEST_SECRET_KEY, XRAY_VAR_DIR=str(tmp_path))
+    log = open(tmp_path / "web.log", "wb")
     web = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "--bind", f"127.0.0.1:{port}",
-                            "--workers", "1", "web:create_app()"], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
+                            "--workers", "1", "--access-logfile", "-", "web:create_app()"], cwd=REPO, env=env,
+                           stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_until(lambda: b"200 OK" in _try_http(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
                    60, interval=0.3, message="gunicorn")
@@ -217,9 +235,22 @@ def test_gunicorn_answers_over_long_urls_and_headers_in_json_and_names_no_server
             head, body = answer.split(b"\r\n\r\n", 1)
             assert head.startswith(f"HTTP/1.1 {status}".encode()) and b"application/json" in head
             assert words in json.loads(body)["error"]["message"] and b"server:" not in head.lower()
+            lines = head.decode().lower().splitlines()
+            for header in ("content-security-policy: default-src 'none'", "x-frame-options: deny",
+                           "referrer-policy: no-referrer", "x-content-type-options: nosniff"):
+                assert any(line.startswith(header) for line in lines), (header, head)
+        # Free text in a page's query string, a referrer repeating it, a sign-in link's secret: none is logged.
+        for path in (b"/history?q=Smith%5EJohn", b"/signin?next=/history%3Fq%3DSmith", b"/signin/link/LinkSecret123"):
+            _raw_http(port, b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nReferer: http://x/history?q=Smith\r\n"
+                      b"Connection: close\r\n\r\n")
+        wait_until(lambda: "/signin/link/" in (tmp_path / "web.log").read_text(), 10, message="the access log lines")
     finally:
         web.terminate()
         web.wait(30)
+        log.close()
+    logged = (tmp_path / "web.log").read_text()
+    assert '"GET /history HTTP/1.1" 302' in logged and "/signin/link/[secret]" in logged
+    assert "Smith" not in logged and "LinkSecret123" not in logged
 
 
 def _try_http(port: int, request: bytes) -> bytes:
