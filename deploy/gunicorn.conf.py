@@ -2,10 +2,17 @@
 
 gunicorn answers some bad requests itself, before Flask sees them (a request line or headers over its
 limits, a malformed request): with an HTML page. API clients get the API's JSON error shape instead,
-and no response names the server software. Both hooks patch gunicorn 27 (pinned in constraints.txt).
+with the same security headers as every other answer, and no response names the server software.
+Both hooks patch gunicorn 27 (pinned in constraints.txt).
+
+The access log names the path, never the query string or the referrer: pages take free text in their
+queries (``/history?q=<a patient's name>``), and a referrer repeats another page's query. A one-time
+sign-in link's secret is masked too.
 """
 import json
+import re
 
+import gunicorn.glogging
 import gunicorn.http.wsgi
 import gunicorn.util
 
@@ -15,12 +22,46 @@ MESSAGES = {
 }
 
 
+# What web/security.py sets on every answer of the app (flask-talisman), for the answers gunicorn writes itself.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
 def _write_json_error(sock, status_int, reason, mesg):
     message = MESSAGES.get(status_int) or f"the request could not be read: {mesg or reason}"
     body = json.dumps({"error": {"status": status_int, "message": message}}).encode()
-    head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nX-Content-Type-Options: nosniff\r\n\r\n").encode("latin-1")
-    gunicorn.util.write_nonblock(sock, head + body)
+    headers = {"Connection": "close", "Content-Type": "application/json", "Content-Length": str(len(body)),
+               **SECURITY_HEADERS}
+    head = f"HTTP/1.1 {status_int} {reason}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+    gunicorn.util.write_nonblock(sock, head.encode("latin-1") + body)
+
+
+SIGN_IN_LINK = re.compile(r"^(/signin/link/)[^/]+")
+
+
+def private_path(path: str | None) -> str:
+    """The path as the access log may show it: no query (it is not part of PATH_INFO), no link secret."""
+    return SIGN_IN_LINK.sub(r"\1[secret]", path or "-")
+
+
+class PrivateAccessLogger(gunicorn.glogging.Logger):
+    """gunicorn's logger with the request line rebuilt from the path alone, and no referrer."""
+
+    def atoms(self, resp, req, environ, request_time):
+        atoms = super().atoms(resp, req, environ, request_time)
+        path = private_path(environ.get("PATH_INFO"))
+        atoms.update({"r": f"{environ['REQUEST_METHOD']} {path} {environ['SERVER_PROTOCOL']}", "U": path, "q": "-",
+                      "f": "-"})
+        return {k: v for k, v in atoms.items() if not k.endswith(("}i", "}e"))}  # no request headers or environ
+
+
+logger_class = PrivateAccessLogger
+access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'
 
 
 _default_headers = gunicorn.http.wsgi.Response.default_headers
