@@ -45,7 +45,11 @@ class WebhookError(ValueError):
 
 def check_url(url: str, allow_private: bool = False) -> str:
     """The URL, if the service may call it; else WebhookError with the reason."""
-    parts = urlsplit(url or "")
+    try:
+        parts = urlsplit(url or "")
+        parts.hostname, parts.port  # noqa: B018 - each raises ValueError on a malformed URL ("http://[")
+    except ValueError as exc:
+        raise WebhookError(f"the callback URL is malformed ({exc})") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise WebhookError("a callback URL must be http:// or https:// with a host name")
     if parts.username or parts.password:

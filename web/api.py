@@ -49,9 +49,21 @@ def _with_model_notice(session, body: dict) -> dict:
     return {**body, "served_model": served, "warnings": warnings, "disclaimer": DISCLAIMER}
 
 
+def _whole_number(name: str, default: int) -> int:
+    """A whole-number query parameter; absent: the default; anything but a whole number: 400."""
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw.strip())
+    except ValueError:
+        raise ApiError(400, f"'{name}' must be a whole number, got {raw[:40]!r}") from None
+
+
 def _page_args() -> tuple[int, int]:
-    page = min(max(1, request.args.get("page", 1, type=int)), MAX_PAGE)
-    per_page = min(100, max(1, request.args.get("per_page", services().settings.history_page_size, type=int)))
+    """Numbers out of range are brought into it (as the contract says); what is not a number is refused."""
+    page = min(max(1, _whole_number("page", 1)), MAX_PAGE)
+    per_page = min(100, max(1, _whole_number("per_page", services().settings.history_page_size)))
     return page, per_page
 
 
@@ -108,7 +120,7 @@ def _fingerprint(files, name: str | None, callback: str | None) -> str:
 
 
 @blueprint.get("/batches")
-@route((200, schemas.BatchList), errors=(401, 429), query=schemas.PageQuery, tags=["batches"])
+@route((200, schemas.BatchList), errors=(400, 401, 429), query=schemas.PageQuery, tags=["batches"])
 def list_batches():
     page, per_page = _page_args()
     with services().db.session() as session:
@@ -133,7 +145,7 @@ CURSOR_LATEST = dt.datetime(9000, 1, 1, tzinfo=dt.timezone.utc)
 
 def _since() -> dt.datetime | None:
     raw = request.args.get("since")
-    if not raw:
+    if raw is None:
         return None
     try:
         moment = dt.datetime.fromisoformat(raw)

@@ -19,7 +19,11 @@ from web import schemas
 ERRORS = {400: "bad request", 401: "no or a bad token", 403: "refused (a browser session without this site's "
           "CSRF header)", 404: "no such item, or not yours", 409: "an upload with this Idempotency-Key is still being "
           "processed: retry", 413: "too large or over quota", 415: "no file is an image",
-          422: "an Idempotency-Key reused for another request", 429: "too many requests, or too many waiting: see Retry-After"}
+          422: "an Idempotency-Key reused for another request", 429: "too many requests, or too many waiting: see Retry-After",
+          414: "the URL is too long (answered by the server before the app)",
+          431: "the request's headers are too large (answered by the server before the app)"}
+# Any route can meet these: gunicorn answers them itself, in the same Error shape (deploy/gunicorn.conf.py).
+SERVER_ERRORS = (414, 431)
 
 spec = SpecTree(
     "flask",
@@ -48,7 +52,7 @@ spec = SpecTree(
 def route(*ok: tuple[int, type | None], errors: tuple[int, ...] = (401, 404, 429), public: bool = False, **kwargs):
     """Document a route: its successful answers and the errors it can give (all in the Error shape)."""
     codes = {f"HTTP_{status}": model for status, model in ok}
-    codes.update({f"HTTP_{status}": (schemas.Error, ERRORS[status]) for status in errors})
+    codes.update({f"HTTP_{status}": (schemas.Error, ERRORS[status]) for status in (*errors, *SERVER_ERRORS)})
     return spec.validate(resp=Response(**codes), skip_validation=True, security={} if public else None, **kwargs)
 
 

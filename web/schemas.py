@@ -189,13 +189,18 @@ class Health(Open):
     database: str
 
 
+# The shape of a callback URL (empty: none); whether its host is public is checked when it is given.
+HTTP_URL = r"^$|^https?://[^/?#\s]+"
+
+
 class Upload(BaseModel):
     """multipart/form-data: the images, and an optional name."""
 
     files: list[BaseFile] = Field(description="PNG, JPEG or DICOM (CR/DX) images (the field may also be called 'file')")
     name: str | None = Field(None, description="A name for the batch, shown in the history")
-    callback_url: str | None = Field(None, description="Called (signed POST) when the batch is finished; "
-                                                       "http(s), public addresses only")
+    callback_url: str | None = Field(None, pattern=HTTP_URL, max_length=2000,
+                                     description="Called (signed POST) when the batch is finished; http(s), "
+                                                 "public addresses only (checked when given: 400 otherwise)")
 
 
 class BatchQuery(BaseModel):
@@ -246,4 +251,6 @@ class WebhookSettings(Open):
 
 
 class WebhookSettingsIn(BaseModel):
-    url: str | None = Field(None, description="A default callback URL (http(s), public); null removes it")
+    url: str | None = Field(None, pattern=HTTP_URL, max_length=2000,
+                            description="A default callback URL (http(s), public addresses only: 400 otherwise); "
+                                        "null removes it")
