@@ -72,6 +72,11 @@ def test_the_secret_example_is_valid_and_holds_no_secret():
     workloads = render("cpu")
     assert {"DATABASE_URL", "CELERY_BROKER_URL", "XRAY_SECRET_KEY"} <= set(env_of(container(workloads, "xray-web")))
     assert "XRAY_SECRET_KEY" not in env_of(container(workloads, "xray-worker"))  # least privilege
+    # Only the migration Job connects as the database's owner role (deploy/postgres/roles.sql).
+    owners = [name for name, spec, _ in pod_specs(workloads) for c in containers(spec)
+              for value in env_of(c).values() if isinstance(value, dict)
+              and value.get("secretKeyRef", {}).get("key") == "MIGRATION_DATABASE_URL"]
+    assert owners and set(owners) == {"xray-migrate"}, owners
     auth = named(workloads, "TriggerAuthentication", "xray-redis")["spec"]["secretTargetRef"]
     assert auth == [{"parameter": "password", "name": "xray-secrets", "key": "REDIS_PASSWORD"}]
 
