@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import os
 import signal
 import subprocess
@@ -28,6 +29,9 @@ REPO = Path(__file__).resolve().parent.parent
 PROCFILE = REPO / "deploy" / "Procfile.local"
 FLOWER_PROCFILE = REPO / "deploy" / "Procfile.flower"  # `make run FLOWER=1`
 STOP_SECONDS = 60  # how long the worker may take to finish the images in hand
+NO_LOCAL_ADMIN = ("This is not the embedded run (its database is not SQLite on loopback), so no local admin "
+                  "was made and no sign-in link is printed. Make an account with a password:\n"
+                  "    .venv/bin/xray-admin create-user NAME --admin")
 
 
 def read_procfile(path: Path) -> dict[str, str]:
@@ -39,12 +43,19 @@ def read_procfile(path: Path) -> dict[str, str]:
     return commands
 
 
+def _environment() -> dict[str, str]:
+    """The processes find the tools of the environment this launcher runs in (gunicorn, celery,
+    xray-recovery), also when it is started as `.venv/bin/python deploy/run_local.py` without make."""
+    tools = str(Path(sys.executable).parent)
+    return {**os.environ, "PATH": os.pathsep.join([tools, os.environ.get("PATH", "")])}
+
+
 class Process:
     def __init__(self, name: str, command: str, log_path: Path, verbose: bool):
         self.name, self.log_path = name, log_path
         self.log = open(log_path, "wb")
         # Its own session: the terminal's Ctrl-C must not reach it directly (we stop it in order).
-        self.popen = subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=REPO, stdin=subprocess.DEVNULL,
+        self.popen = subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=REPO, env=_environment(), stdin=subprocess.DEVNULL,
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
         self.copier = threading.Thread(target=self._copy, args=(verbose,), daemon=True)
         self.copier.start()
@@ -118,9 +129,14 @@ def _web_answers(address: str) -> bool:
         return False
 
 
-def _prepare() -> tuple[str, str]:
-    """Migrate the database, check the model the worker will serve, make sure the secret key and the local
-    admin exist; returns a one-line model summary and a one-time sign-in secret for the admin."""
+LINK_VALID = 3600  # seconds a printed sign-in link stays usable (it is also spent on first use)
+
+
+def _prepare() -> tuple[str, str | None]:
+    """Migrate the database, check the model the worker will serve, make sure the secret key exists;
+    returns a one-line model summary and, for the embedded run only, a one-time sign-in secret for the
+    local admin. On Postgres (a shared deployment) no passwordless admin is made and no link printed:
+    a link in a terminal ends up in logs, and there `xray-admin` makes accounts with passwords."""
     from shared import accounts
     from shared.config import ConfigError, load_settings, web_secret_key
     from shared.db import Database
@@ -134,10 +150,13 @@ def _prepare() -> tuple[str, str]:
     except (ArtifactError, ConfigError) as exc:
         sys.exit(f"cannot start: {exc}")
     upgrade(settings.database_url)
-    db = Database(settings.database_url)
-    with db.session() as session:
-        secret = accounts.create_sign_in_link(session, accounts.ensure_local_admin(session))
-    db.engine.dispose()
+    secret = None
+    if settings.is_embedded:
+        db = Database(settings.database_url)
+        with db.session() as session:
+            admin = accounts.ensure_local_admin(session)
+            secret = accounts.create_sign_in_link(session, admin, valid_for=dt.timedelta(seconds=LINK_VALID))
+        db.engine.dispose()
     trained = "" if manifest.trained else " (UNTRAINED: its predictions are meaningless)"
     return f"{manifest.name} {manifest.version}{trained}", secret
 
@@ -167,7 +186,9 @@ def main(argv: list[str] | None = None) -> int:
         model, secret = _prepare()
         print(f"Starting the web, a worker and the recovery loop; model {model}; logs in {log_dir}/", flush=True)
         processes = [Process(name, command, log_dir / f"{name}.log", args.verbose) for name, command in commands.items()]
-        status = _supervise(processes, address, stopping, f"http://{address}/signin/link/{secret}")
+        sign_in = (f"Sign in as the local admin with this one-time link (valid for an hour):\n"
+                   f"    http://{address}/signin/link/{secret}" if secret else NO_LOCAL_ADMIN)
+        status = _supervise(processes, address, stopping, sign_in)
         _stop(processes, stopping)
     return status
 
@@ -185,8 +206,7 @@ def _supervise(processes: list[Process], address: str, stopping: threading.Event
             return 1
         if not announced and " serves " in worker.text() and _web_answers(address):
             announced = True
-            print(f"\nReady at http://{address} (Ctrl-C stops it all). Sign in as the local admin with this "
-                  f"one-time link:\n    {sign_in}", flush=True)
+            print(f"\nReady at http://{address} (Ctrl-C stops it all). {sign_in}", flush=True)
     return 0
 
 
