@@ -78,18 +78,25 @@ def _check_size(info: ImageInfo, max_pixels: int, max_decoded_bytes: int | None)
     return info
 
 
-def _dicom_header(data: bytes):
+def _dicom_header(data: bytes, max_decoded_bytes: int | None):
     try:
-        ds = dicom_in.read_header(data)
+        ds = dicom_in.read_header(data, max_decoded_bytes or dicom_in.MAX_INFLATED_BYTES)
         dicom_in.check_radiograph(ds)
         return ds
+    except dicom_in.DeflateBomb as exc:
+        raise ImageTooLarge(str(exc)) from None
     except ValueError as exc:
         raise ImageError(str(exc)) from None
 
 
 def _inspect_dicom(ds, max_pixels: int, max_decoded_bytes: int | None) -> ImageInfo:
     info = ImageInfo("DICOM", int(ds.Columns), int(ds.Rows), dicom_in.decoded_bytes(ds), dicom_in.facts(ds))
-    return _check_size(info, max_pixels, max_decoded_bytes)
+    _check_size(info, max_pixels, max_decoded_bytes)
+    try:
+        dicom_in.check_pixel_data(ds)
+    except ValueError as exc:
+        raise ImageError(str(exc)) from None
+    return info
 
 
 def _check_whole(data: bytes, fmt: str) -> None:
@@ -107,7 +114,7 @@ def inspect_image(data: bytes, max_pixels: int, max_decoded_bytes: int | None = 
     if not data:
         raise ImageError("the file is empty")
     if dicom_in.looks_like_dicom(data):
-        return _inspect_dicom(_dicom_header(data), max_pixels, max_decoded_bytes)
+        return _inspect_dicom(_dicom_header(data, max_decoded_bytes), max_pixels, max_decoded_bytes)
     for fmt, signature in SIGNATURES.items():  # before Pillow, which would only say it cannot read a cut header
         if data.startswith(signature):
             _check_whole(data, fmt)
@@ -163,7 +170,7 @@ def decode_image(data: bytes, max_pixels: int, max_decoded_bytes: int | None = N
                  working_side: int = WORKING_SIDE) -> np.ndarray:
     """8-bit grey pixels, at most working_side on the long side (aspect kept)."""
     if dicom_in.looks_like_dicom(data):  # one parse of the file serves the checks and the pixels
-        ds = _dicom_header(data)
+        ds = _dicom_header(data, max_decoded_bytes)
         _inspect_dicom(ds, max_pixels, max_decoded_bytes)
         try:
             return _fit(dicom_in.display_pixels(ds), working_side)

@@ -4,18 +4,22 @@
 bit with a rescale, a window that maps the stored values back to the original pixels exactly
 (LINEAR_EXACT), private tags, identifiers in nested sequences, and any of the common transfer syntaxes.
 The decoded display pixels must therefore equal the source PNG's pixels (``expected_pixels``).
+
+``sof_bomb`` and ``deflate_bomb`` are the two decompression bombs; ``with_frame`` changes the compressed frame.
 """
 from __future__ import annotations
 
 import io
+import struct
 import tempfile
+import zlib
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.encaps import encapsulate
+from pydicom.encaps import encapsulate, generate_frames
 from pydicom.sequence import Sequence
 from pydicom.uid import (CTImageStorage, DigitalXRayImageStorageForPresentation, ExplicitVRLittleEndian,
                          ImplicitVRLittleEndian, JPEG2000Lossless, JPEGBaseline8Bit, JPEGLosslessSV1, JPEGLSLossless,
@@ -155,3 +159,49 @@ def undecodable_dicom(pixels: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()
+
+
+def with_frame(data: bytes, change) -> bytes:
+    """The DICOM file with its one encapsulated frame replaced by ``change(frame)``."""
+    ds = pydicom.dcmread(io.BytesIO(data))
+    frame = next(generate_frames(ds.PixelData, number_of_frames=1))
+    ds.PixelData = encapsulate([change(frame)])
+    return _saved(ds)
+
+
+def _saved(ds: Dataset) -> bytes:
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def sof_bomb(pixels: np.ndarray, side: int = 20_000) -> bytes:
+    """A DICOM header saying the image is as large as ``pixels`` around a JPEG whose frame header says
+    side x side: decoders believe the frame header (and fill what the scan does not cover)."""
+    def grow(frame: bytes) -> bytes:
+        offset = 2
+        while frame[offset + 1] != 0xC0:  # segments up to the baseline frame header
+            offset += 2 + int.from_bytes(frame[offset + 2:offset + 4], "big")
+        return frame[:offset + 5] + struct.pack(">HH", side, side) + frame[offset + 9:]
+
+    return with_frame(make_dicom(pixels, "jpeg-baseline", bits=8), grow)
+
+
+def deflate_bomb(pixels: np.ndarray, inflated_bytes: int = 320 * 2**20) -> bytes:
+    """A valid Deflated Explicit VR radiograph whose dataset ends in trailing padding (FFFC,FFFC) of zeros:
+    a few hundred kilobytes that inflate to ``inflated_bytes``."""
+    ds = make_dataset(pixels, bits=8)
+    plain = pydicom.filebase.DicomBytesIO()
+    plain.is_little_endian, plain.is_implicit_VR = True, False
+    pydicom.filewriter.write_dataset(plain, ds)
+    body = plain.getvalue() + struct.pack("<HH2sHI", 0xFFFC, 0xFFFC, b"OB", 0, inflated_bytes)
+    packer, parts = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS), []
+    parts.append(packer.compress(body))
+    zeros = bytes(2**20)
+    for _ in range(inflated_bytes // len(zeros)):
+        parts.append(packer.compress(zeros))
+    parts.append(packer.flush())
+    meta = pydicom.filebase.DicomBytesIO()
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    pydicom.filewriter.write_file_meta_info(meta, ds.file_meta)
+    return b"\0" * 128 + b"DICM" + meta.getvalue() + b"".join(parts)
