@@ -5,7 +5,9 @@ bit with a rescale, a window that maps the stored values back to the original pi
 (LINEAR_EXACT), private tags, identifiers in nested sequences, and any of the common transfer syntaxes.
 The decoded display pixels must therefore equal the source PNG's pixels (``expected_pixels``).
 
-``sof_bomb`` and ``deflate_bomb`` are the two decompression bombs; ``with_frame`` changes the compressed frame.
+``nested=True`` adds the sequences de-identification keeps (anatomic region codes, identity Modality and VOI
+LUTs), each item carrying a name, a private tag and text several levels deep; ``sof_bomb`` and
+``deflate_bomb`` are the two decompression bombs.
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ PATIENT = {"PatientName": "DOE^JANE^Q", "PatientID": "MRN-4471-2209", "PatientBi
            "InstitutionName": "Springfield General", "ReferringPhysicianName": "HOUSE^GREGORY",
            "OperatorsName": "TECH^TERRY", "AccessionNumber": "ACC-99812"}
 IDENTIFYING_STRINGS = ["DOE^JANE", "MRN-4471-2209", "19610314", "SSN-078-05-1120", "Elm Street", "Springfield",
-                       "HOUSE^GREGORY", "TECH^TERRY", "ACC-99812", "PRIVATE-NOTE-Jane"]
+                       "HOUSE^GREGORY", "TECH^TERRY", "ACC-99812", "PRIVATE-NOTE-Jane", "NESTED-NOTE-Jane"]
 
 SYNTAXES = {
     "explicit": ExplicitVRLittleEndian, "implicit": ImplicitVRLittleEndian, "deflated": DeflatedExplicitVRLittleEndian,
@@ -63,7 +65,9 @@ def _stored(pixels: np.ndarray, bits: int, monochrome1: bool) -> tuple[np.ndarra
 
 def make_dataset(pixels: np.ndarray, *, modality: str = "DX", bits: int = 16, monochrome1: bool = False,
                  view: str | None = "PA", study_uid: str | None = None, window: bool = True,
-                 burned_in: bool = False) -> Dataset:
+                 burned_in: bool = False, nested: bool = False) -> Dataset:
+    if nested and (bits != 8 or monochrome1):
+        raise ValueError("nested sequences carry identity LUTs, for 8-bit MONOCHROME2 images")
     stored, header = _stored(pixels, bits, monochrome1)
     ds = Dataset()
     ds.SOPClassUID = {"DX": DigitalXRayImageStorageForPresentation, "CR": ComputedRadiographyImageStorage,
@@ -92,6 +96,8 @@ def make_dataset(pixels: np.ndarray, *, modality: str = "DX", bits: int = 16, mo
     ds.RequestAttributesSequence = Sequence([request])
     block = ds.private_block(0x0099, "ACME HOSPITAL", create=True)
     block.add_new(0x01, "LO", "PRIVATE-NOTE-Jane")
+    if nested:
+        _nest_identifiers(ds)
     ds.PixelData = stored.tobytes()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
@@ -159,6 +165,47 @@ def undecodable_dicom(pixels: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()
+
+
+def _private_and_name(item: Dataset, depth: int) -> Dataset:
+    """A name, a private tag and free text in ``item``, and again in an item nested ``depth`` levels below."""
+    item.PatientName = "DOE^JANE^Q"
+    block = item.private_block(0x0099, "ACME HOSPITAL", create=True)
+    block.add_new(0x01, "LO", "PRIVATE-NOTE-Jane")
+    if depth:
+        inner = Dataset()
+        inner.TextValue = "NESTED-NOTE-Jane"
+        item.ReferencedImageSequence = Sequence([_private_and_name(inner, depth - 1)])
+    return item
+
+
+def _code(value: str, scheme: str, meaning: str) -> Dataset:
+    code = Dataset()
+    code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = value, scheme, meaning
+    return code
+
+
+def _identity_lut(modality: bool) -> Dataset:
+    lut = Dataset()
+    lut.LUTDescriptor = [256, 0, 16]
+    lut.LUTData = list(range(256))
+    lut["LUTData"].VR = "US"
+    lut.LUTExplanation = "identity, NESTED-NOTE-Jane DOE^JANE"
+    if modality:
+        lut.ModalityLUTType = "DOE^JANE"  # free text where a defined term belongs
+    return _private_and_name(lut, 2)
+
+
+def _nest_identifiers(ds: Dataset) -> None:
+    """The three kept sequences, with identifiers in every item at three levels; the LUTs are identities."""
+    chest = _private_and_name(_code("51185008", "SCT", "Chest of DOE^JANE"), 2)
+    left = _private_and_name(_code("7771000", "SCT", "left, NESTED-NOTE-Jane"), 1)
+    unknown = _code("123456789", "SCT", "NESTED-NOTE-Jane")
+    left.AnatomicRegionModifierSequence = Sequence([_code("24028007", "SCT", "DOE^JANE")])  # a modifier's modifier
+    chest.AnatomicRegionModifierSequence = Sequence([left, unknown, _code("MRN-4471-2209", "SCT", "x")])
+    ds.AnatomicRegionSequence = Sequence([chest, _code("DOE^JANE", "99LOCAL", "NESTED-NOTE-Jane")])
+    ds.ModalityLUTSequence = Sequence([_identity_lut(modality=True)])
+    ds.VOILUTSequence = Sequence([_identity_lut(modality=False)])
 
 
 def with_frame(data: bytes, change) -> bytes:

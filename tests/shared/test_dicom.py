@@ -140,6 +140,38 @@ def test_the_structured_report_and_heatmap_capture_validate_and_reference_the_im
     assert capture.StudyInstanceUID == source.StudyInstanceUID and capture.Rows == 64 and capture.SamplesPerPixel == 3
 
 
+def walk(dataset):
+    """Every element of the dataset, those inside sequence items at any depth included."""
+    for element in dataset:
+        yield element
+        if element.VR == "SQ":
+            for item in element.value:
+                yield from walk(item)
+
+
+def test_identifiers_nested_in_the_kept_sequences_stay_behind_at_every_depth(xray):
+    sent = make_dicom(xray, bits=8, nested=True)
+    assert all(secret.encode() in sent for secret in ("DOE^JANE", "PRIVATE-NOTE-Jane", "NESTED-NOTE-Jane"))
+    stored = deidentify.deidentified_bytes(sent, KEY, "owner")
+    for secret in IDENTIFYING_STRINGS + ["Chest of", "identity,"]:
+        assert secret.encode() not in stored, secret
+    ds = dicom_in.read_header(stored)
+    nested = [element for sequence in ds if sequence.VR == "SQ" for item in sequence.value for element in walk(item)]
+    assert nested and not [e for e in nested if e.tag.is_private or e.keyword in ("PatientName", "TextValue")]
+    assert not any(element.tag.is_private for element in ds)
+    # Codes stay codes, meanings come from the table (or the code itself); what is no code goes.
+    (chest,) = ds.AnatomicRegionSequence
+    assert (chest.CodeValue, chest.CodingSchemeDesignator) == ("51185008", "SCT")
+    assert chest.CodeMeaning == "Thoracic structure"
+    assert [(m.CodeValue, m.CodeMeaning) for m in chest.AnatomicRegionModifierSequence] == [
+        ("7771000", "Left"), ("123456789", "SCT code 123456789")]
+    assert "AnatomicRegionModifierSequence" not in chest.AnatomicRegionModifierSequence[0]
+    modality, voi = ds.ModalityLUTSequence[0], ds.VOILUTSequence[0]
+    assert set(modality.keys()) == {0x00283002, 0x00283004, 0x00283006} and modality.ModalityLUTType == "US"
+    assert set(voi.keys()) == {0x00283002, 0x00283006} and list(voi.LUTData) == list(range(256))
+    assert np.array_equal(decode_image(stored, *LIMITS), xray)  # identity LUTs: the same pixels
+
+
 @pytest.mark.parametrize("syntax", ["jpeg-baseline", "jpeg-lossless", "jpeg-ls", "jpeg2000"])
 def test_a_frame_declaring_another_size_than_the_header_is_refused_before_anything_decodes_it(xray, syntax):
     def resized(frame: bytes) -> bytes:
