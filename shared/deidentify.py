@@ -15,8 +15,12 @@ The allow-list reaches into the sequences it keeps: their items are rebuilt from
 (shared/dicom_sequences.py), so a patient name or a private tag nested in an item, at any depth, stays
 behind, and code meanings come from a table, never from the sender.
 
-The pixel data is kept as sent (compressed or not): the profile's "Clean Pixel Data" option is not offered,
-so files that say their pixels carry burned-in text are refused (shared/dicom_in.check_radiograph).
+The pixels are kept bit for bit, compressed or not, but not every byte around them: a JPEG, JPEG-LS or
+JPEG 2000 frame loses its comments and application segments and anything after its end marker
+(shared/privacy.py), and native pixel data anything past the image's size. Compressed pixel data in a
+syntax nothing here can read is refused, because nothing here could clean it either. The profile's "Clean
+Pixel Data" option is not offered, so files that say their pixels carry burned-in text are refused
+(shared/dicom_in.check_radiograph).
 """
 from __future__ import annotations
 
@@ -26,10 +30,12 @@ import io
 
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import encapsulate
 from pydicom.sequence import Sequence
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, RLELossless
 
 from shared import dicom_in, dicom_sequences
+from shared.privacy import strip_j2k, strip_jpeg
 
 # Image, pixel and geometry attributes of the CR and DX IODs: not in PS3.15 Table E.1-1.
 KEPT = (
@@ -77,6 +83,9 @@ def deidentify(ds: pydicom.Dataset, key: bytes, scope: str) -> pydicom.Dataset:
             items = dicom_sequences.rebuilt(keyword, ds[keyword].value)
             if items is not None:
                 setattr(clean, keyword, items)
+        elif keyword == "PixelData":
+            clean.PixelData = pixel_data(ds)
+            clean["PixelData"].VR = ds["PixelData"].VR
         elif keyword in ds:
             clean[keyword] = ds[keyword]
     for keyword in REPLACED_UIDS:
@@ -99,6 +108,24 @@ def deidentify(ds: pydicom.Dataset, key: bytes, scope: str) -> pydicom.Dataset:
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     clean.file_meta = meta
     return clean
+
+
+def pixel_data(ds: pydicom.Dataset) -> bytes:
+    """The pixel data without the text a compressed stream can carry, or bytes past a native image's end."""
+    syntax = ds.file_meta.TransferSyntaxUID
+    if not syntax.is_encapsulated:
+        samples = int(ds.get("SamplesPerPixel", 1) or 1) * max(1, int(ds.get("BitsAllocated", 16) or 16) // 8)
+        size = int(ds.Rows) * int(ds.Columns) * samples
+        return ds.PixelData[:size + size % 2]  # an odd length is padded to even (PS3.5 8.1.1)
+    if syntax == RLELossless:
+        return ds.PixelData
+    what = dicom_in.stream_name(syntax)
+    if syntax in dicom_in.JPEG_FAMILY:
+        return encapsulate([strip_jpeg(dicom_in.single_frame(ds), what)])
+    if syntax in dicom_in.JPEG_2000:
+        return encapsulate([strip_j2k(dicom_in.single_frame(ds), what)])
+    raise ValueError(f"the DICOM pixel data is in a transfer syntax this service cannot decode: {syntax.name} "
+                     f"({syntax})")
 
 
 def deidentified_bytes(data: bytes, key: bytes, scope: str) -> bytes:

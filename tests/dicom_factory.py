@@ -6,8 +6,10 @@ bit with a rescale, a window that maps the stored values back to the original pi
 The decoded display pixels must therefore equal the source PNG's pixels (``expected_pixels``).
 
 ``nested=True`` adds the sequences de-identification keeps (anatomic region codes, identity Modality and VOI
-LUTs), each item carrying a name, a private tag and text several levels deep; ``sof_bomb`` and
-``deflate_bomb`` are the two decompression bombs.
+LUTs), each item carrying a name, a private tag and text several levels deep; ``with_pixel_text`` hides
+text inside the pixel data itself (JPEG comments and APPn, Adobe APP14 tails, JPEG 2000 comments in the
+main and tile-part headers, JP2 boxes, bytes after the end); ``sof_bomb`` and ``deflate_bomb`` are the
+two decompression bombs.
 """
 from __future__ import annotations
 
@@ -34,6 +36,9 @@ PATIENT = {"PatientName": "DOE^JANE^Q", "PatientID": "MRN-4471-2209", "PatientBi
            "OperatorsName": "TECH^TERRY", "AccessionNumber": "ACC-99812"}
 IDENTIFYING_STRINGS = ["DOE^JANE", "MRN-4471-2209", "19610314", "SSN-078-05-1120", "Elm Street", "Springfield",
                        "HOUSE^GREGORY", "TECH^TERRY", "ACC-99812", "PRIVATE-NOTE-Jane", "NESTED-NOTE-Jane"]
+# Text hidden inside pixel data by with_pixel_text; none may be stored or served either.
+PIXEL_TEXTS = ["COM-NOTE-Jane", "APP1-NOTE-Jane", "ADOBE-TAIL-Jane", "AFTER-END-Jane", "J2K-MAIN-Jane",
+               "J2K-TILE-Jane", "JP2-XML-Jane", "NATIVE-TAIL-Jane"]
 
 SYNTAXES = {
     "explicit": ExplicitVRLittleEndian, "implicit": ImplicitVRLittleEndian, "deflated": DeflatedExplicitVRLittleEndian,
@@ -208,6 +213,53 @@ def _nest_identifiers(ds: Dataset) -> None:
     ds.VOILUTSequence = Sequence([_identity_lut(modality=False)])
 
 
+def _segment(marker: int, payload: bytes) -> bytes:
+    return bytes([0xFF, marker]) + (len(payload) + 2).to_bytes(2, "big") + payload
+
+
+def jpeg_with_text(stream: bytes) -> bytes:
+    """A comment and an EXIF APP1 after SOI, an Adobe APP14 with text after its 12 bytes, a comment just before
+    the first scan, text after EOI. Segments are walked here by their lengths, not found by searching."""
+    offset = 2
+    while stream[offset + 1] != 0xDA:
+        offset += 2 + int.from_bytes(stream[offset + 2:offset + 4], "big")
+    adobe = b"Adobe" + bytes([0, 100, 0, 0, 0, 0, 0]) + b"ADOBE-TAIL-Jane DOE^JANE"
+    head = (_segment(0xFE, b"COM-NOTE-Jane DOE^JANE") + _segment(0xE1, b"Exif\0\0APP1-NOTE-Jane")
+            + _segment(0xEE, adobe))
+    end = stream.rindex(b"\xff\xd9") + 2
+    return (stream[:2] + head + stream[2:offset] + _segment(0xFE, b"COM-NOTE-Jane") + stream[offset:end]
+            + b"AFTER-END-Jane")
+
+
+def _j2k_with_text(stream: bytes) -> bytes:
+    """Comments (Rcom 1: Latin text) in the main header and in the first tile-part's header, whose length
+    (Psot) grows to match, and text after the end of the codestream."""
+    def comment(text: bytes) -> bytes:
+        return _segment(0x64, b"\x00\x01" + text)
+
+    offset = 2
+    while stream[offset + 1] != 0x90:  # main header segments up to the first SOT
+        offset += 2 + int.from_bytes(stream[offset + 2:offset + 4], "big")
+    sot, tile_comment = stream[offset:offset + 12], comment(b"J2K-TILE-Jane DOE^JANE")
+    (psot,) = struct.unpack(">I", sot[6:10])
+    sot = sot[:6] + struct.pack(">I", psot + len(tile_comment) if psot else 0) + sot[10:]
+    end = stream.rindex(b"\xff\xd9") + 2
+    return (stream[:offset] + comment(b"J2K-MAIN-Jane DOE^JANE") + sot + tile_comment + stream[offset + 12:end]
+            + b"AFTER-END-Jane")
+
+
+def _box(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload) + 8) + kind + payload
+
+
+def jp2_wrapped(stream: bytes, rows: int, columns: int, bits: int) -> bytes:
+    """The codestream as a JP2 file (greyscale), with an XML box of text beside it."""
+    header = _box(b"ihdr", struct.pack(">IIHBBBB", rows, columns, 1, bits - 1, 7, 0, 0))
+    header += _box(b"colr", bytes([1, 0, 0]) + struct.pack(">I", 17))
+    return (b"\x00\x00\x00\x0cjP  \r\n\x87\n" + _box(b"ftyp", b"jp2 \x00\x00\x00\x00jp2 ")
+            + _box(b"jp2h", header) + _box(b"xml ", b"<note>JP2-XML-Jane DOE^JANE</note>") + _box(b"jp2c", stream))
+
+
 def with_frame(data: bytes, change) -> bytes:
     """The DICOM file with its one encapsulated frame replaced by ``change(frame)``."""
     ds = pydicom.dcmread(io.BytesIO(data))
@@ -220,6 +272,21 @@ def _saved(ds: Dataset) -> bytes:
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()
+
+
+def with_pixel_text(data: bytes, syntax: str, jp2: bool = False) -> bytes:
+    """Text hidden in the pixel data the way the syntax allows: see PIXEL_TEXTS."""
+    if syntax in ("jpeg-baseline", "jpeg-lossless", "jpeg-ls"):
+        return with_frame(data, jpeg_with_text)
+    if syntax == "jpeg2000":
+        ds = pydicom.dcmread(io.BytesIO(data))
+        wrap = (lambda s: jp2_wrapped(s, ds.Rows, ds.Columns, ds.BitsStored)) if jp2 else (lambda s: s)
+        return with_frame(data, lambda frame: wrap(_j2k_with_text(frame)))
+    if syntax == "rle":
+        return data  # RLE segments are kept as sent (no text is put there)
+    ds = pydicom.dcmread(io.BytesIO(data))
+    ds.PixelData = ds.PixelData + b"NATIVE-TAIL-Jane"  # bytes past the image's end
+    return _saved(ds)
 
 
 def sof_bomb(pixels: np.ndarray, side: int = 20_000) -> bytes:

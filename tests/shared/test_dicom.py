@@ -6,19 +6,21 @@ import shutil
 import subprocess
 import sys
 import uuid
+import warnings
 
 import cv2
 import numpy as np
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
+from pydicom.pixels import pixel_array
 
 from shared import deidentify, dicom_in, dicom_out
 from shared.images import ImageError, decode_image, inspect_image
 from shared.labels import LABELS
-from tests.dicom_factory import (IDENTIFYING_STRINGS, SYNTAXES, deflate_bomb, grey_from_png, make_dataset, make_dicom,
-                                 sof_bomb, undecodable_dicom, with_frame)
-from tests.helpers import REPO, real_xray_bytes
+from tests.dicom_factory import (IDENTIFYING_STRINGS, PIXEL_TEXTS, SYNTAXES, deflate_bomb, grey_from_png,
+                                 make_dataset, make_dicom, sof_bomb, undecodable_dicom, with_frame, with_pixel_text)
+from tests.helpers import REPO, full_size_xray, real_xray_bytes
 
 KEY = b"k" * 32
 LIMITS = (50_000_000, 256 * 2**20)
@@ -170,6 +172,43 @@ def test_identifiers_nested_in_the_kept_sequences_stay_behind_at_every_depth(xra
     assert set(modality.keys()) == {0x00283002, 0x00283004, 0x00283006} and modality.ModalityLUTType == "US"
     assert set(voi.keys()) == {0x00283002, 0x00283006} and list(voi.LUTData) == list(range(256))
     assert np.array_equal(decode_image(stored, *LIMITS), xray)  # identity LUTs: the same pixels
+
+
+def hidden_texts(data: bytes) -> list[str]:
+    """PIXEL_TEXTS in the file, or in its pixel data once inflated (Deflated Explicit VR)."""
+    readable = data + dicom_in.read_header(data).PixelData
+    return [text for text in PIXEL_TEXTS if text.encode() in readable]
+
+
+def stored_pixels(data: bytes) -> np.ndarray:
+    ds = dicom_in.read_header(data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "excess padding" in the file sent with text after its pixels
+        if ds.file_meta.TransferSyntaxUID.is_encapsulated:
+            return pixel_array(ds, decoding_plugin="pylibjpeg")
+        return ds.pixel_array
+
+
+@pytest.fixture(scope="module")
+def full_xray() -> np.ndarray:
+    return full_size_xray()
+
+
+@pytest.mark.parametrize("syntax,jp2", [(syntax, False) for syntax in SYNTAXES] + [("jpeg2000", True)])
+def test_text_inside_the_pixel_data_goes_and_the_pixels_stay_bit_for_bit(full_xray, syntax, jp2):
+    original = make_dicom(full_xray, syntax, bits=8 if syntax == "jpeg-baseline" else 16)
+    sent = with_pixel_text(original, syntax, jp2=jp2)
+    stored = deidentify.deidentified_bytes(sent, KEY, "owner")
+    assert hidden_texts(sent) or syntax == "rle"
+    assert hidden_texts(stored) == []
+    assert np.array_equal(stored_pixels(stored), stored_pixels(original))
+    assert np.array_equal(stored_pixels(stored), stored_pixels(sent))
+    ds = dicom_in.read_header(stored)
+    if syntax.startswith("jpeg"):
+        frame = dicom_in.single_frame(ds).rstrip(b"\0")  # fragments are padded to even lengths
+        assert frame.endswith(b"\xff\xd9")  # nothing after the end of the image
+        assert syntax == "jpeg2000" or b"\xff\xee\x00\x0eAdobe" in frame  # APP14: the 12 bytes, nothing else
+        assert frame.startswith(b"\xff\x4f\xff\x51" if syntax == "jpeg2000" else b"\xff\xd8")
 
 
 @pytest.mark.parametrize("syntax", ["jpeg-baseline", "jpeg-lossless", "jpeg-ls", "jpeg2000"])
