@@ -1,7 +1,10 @@
 """Image checks and decoding, by content, never by file name.
 
-``inspect_image`` reads only the header (cheap, used by the web at upload) and rejects what is not a
-PNG, JPEG or DICOM radiograph (shared/dicom_in.py) or is absurdly large in pixels before anything decodes it (a decoder bomb costs nothing).
+``inspect_image`` reads the header and walks the file's structure without decoding pixels (cheap, used
+by the web at upload) and rejects what is not a PNG, JPEG or DICOM radiograph (shared/dicom_in.py), is
+absurdly large in pixels before anything decodes it (a decoder bomb costs nothing), or is cut short or
+broken (shared/codestreams.py): decoders fill a cut image with grey and return it, and the model then
+analyses the grey. It runs again inside ``decode_image``, so a stored file is checked before every decode.
 ``decode_image`` (used by the worker and by training, so both see the same pixels) decodes with OpenCV
 and returns an 8-bit greyscale array at most ``WORKING_SIDE`` pixels on its long side: chest X-rays are
 greyscale (colour and alpha channels in the NIH files are an artefact of export), and nothing downstream
@@ -18,9 +21,10 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from shared import dicom_in
+from shared import codestreams, dicom_in
 
 FORMATS = {"PNG": ("png", "image/png"), "JPEG": ("jpg", "image/jpeg"), "DICOM": ("dcm", "application/dicom")}
+SIGNATURES = {"PNG": codestreams.PNG_SIGNATURE, "JPEG": b"\xff\xd8"}
 WORKING_SIDE = 1024  # decoded images are scaled to at most this many pixels on their long side
 # PNG colour type → channels as OpenCV decodes them (palette and grey+alpha come out as BGR(A)).
 PNG_CHANNELS = {0: 1, 2: 3, 3: 4, 4: 4, 6: 4}
@@ -74,25 +78,46 @@ def _check_size(info: ImageInfo, max_pixels: int, max_decoded_bytes: int | None)
     return info
 
 
-def _dicom_header(data: bytes):
+def _dicom_header(data: bytes, max_decoded_bytes: int | None):
     try:
-        ds = dicom_in.read_header(data)
+        ds = dicom_in.read_header(data, max_decoded_bytes or dicom_in.MAX_INFLATED_BYTES)
         dicom_in.check_radiograph(ds)
         return ds
+    except dicom_in.DeflateBomb as exc:
+        raise ImageTooLarge(str(exc)) from None
     except ValueError as exc:
         raise ImageError(str(exc)) from None
 
 
 def _inspect_dicom(ds, max_pixels: int, max_decoded_bytes: int | None) -> ImageInfo:
     info = ImageInfo("DICOM", int(ds.Columns), int(ds.Rows), dicom_in.decoded_bytes(ds), dicom_in.facts(ds))
-    return _check_size(info, max_pixels, max_decoded_bytes)
+    _check_size(info, max_pixels, max_decoded_bytes)
+    try:
+        dicom_in.check_pixel_data(ds)
+    except ValueError as exc:
+        raise ImageError(str(exc)) from None
+    return info
+
+
+def _check_whole(data: bytes, fmt: str) -> None:
+    """Every chunk or segment within the file and its end marker there (PNG IEND, JPEG EOI)."""
+    try:
+        if fmt == "PNG":
+            codestreams.png_chunks(data)
+        else:
+            codestreams.jpeg_segments(data)
+    except codestreams.DamagedFile as exc:
+        raise ImageError(str(exc)) from None
 
 
 def inspect_image(data: bytes, max_pixels: int, max_decoded_bytes: int | None = None) -> ImageInfo:
     if not data:
         raise ImageError("the file is empty")
     if dicom_in.looks_like_dicom(data):
-        return _inspect_dicom(_dicom_header(data), max_pixels, max_decoded_bytes)
+        return _inspect_dicom(_dicom_header(data, max_decoded_bytes), max_pixels, max_decoded_bytes)
+    for fmt, signature in SIGNATURES.items():  # before Pillow, which would only say it cannot read a cut header
+        if data.startswith(signature):
+            _check_whole(data, fmt)
     try:
         # Image.open reads the header only; pixel data is not decoded here.
         with Image.open(io.BytesIO(data)) as image:
@@ -145,7 +170,7 @@ def decode_image(data: bytes, max_pixels: int, max_decoded_bytes: int | None = N
                  working_side: int = WORKING_SIDE) -> np.ndarray:
     """8-bit grey pixels, at most working_side on the long side (aspect kept)."""
     if dicom_in.looks_like_dicom(data):  # one parse of the file serves the checks and the pixels
-        ds = _dicom_header(data)
+        ds = _dicom_header(data, max_decoded_bytes)
         _inspect_dicom(ds, max_pixels, max_decoded_bytes)
         try:
             return _fit(dicom_in.display_pixels(ds), working_side)

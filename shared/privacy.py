@@ -4,19 +4,24 @@ PNG text chunks (tEXt, zTXt, iTXt), EXIF (eXIf), JPEG comments (COM) and applica
 XMP, IPTC, ICC, vendor data) routinely carry names, birth dates and record numbers written by the
 modality or an export tool. The stored file keeps only what decoding the pixels needs: PNG's IHDR,
 PLTE, tRNS, IDAT and IEND chunks; JPEG's coding segments (quantisation and Huffman tables, frame and
-scan headers, restart intervals), the entropy-coded data and an Adobe APP14 marker (it says how the
-colours are coded). Nothing after the end of the image is kept. The pixels are bit for bit those sent:
-re-compressing would cost time on every upload and, for JPEG, quality.
+scan headers, restart intervals), the entropy-coded data and the fixed 12 bytes of an Adobe APP14
+marker (they say how the colours are coded; anything a sender appends to them goes). A JPEG 2000
+codestream keeps everything but its comments (COM), and of a JP2 file only the codestream is kept.
+Nothing after the end of the image is kept. The pixels are bit for bit those sent: re-compressing
+would cost time on every upload and, for JPEG, quality. The structure itself is walked by
+shared/codestreams.py, which refuses a file that is cut short instead of ending it for the decoder.
 """
 from __future__ import annotations
 
-import struct
 import unicodedata
 
+from shared.codestreams import (JP2_SIGNATURE, PNG_SIGNATURE, DamagedFile, Segment, j2k_codestream,
+                                jp2_codestream, jpeg_segments, png_chunks)
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_KEEP = {b"IHDR", b"PLTE", b"tRNS", b"IDAT", b"IEND"}
 MAX_FILENAME = 255
+# Adobe Technical Note 5116: "Adobe", version, flags0, flags1 (two bytes each), colour transform (one byte).
+ADOBE_PAYLOAD = 12
 
 
 class MetadataError(ValueError):
@@ -24,73 +29,41 @@ class MetadataError(ValueError):
 
 
 def strip_png(data: bytes) -> bytes:
-    if not data.startswith(PNG_SIGNATURE):
-        raise MetadataError("not a PNG file")
-    out, offset = [PNG_SIGNATURE], len(PNG_SIGNATURE)
-    while offset + 12 <= len(data):
-        (length,) = struct.unpack(">I", data[offset:offset + 4])
-        kind = data[offset + 4:offset + 8]
-        end = offset + 12 + length
-        if end > len(data):
-            raise MetadataError("the PNG file is truncated")
-        if kind in PNG_KEEP:
-            out.append(data[offset:end])
-        if kind == b"IEND":
-            return b"".join(out)
-        offset = end
-    raise MetadataError("the PNG file has no end (IEND chunk)")
+    try:
+        chunks = png_chunks(data)
+    except DamagedFile as exc:
+        raise MetadataError(str(exc)) from None
+    return PNG_SIGNATURE + b"".join(data[start:end] for kind, start, end in chunks if kind in PNG_KEEP)
 
 
-def _keep_jpeg_segment(marker: int, payload: bytes) -> bool:
-    if marker == 0xEE:  # APP14 "Adobe": colour transform flag, needed to decode some files right
-        return payload.startswith(b"Adobe")
-    return not (0xE0 <= marker <= 0xEF or marker == 0xFE)  # every other APPn, and COM, go
+def _kept_segment(data: bytes, segment: Segment) -> bytes:
+    marker, payload = segment.marker, data[segment.start + 4:segment.end]
+    if marker == 0xEE:  # APP14: only the Adobe colour transform decoding needs, rewritten with its own length
+        if payload.startswith(b"Adobe") and len(payload) >= ADOBE_PAYLOAD:
+            return b"\xff\xee" + (ADOBE_PAYLOAD + 2).to_bytes(2, "big") + payload[:ADOBE_PAYLOAD]
+        return b""  # libjpeg ignores a shorter one too
+    if 0xE0 <= marker <= 0xEF or marker == 0xFE:  # every other APPn, and COM, go
+        return b""
+    return data[segment.start:segment.end]
 
 
-def strip_jpeg(data: bytes) -> bytes:
-    if not data.startswith(b"\xff\xd8"):
-        raise MetadataError("not a JPEG file")
-    out, offset = [b"\xff\xd8"], 2
-    while offset + 4 <= len(data):
-        if data[offset] != 0xFF:
-            raise MetadataError("the JPEG file is damaged (no marker where one belongs)")
-        marker = data[offset + 1]
-        if marker == 0xFF:  # fill byte
-            offset += 1
-            continue
-        if marker == 0xD9:
-            break
-        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a length
-            out.append(data[offset:offset + 2])
-            offset += 2
-            continue
-        (length,) = struct.unpack(">H", data[offset + 2:offset + 4])
-        end = offset + 2 + length
-        if length < 2 or end > len(data):
-            raise MetadataError("the JPEG file is truncated")
-        if marker == 0xDA:  # start of scan: header, then entropy-coded data up to the next real marker
-            scan_end = _end_of_scan(data, end)
-            out.append(data[offset:scan_end])
-            offset = scan_end
-            continue
-        if _keep_jpeg_segment(marker, data[offset + 4:end]):
-            out.append(data[offset:end])
-        offset = end
-    out.append(b"\xff\xd9")
-    return b"".join(out)
+def strip_jpeg(data: bytes, what: str = "JPEG file") -> bytes:
+    """Also JPEG-LS; up to the end-of-image marker, which must be there."""
+    try:
+        segments, _ = jpeg_segments(data, what)
+    except DamagedFile as exc:
+        raise MetadataError(str(exc)) from None
+    return b"".join(_kept_segment(data, segment) for segment in segments)
 
 
-def _end_of_scan(data: bytes, offset: int) -> int:
-    """Entropy-coded data ends at a marker that is neither stuffing (FF00) nor a restart (FFD0-FFD7)."""
-    while True:
-        offset = data.find(b"\xff", offset)
-        if offset < 0 or offset + 1 >= len(data):
-            return len(data)
-        following = data[offset + 1]
-        if following == 0x00 or 0xD0 <= following <= 0xD7 or following == 0xFF:
-            offset += 1
-            continue
-        return offset
+def strip_j2k(data: bytes, what: str = "JPEG 2000 codestream") -> bytes:
+    """A raw codestream without comments; a JP2 file becomes its codestream (DICOM wants the raw one anyway)."""
+    try:
+        if data.startswith(JP2_SIGNATURE):
+            data = jp2_codestream(data, what)
+        return j2k_codestream(data, what, strip=True)[0]
+    except DamagedFile as exc:
+        raise MetadataError(str(exc)) from None
 
 
 def strip_metadata(data: bytes, image_format: str) -> bytes:

@@ -30,6 +30,23 @@ def real_xray_bytes(count: int = 2) -> list[tuple[str, bytes]]:
     return [(p.name, p.read_bytes()) for p in paths]
 
 
+def full_size_xray(index: int = 0) -> np.ndarray:
+    """A real 1024x1024 NIH X-ray as 8-bit grey (the shared sample folder; the test skips without it)."""
+    import pytest
+
+    paths = sorted((SHARED_DATA / "nih-fullres-sample" / "images").glob("*.png"))
+    if not paths:
+        pytest.skip(f"no full-size NIH sample under {SHARED_DATA}")
+    return cv2.imread(str(paths[index]), cv2.IMREAD_GRAYSCALE)
+
+
+def real_xray_jpeg(quality: int = 88) -> bytes:
+    """A real X-ray as a JPEG of about 100 KB, the size of the one an attacker cut short."""
+    ok, encoded = cv2.imencode(".jpg", full_size_xray(), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    assert ok
+    return encoded.tobytes()
+
+
 def png_bytes(pixels: np.ndarray) -> bytes:
     ok, encoded = cv2.imencode(".png", pixels)
     assert ok

@@ -29,7 +29,7 @@ def test_upload_through_the_form_and_watch_results_arrive(live_server, page, tmp
     assert page.inner_text("#batch-summary").startswith("3 of 3 done (2 succeeded, 1 failed")
     assert page.locator("tr.job.status-succeeded").count() == 2
     failed = page.locator("tr.job.status-failed")
-    assert failed.count() == 1 and "damaged or truncated" in failed.inner_text()
+    assert failed.count() == 1 and "the PNG file is truncated" in failed.inner_text()
     # Thumbnails are real overlay images that loaded.
     images_loaded(page, "img.thumb")
     assert page.locator("img.thumb").count() == 2

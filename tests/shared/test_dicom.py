@@ -1,20 +1,26 @@
 """DICOM in: pixels right for every common transfer syntax, refusals with reasons, de-identification;
 DICOM out: the SR and Secondary Capture validate. Test files wrap real NIH X-ray pixels (tests/dicom_factory.py)."""
+import json
+import re
 import shutil
 import subprocess
+import sys
 import uuid
+import warnings
 
+import cv2
 import numpy as np
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
+from pydicom.pixels import pixel_array
 
 from shared import deidentify, dicom_in, dicom_out
 from shared.images import ImageError, decode_image, inspect_image
 from shared.labels import LABELS
-from tests.dicom_factory import (IDENTIFYING_STRINGS, SYNTAXES, grey_from_png, make_dataset, make_dicom,
-                                 undecodable_dicom)
-from tests.helpers import real_xray_bytes
+from tests.dicom_factory import (IDENTIFYING_STRINGS, PIXEL_TEXTS, SYNTAXES, deflate_bomb, grey_from_png,
+                                 make_dataset, make_dicom, sof_bomb, undecodable_dicom, with_frame, with_pixel_text)
+from tests.helpers import REPO, full_size_xray, real_xray_bytes
 
 KEY = b"k" * 32
 LIMITS = (50_000_000, 256 * 2**20)
@@ -134,3 +140,142 @@ def test_the_structured_report_and_heatmap_capture_validate_and_reference_the_im
     capture = dicom_out.heatmap_capture(source, np.dstack([xray] * 3), job_id, "Cardiomegaly", 2)
     assert validate(capture, tmp_path) == []
     assert capture.StudyInstanceUID == source.StudyInstanceUID and capture.Rows == 64 and capture.SamplesPerPixel == 3
+
+
+def walk(dataset):
+    """Every element of the dataset, those inside sequence items at any depth included."""
+    for element in dataset:
+        yield element
+        if element.VR == "SQ":
+            for item in element.value:
+                yield from walk(item)
+
+
+def test_identifiers_nested_in_the_kept_sequences_stay_behind_at_every_depth(xray):
+    sent = make_dicom(xray, bits=8, nested=True)
+    assert all(secret.encode() in sent for secret in ("DOE^JANE", "PRIVATE-NOTE-Jane", "NESTED-NOTE-Jane"))
+    stored = deidentify.deidentified_bytes(sent, KEY, "owner")
+    for secret in IDENTIFYING_STRINGS + ["Chest of", "identity,"]:
+        assert secret.encode() not in stored, secret
+    ds = dicom_in.read_header(stored)
+    nested = [element for sequence in ds if sequence.VR == "SQ" for item in sequence.value for element in walk(item)]
+    assert nested and not [e for e in nested if e.tag.is_private or e.keyword in ("PatientName", "TextValue")]
+    assert not any(element.tag.is_private for element in ds)
+    # Codes stay codes, meanings come from the table (or the code itself); what is no code goes.
+    (chest,) = ds.AnatomicRegionSequence
+    assert (chest.CodeValue, chest.CodingSchemeDesignator) == ("51185008", "SCT")
+    assert chest.CodeMeaning == "Thoracic structure"
+    assert [(m.CodeValue, m.CodeMeaning) for m in chest.AnatomicRegionModifierSequence] == [
+        ("7771000", "Left"), ("123456789", "SCT code 123456789")]
+    assert "AnatomicRegionModifierSequence" not in chest.AnatomicRegionModifierSequence[0]
+    modality, voi = ds.ModalityLUTSequence[0], ds.VOILUTSequence[0]
+    assert set(modality.keys()) == {0x00283002, 0x00283004, 0x00283006} and modality.ModalityLUTType == "US"
+    assert set(voi.keys()) == {0x00283002, 0x00283006} and list(voi.LUTData) == list(range(256))
+    assert np.array_equal(decode_image(stored, *LIMITS), xray)  # identity LUTs: the same pixels
+
+
+def hidden_texts(data: bytes) -> list[str]:
+    """PIXEL_TEXTS in the file, or in its pixel data once inflated (Deflated Explicit VR)."""
+    readable = data + dicom_in.read_header(data).PixelData
+    return [text for text in PIXEL_TEXTS if text.encode() in readable]
+
+
+def stored_pixels(data: bytes) -> np.ndarray:
+    ds = dicom_in.read_header(data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "excess padding" in the file sent with text after its pixels
+        if ds.file_meta.TransferSyntaxUID.is_encapsulated:
+            return pixel_array(ds, decoding_plugin="pylibjpeg")
+        return ds.pixel_array
+
+
+@pytest.fixture(scope="module")
+def full_xray() -> np.ndarray:
+    return full_size_xray()
+
+
+@pytest.mark.parametrize("syntax,jp2", [(syntax, False) for syntax in SYNTAXES] + [("jpeg2000", True)])
+def test_text_inside_the_pixel_data_goes_and_the_pixels_stay_bit_for_bit(full_xray, syntax, jp2):
+    original = make_dicom(full_xray, syntax, bits=8 if syntax == "jpeg-baseline" else 16)
+    sent = with_pixel_text(original, syntax, jp2=jp2)
+    stored = deidentify.deidentified_bytes(sent, KEY, "owner")
+    assert hidden_texts(sent) or syntax == "rle"
+    assert hidden_texts(stored) == []
+    assert np.array_equal(stored_pixels(stored), stored_pixels(original))
+    assert np.array_equal(stored_pixels(stored), stored_pixels(sent))
+    ds = dicom_in.read_header(stored)
+    if syntax.startswith("jpeg"):
+        frame = dicom_in.single_frame(ds).rstrip(b"\0")  # fragments are padded to even lengths
+        assert frame.endswith(b"\xff\xd9")  # nothing after the end of the image
+        assert syntax == "jpeg2000" or b"\xff\xee\x00\x0eAdobe" in frame  # APP14: the 12 bytes, nothing else
+        assert frame.startswith(b"\xff\x4f\xff\x51" if syntax == "jpeg2000" else b"\xff\xd8")
+
+
+@pytest.mark.parametrize("syntax", ["jpeg-baseline", "jpeg-lossless", "jpeg-ls", "jpeg2000"])
+def test_a_frame_declaring_another_size_than_the_header_is_refused_before_anything_decodes_it(xray, syntax):
+    def resized(frame: bytes) -> bytes:
+        if syntax == "jpeg2000":  # SIZ: Xsiz, Ysiz right after Lsiz and Rsiz
+            return frame[:8] + (20_000).to_bytes(4, "big") * 2 + frame[16:]
+        offset = 2
+        while frame[offset + 1] not in (0xC0, 0xC1, 0xC3, 0xF7):
+            offset += 2 + int.from_bytes(frame[offset + 2:offset + 4], "big")
+        return frame[:offset + 5] + (20_000).to_bytes(2, "big") * 2 + frame[offset + 9:]
+
+    bomb = with_frame(make_dicom(xray, syntax, bits=8 if syntax == "jpeg-baseline" else 16), resized)
+    for check in (inspect_image, decode_image):
+        with pytest.raises(ImageError, match=r"the image is 64x64 pixels, but the JPEG (2000 )?stream in the DICOM "
+                                             r"pixel data declares 20000x20000"):
+            check(bomb, *LIMITS)
+    with pytest.raises(ImageError, match=r"64x64 pixels, but .* declares 64x65"):  # a row more is a mismatch too
+        inspect_image(with_frame(make_dicom(xray, "jpeg-baseline", bits=8), lambda f: f.replace(
+            b"\xff\xc0\x00\x0b\x08\x00\x40", b"\xff\xc0\x00\x0b\x08\x00\x41", 1)), *LIMITS)
+    with pytest.raises(ImageError, match="leaves its height to a later DNL marker"):
+        inspect_image(with_frame(make_dicom(xray, "jpeg-baseline", bits=8), lambda f: f.replace(
+            b"\xff\xc0\x00\x0b\x08\x00\x40", b"\xff\xc0\x00\x0b\x08\x00\x00", 1)), *LIMITS)
+
+
+BOMB_PROBE = """
+import json, resource, sys
+from shared.images import ImageError, decode_image, inspect_image
+data = sys.stdin.buffer.read()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+answers = {}
+for name, check in (("upload", inspect_image), ("worker", decode_image)):
+    try:
+        check(data, 50_000_000, 256 * 2**20)
+        answers[name] = "accepted"
+    except ImageError as exc:
+        answers[name] = str(exc)
+answers["growth_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+print(json.dumps(answers))
+"""
+
+
+@pytest.mark.parametrize("kind", ["jpeg frame", "deflate"])
+def test_decompression_bombs_are_refused_at_upload_and_in_the_worker_within_the_memory_bound(xray, kind):
+    """A fresh process per bomb, so that its peak memory is the bomb's alone. Before the fix the JPEG one
+    grew it by 1.8 GB (decoded 20000x20000, then failed) and the deflate one by 600 MB (accepted)."""
+    if kind == "jpeg frame":  # a real 512x512 JPEG in a 512x512 header, its frame header saying 20000x20000
+        bomb = sof_bomb(cv2.resize(xray, (512, 512), interpolation=cv2.INTER_CUBIC))
+        reason = "the image is 512x512 pixels, but .* declares 20000x20000; .* decompression bomb"
+    else:
+        bomb, reason = deflate_bomb(xray), "inflates to more than 256 MB"
+    assert len(bomb) < 2 * 2**20
+    run = subprocess.run([sys.executable, "-c", BOMB_PROBE], input=bomb, capture_output=True, cwd=REPO, timeout=300,
+                         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert run.returncode == 0, run.stderr.decode()[-2000:]
+    answers = json.loads(run.stdout)
+    for name in ("upload", "worker"):
+        assert re.search(reason, answers[name]), (name, answers[name])
+    assert answers["growth_kib"] < 256 * 1024, f"peak memory grew by {answers['growth_kib'] / 1024:,.0f} MiB"
+
+
+@pytest.mark.parametrize("syntax", ["jpeg-baseline", "jpeg-ls", "jpeg2000"])
+def test_a_compressed_frame_cut_short_is_refused_at_upload_and_at_decoding(xray, syntax):
+    end = "end-of-codestream" if syntax == "jpeg2000" else "end-of-image"
+    whole = make_dicom(xray, syntax, bits=8)
+    for cut in (lambda frame: frame.rstrip(b"\0")[:-2], lambda frame: frame[:len(frame) // 2]):
+        damaged = with_frame(whole, cut)
+        for check in (inspect_image, decode_image):
+            with pytest.raises(ImageError, match=f"(truncated|cut).*{end}|runs past the end"):
+                check(damaged, *LIMITS)

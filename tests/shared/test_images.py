@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from shared.images import ImageError, decode_image, inspect_image
-from tests.helpers import corrupt_png, png_bytes, quiet_cv2, real_xray_bytes
+from tests.helpers import corrupt_png, png_bytes, quiet_cv2, real_xray_bytes, real_xray_jpeg
 
 LIMIT = 50_000_000
 
@@ -41,11 +41,34 @@ def test_file_named_png_that_is_text_is_rejected_by_content():
         inspect_image(b"this is a chest x-ray, honest\n" * 10, LIMIT)
 
 
-def test_truncated_png_passes_header_check_but_fails_decoding():
-    data = corrupt_png()
-    assert inspect_image(data, LIMIT).format == "PNG"  # header alone looks fine
-    with quiet_cv2(), pytest.raises(ImageError, match="damaged or truncated"):
-        decode_image(data, LIMIT)
+def test_truncated_png_is_refused_at_inspection_and_at_decoding():
+    data = corrupt_png()  # its header alone looks fine
+    for check in (inspect_image, decode_image):
+        with quiet_cv2(), pytest.raises(ImageError, match="the PNG file is truncated: its 'IDAT' chunk"):
+            check(data, LIMIT)
+
+
+@pytest.mark.parametrize("kept", [0.06, 0.5, 0.999])
+def test_a_real_xray_jpeg_cut_short_is_refused_instead_of_decoded_with_grey(kept):
+    """OpenCV decodes a cut JPEG and fills the rest with grey; the model then found "Consolidation 97%"."""
+    whole = real_xray_jpeg()
+    cut = whole[:int(len(whole) * kept)]
+    for check in (inspect_image, decode_image):
+        with quiet_cv2(), pytest.raises(ImageError, match=r"the JPEG file is truncated: its scan data is cut"):
+            check(cut, LIMIT)
+    assert decode_image(whole, LIMIT).shape == (1024, 1024)
+
+
+def test_a_jpeg_whose_segments_run_past_its_end_or_that_lacks_its_end_marker_is_refused():
+    whole = real_xray_jpeg()
+    with pytest.raises(ImageError, match=r"truncated: the FFDB segment at byte \d+ runs past the end"):
+        decode_image(whole[:30], LIMIT)  # inside the quantisation table
+    with pytest.raises(ImageError, match="truncated: its scan data is cut"):
+        inspect_image(whole[:-2], LIMIT)  # every byte but the end-of-image marker
+    with pytest.raises(ImageError, match="truncated: it ends at byte [0-9,]+ without an end-of-image marker"):
+        inspect_image(whole[:whole.index(b"\xff\xda")], LIMIT)  # the headers, not the scan
+    with pytest.raises(ImageError, match="no marker where one belongs"):
+        inspect_image(whole[:2] + b"\x00" * 40 + whole[2:], LIMIT)
 
 
 def test_empty_file_and_other_formats_are_rejected():

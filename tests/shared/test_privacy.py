@@ -7,7 +7,7 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 from shared.privacy import MetadataError, clean_filename, strip_metadata
-from tests.helpers import real_xray_bytes
+from tests.helpers import real_xray_bytes, real_xray_jpeg
 
 NAME = b"DOE^JANE"
 
@@ -65,6 +65,31 @@ def test_jpeg_restart_markers_survive():
     ok, encoded = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_RST_INTERVAL, 2])
     assert ok
     assert np.array_equal(_pixels(strip_metadata(encoded.tobytes(), "JPEG")), _pixels(encoded.tobytes()))
+
+
+def jpeg_with_adobe_text(data: bytes) -> bytes:
+    """An Adobe APP14 (version 100, no flags, transform 1) followed by text inside the same segment."""
+    payload = b"Adobe" + bytes([0, 100, 0, 0, 0, 0, 1]) + b" written for " + NAME
+    return data[:2] + b"\xff\xee" + (len(payload) + 2).to_bytes(2, "big") + payload + data[2:]
+
+
+@pytest.mark.parametrize("colour", [False, True])
+def test_adobe_app14_keeps_its_twelve_bytes_and_not_the_text_after_them(colour):
+    grey = cv2.imdecode(np.frombuffer(real_xray_jpeg(), np.uint8), cv2.IMREAD_GRAYSCALE)
+    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR) if colour else grey)
+    original = jpeg_with_adobe_text(encoded.tobytes())
+    kept = strip_metadata(original, "JPEG")
+    assert NAME not in kept and b"written for" not in kept
+    # Rewritten with its own length: FFEE, length 14, "Adobe", version 100, flags, transform 1.
+    assert b"\xff\xee\x00\x0eAdobe\x00\x64\x00\x00\x00\x00\x01\xff" in kept
+    assert np.array_equal(_pixels(kept), _pixels(original))
+
+
+@pytest.mark.parametrize("kept", [0.06, 0.5])
+def test_a_jpeg_cut_short_is_refused_not_given_an_end_marker(kept):
+    whole = real_xray_jpeg()
+    with pytest.raises(MetadataError, match="the JPEG file is truncated: its scan data is cut"):
+        strip_metadata(whole[:int(len(whole) * kept)], "JPEG")
 
 
 def test_damaged_containers_are_refused_with_a_reason():

@@ -34,7 +34,7 @@ def test_two_valid_and_one_corrupt_upload_complete_as_two_results_and_one_clear_
     assert batch["done"] == 3 and batch["counts"] == {"queued": 0, "running": 0, "succeeded": 2, "failed": 1}
     assert batch["warnings"] == ["This model is untrained (random weights): its predictions and heatmaps are meaningless."]
     by_name = {job["filename"]: job for job in batch["jobs"]}
-    assert "damaged or truncated" in by_name["broken.png"]["error"]
+    assert "the PNG file is truncated" in by_name["broken.png"]["error"]
 
     for name, _ in files[:2]:
         job = pg_client.get(by_name[name]["url"]).get_json()

@@ -67,7 +67,7 @@ def _run(ctx, job_id):
 def test_bad_images_in_a_batch_fail_alone_with_a_reason(ctx):
     corrupt, missing, good = _queue(ctx, [("cut.png", corrupt_png()), ("gone.png", None), real_xray_bytes(1)[0]])
     assert _run(ctx, corrupt) == "failed"  # claims the other two with it: one forward pass
-    assert "damaged or truncated" in _job(ctx, corrupt).error
+    assert "the PNG file is truncated" in _job(ctx, corrupt).error
     assert _job(ctx, missing).status == "failed" and "missing" in _job(ctx, missing).error
     assert _job(ctx, good).status == "succeeded" and len(_job(ctx, good).findings) == 15
     assert _run(ctx, missing) == "skipped" and _run(ctx, good) == "skipped"  # their own messages, later
