@@ -34,6 +34,10 @@ class ImageError(ValueError):
     """The bytes are not an image the service can analyse; the message is for the person who sent it."""
 
 
+class DamagedImage(ImageError):
+    """The file is cut short or its structure is broken: it would decode to a part-grey picture."""
+
+
 class ImageTooLarge(ImageError):
     """The image has more pixels, or needs more memory to decode, than the service accepts."""
 
@@ -107,7 +111,7 @@ def _check_whole(data: bytes, fmt: str) -> None:
         else:
             codestreams.jpeg_segments(data)
     except codestreams.DamagedFile as exc:
-        raise ImageError(str(exc)) from None
+        raise DamagedImage(str(exc)) from None
 
 
 def inspect_image(data: bytes, max_pixels: int, max_decoded_bytes: int | None = None) -> ImageInfo:

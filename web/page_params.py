@@ -52,7 +52,9 @@ def _finite(value: float) -> float:
 
 Text = Annotated[str, AfterValidator(_no_control_characters)]
 Page = Annotated[int, BeforeValidator(_page_number)]
-Day = Annotated[dt.date | None, BeforeValidator(_blank_is_none), Field(ge=FIRST_DATE, le=LAST_DATE)]
+Days = Annotated[float, AfterValidator(_finite), Field(ge=1, le=3650)]
+Date = Annotated[dt.date, Field(ge=FIRST_DATE, le=LAST_DATE)]
+Day = Annotated[Date | None, BeforeValidator(_blank_is_none)]
 
 
 class _Params(BaseModel):
@@ -77,8 +79,7 @@ class AuditParams(_Params):
 
 class TokenForm(_Params):
     name: Annotated[Text, Field(max_length=100)] = ""
-    days: Annotated[float | None, BeforeValidator(_blank_is_none), AfterValidator(lambda v: v if v is None else _finite(v)),
-                    Field(default=None, ge=1, le=3650)]
+    days: Annotated[Days | None, BeforeValidator(_blank_is_none)] = None
 
 
 def _one_of(value: str, allowed: tuple[str, ...]) -> str:

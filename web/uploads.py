@@ -21,7 +21,7 @@ from werkzeug.sansio.multipart import HEADER_CONTINUATION_RE, MultipartDecoder
 from shared import jobs, metrics, queries, webhooks
 from shared.accounts import Viewer
 from shared.deidentify import deidentified_bytes
-from shared.images import ImageError, ImageTooLarge, inspect_image
+from shared.images import DamagedImage, ImageError, ImageTooLarge, inspect_image
 from shared.models import JobStatus
 from shared.privacy import MetadataError, clean_filename, clean_text, strip_metadata
 from shared.queue import dispatch
@@ -84,7 +84,8 @@ def _accept(file: FileStorage, owner: uuid.UUID) -> Upload:
         info = inspect_image(data, settings.max_image_pixels, settings.max_decoded_bytes)
         kept = _kept_bytes(data, info, owner)
     except ImageError as exc:
-        rejected("too_large" if isinstance(exc, ImageTooLarge) else "not_an_image")
+        rejected("too_large" if isinstance(exc, ImageTooLarge) else "damaged" if isinstance(exc, DamagedImage)
+                 else "not_an_image")
         return Upload(jobs.NewJob(name, digest, len(data), error=str(exc)), too_large=isinstance(exc, ImageTooLarge))
     except MetadataError as exc:
         rejected("damaged")

@@ -46,6 +46,7 @@ def test_the_five_urls_that_answered_500_now_say_what_is_wrong(app):
     answer = admin.post("/account/tokens", data={"csrf_token": csrf_of(page), "name": "n", "days": "nan"})
     assert answer.status_code == 400 and "'days'" in _text(answer)
     assert admin.get("/history?from=2026-01-01&to=2026-12-31&q=smith&finding=Mass").status_code == 200
+    assert admin.get("/history?from=&to=&q=&finding=&page=").status_code == 200  # an empty form is no filter
 
 
 HOSTILE = st.sampled_from(["\x00", "%00", "9999-12-31", "0001-01-01", "2026-02-30", "nan", "inf", "-1", "1e400",
