@@ -45,7 +45,7 @@ def optimized_xception(out: Path, input_size: int, check_images: int = 16) -> di
 def served_engine(artifact: Path, runtime: str = "auto", batch: int = 16):
     """The engine a worker would serve with XRAY_RUNTIME=runtime (for "auto": timed at start, like a worker);
     runtime may also be the name a result records ("tensorflow-float32" means float32)."""
-    from shared.config import load_settings
+    from shared.ops.config import load_settings
     from worker.artifact import load_artifact
     from worker.runtime import serving_engine
     from worker.runtimes import CHOICES
@@ -58,7 +58,7 @@ def served_engine(artifact: Path, runtime: str = "auto", batch: int = 16):
 
 
 def machine() -> str:
-    from shared.machine import describe_machine
+    from training.machine import describe_machine
 
     return describe_machine()
 
@@ -98,7 +98,7 @@ def throwaway_database():
 
     import sqlalchemy as sa
 
-    from shared.migrate import upgrade
+    from shared.db.migrate import upgrade
 
     name = f"xray_bench_{uuid.uuid4().hex[:8]}"
     admin = sa.create_engine(f"{PG}/postgres", isolation_level="AUTOCOMMIT")

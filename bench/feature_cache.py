@@ -28,7 +28,7 @@ def main() -> None:
     import keras
     import numpy as np
 
-    from shared.labels import LABELS
+    from shared.model.labels import LABELS
     from training.architectures import build_xception_transfer
     from training.data import Record, local_dataset
     from training.features import backbone, cached_features

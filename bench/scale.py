@@ -39,8 +39,8 @@ def footprint(url: str, broker: str) -> dict:
     import redis
     import sqlalchemy as sa
 
-    from shared.config import load_settings
-    from shared.queue import create_celery, dispatch
+    from shared.jobs.queue import create_celery, dispatch
+    from shared.ops.config import load_settings
 
     engine = sa.create_engine(url)
     with engine.connect() as conn:

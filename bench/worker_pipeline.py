@@ -61,10 +61,11 @@ def raw_model(artifact: Path, runtime: str, size: int, batch: int) -> float:
 
 
 def our_pipeline(artifact: Path, paths, batch: int, workdir: Path, runtime: str) -> tuple[float, dict]:
-    from shared import accounts, jobs
-    from shared.config import load_settings
-    from shared.migrate import upgrade
-    from shared.storage import upload_key
+    from shared.auth import accounts
+    from shared.db.migrate import upgrade
+    from shared.jobs import lifecycle
+    from shared.jobs.storage import upload_key
+    from shared.ops.config import load_settings
     from worker.pipeline import process_job
     from worker.runtime import build_context
 
@@ -78,23 +79,21 @@ def our_pipeline(artifact: Path, paths, batch: int, workdir: Path, runtime: str)
         data = path.read_bytes()
         key = upload_key("png")
         ctx.storage.put(key, data)
-        uploads.append(jobs.NewJob(path.name, hashlib.sha256(data).hexdigest(), len(data), image_key=key,
-                                   stored_bytes=len(data)))
+        uploads.append(lifecycle.NewJob(path.name, hashlib.sha256(data).hexdigest(), len(data), image_key=key,
+                                        stored_bytes=len(data)))
     with ctx.db.session() as session:
         owner = accounts.create_user(session, "bench", None).id
-        ids = [job.id for job in jobs.create_batch(session, owner, uploads).jobs]
+        ids = [job.id for job in lifecycle.create_batch(session, owner, uploads).jobs]
     started = time.perf_counter()
     outcomes = {}
     for job_id in ids:  # one message per job, as the queue delivers them; claimed jobs are skipped fast
         outcomes[job_id] = process_job(ctx, job_id)
     elapsed = time.perf_counter() - started
     from sqlalchemy import func, select
-
-    from shared.models import Job
-
     from sqlalchemy.orm import selectinload
 
-    from shared import renders
+    from shared.db.models import Job
+    from web import renders
 
     with ctx.db.session() as session:
         done = session.scalar(select(func.count()).where(Job.status == "succeeded"))

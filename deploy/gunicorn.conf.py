@@ -76,21 +76,21 @@ gunicorn.http.wsgi.Response.default_headers = _headers_without_server
 
 # Metrics: the workers count requests into files of one folder; the master serves them all on the
 # metrics port (XRAY_METRICS_PORT, default 9101), never on the public one. The folder is chosen here,
-# before any worker imports prometheus_client (shared/metrics_http.py).
-from shared import metrics_http  # noqa: E402
-from shared.config import load_settings  # noqa: E402
+# before any worker imports prometheus_client (shared/ops/metrics_http.py).
+from shared.ops import metrics_http  # noqa: E402
+from shared.ops.config import load_settings  # noqa: E402
 
 _settings = load_settings()
 _metrics_dir = metrics_http.use_multiprocess_dir(_settings, "web")
 
 if _settings.log_format == "json":
     # gunicorn's own lines (start-up, worker exits, the access log) as JSON objects too. The root logger
-    # is left to the app (shared/logs.py adds the ids of the request to its lines).
+    # is left to the app (shared/ops/logs.py adds the ids of the request to its lines).
     logconfig_dict = {
         "version": 1,
         "disable_existing_loggers": False,
         "root": {"level": "INFO", "handlers": []},
-        "formatters": {"json": {"()": "shared.logs.formatter", "settings": _settings, "process": "web"}},
+        "formatters": {"json": {"()": "shared.ops.logs.formatter", "settings": _settings, "process": "web"}},
         "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
         "loggers": {name: {"handlers": ["stderr"], "level": "INFO", "propagate": False}
                     for name in ("gunicorn.error", "gunicorn.access")},

@@ -137,11 +137,11 @@ def _prepare() -> tuple[str, str | None]:
     returns a one-line model summary and, for the embedded run only, a one-time sign-in secret for the
     local admin. On Postgres (a shared deployment) no passwordless admin is made and no link printed:
     a link in a terminal ends up in logs, and there `xray-admin` makes accounts with passwords."""
-    from shared import accounts
-    from shared.config import ConfigError, load_settings, web_secret_key
-    from shared.db import Database
-    from shared.migrate import upgrade
-    from shared.model_manifest import ArtifactError, read_manifest
+    from shared.auth import accounts
+    from shared.db.engine import Database
+    from shared.db.migrate import upgrade
+    from shared.model.manifest import ArtifactError, read_manifest
+    from shared.ops.config import ConfigError, load_settings, web_secret_key
 
     settings = load_settings()
     try:
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     commands = read_procfile(PROCFILE)
     if args.flower:
-        from shared.config import load_settings
+        from shared.ops.config import load_settings
 
         if load_settings().uses_file_broker:
             sys.exit("cannot start Flower: it follows the workers' events, which the embedded file broker does not "

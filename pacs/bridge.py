@@ -24,14 +24,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from client.service import Api, ServiceError
-from shared import dicom_in, dicom_out, maps
-from shared.config import Settings
-from shared.loops import run_until_stopped
-from shared.db import Database
-from shared.images import ImageError, decode_image
-from shared.labels import NO_FINDING
-from shared.models import Job, JobStatus, PacsCursor, PacsInstance, utcnow
 from pacs.orthanc import Orthanc
+from shared.db.engine import Database
+from shared.db.models import Job, JobStatus, PacsCursor, PacsInstance, utcnow
+from shared.imaging import dicom_in, dicom_out, maps
+from shared.imaging.images import ImageError, decode_image
+from shared.model.labels import NO_FINDING
+from shared.ops.config import Settings
+from shared.ops.loops import run_until_stopped
 
 log = logging.getLogger("xray.pacs")
 PENDING = ("new", "submitted")

@@ -9,8 +9,16 @@ import pytest
 import sqlalchemy as sa
 from werkzeug.serving import make_server
 
-from tests.helpers import (PG_SERVER, REDIS_URL, TEST_SECRET_KEY, TokenClient, WorkerProcess, api_token, free_port,
-                           service_env)
+from tests.helpers import (
+    PG_SERVER,
+    REDIS_URL,
+    TEST_SECRET_KEY,
+    TokenClient,
+    WorkerProcess,
+    api_token,
+    free_port,
+    service_env,
+)
 
 
 def _admin_engine():
@@ -26,7 +34,7 @@ def _new_database():
     except sa.exc.OperationalError as exc:
         pytest.fail(f"PostgreSQL is not reachable at {PG_SERVER} (start it; see README): {exc}")
     url = f"{PG_SERVER}/{name}"
-    from shared.migrate import upgrade
+    from shared.db.migrate import upgrade
 
     upgrade(url)
     yield url
@@ -142,8 +150,8 @@ def live_server(pg_stack):
 @pytest.fixture(params=["postgres", "sqlite"])
 def db(request, tmp_path):
     """A migrated database of the test's own, on each engine the service runs on."""
-    from shared.db import Database
-    from shared.migrate import upgrade
+    from shared.db.engine import Database
+    from shared.db.migrate import upgrade
 
     if request.param == "postgres":
         url = request.getfixturevalue("own_pg_url")

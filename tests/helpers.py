@@ -168,8 +168,8 @@ TEST_SECRET_KEY = "test-secret-key-" + "x" * 40  # web apps in tests: long enoug
 
 def ensure_user(session, username: str = "alice", role: str = "member", password: str | None = None):
     """The user of that name (created when missing): owners for batches made directly in the database."""
-    from shared import accounts
-    from shared.models import Role
+    from shared.auth import accounts
+    from shared.db.models import Role
 
     user = accounts.find_user(session, username)
     if user is None:
@@ -181,8 +181,8 @@ def ensure_user(session, username: str = "alice", role: str = "member", password
 
 def api_token(database_url: str, username: str = "alice", role: str = "member", days: float | None = 1) -> str:
     """A fresh API token for that user (created when missing)."""
-    from shared import accounts
-    from shared.db import Database
+    from shared.auth import accounts
+    from shared.db.engine import Database
 
     database = Database(database_url)
     try:

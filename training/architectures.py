@@ -9,7 +9,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from shared.labels import LABELS
+from shared.model.labels import LABELS
 
 XCEPTION_CAM_LAYER = "block14_sepconv2_act"
 SMALL_CNN_CAM_LAYER = "cam_features"
@@ -119,7 +119,7 @@ class Architecture:
 
     build: Callable[..., keras.Model]
     cam_layer: str  # the layer whose activations give the heatmaps
-    preprocessing: str  # the pixel scaling its inputs expect (shared.preprocess)
+    preprocessing: str  # the pixel scaling its inputs expect (shared.model.preprocess)
 
 
 ARCHITECTURES = {

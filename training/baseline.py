@@ -11,7 +11,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from shared.labels import LABELS
+from shared.model.labels import LABELS
 from training.data import Record, local_dataset
 from training.inputs import served_grey, targets
 

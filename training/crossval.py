@@ -10,7 +10,7 @@ import logging
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
-from shared.labels import LABELS
+from shared.model.labels import LABELS
 from training.data import Record
 from training.inputs import targets
 from training.train import TrainConfig, predict_logits, train

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.labels import LABELS, NO_FINDING
+from shared.model.labels import LABELS, NO_FINDING
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 KAGGLE_DATASETS = {"sample": "nih-chest-xrays/sample", "full": "nih-chest-xrays/data"}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.labels import LABELS
+from shared.model.labels import LABELS
 from training.data import DataError, Record, read_label_table
 from training.metrics import evaluate
 from training.predictions import PredictionTable, read_csv

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import keras
 
-from shared.model_manifest import MODEL_FILE, Manifest, file_version, write_manifest
+from shared.model.manifest import MODEL_FILE, Manifest, file_version, write_manifest
 
 
 def export_artifact(model: keras.Model, out_dir: Path, *, name: str, architecture: str, preprocessing: str,

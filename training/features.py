@@ -9,7 +9,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from shared.config import load_settings
+from shared.ops.config import load_settings
 from training.data import Record
 from training.inputs import make_dataset
 

@@ -8,8 +8,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from shared.images import decode_image
-from shared.preprocess import model_input
+from shared.imaging.images import decode_image
+from shared.model.preprocess import model_input
 from training.data import Record
 
 MAX_PIXELS = 100_000_000

@@ -9,7 +9,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.metrics import roc_curve as sk_roc_curve
 from tqdm import tqdm
 
-from shared.labels import LABELS
+from shared.model.labels import LABELS
 
 
 def auroc(y_true: np.ndarray, scores: np.ndarray, weights: np.ndarray | None = None) -> float:

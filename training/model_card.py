@@ -3,10 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shared.labels import LABELS
-from shared.model_manifest import read_manifest
+from shared.model.labels import LABELS
+from shared.model.manifest import read_manifest
 from training.report import fmt
-
 
 STARTER_MARGIN = 0.05  # issue 15: a starter must beat the baseline on the external set by this much
 

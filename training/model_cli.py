@@ -18,8 +18,8 @@ import logging
 import sys
 from pathlib import Path
 
-from shared.labels import LABELS
-from shared.model_manifest import ArtifactError, read_manifest
+from shared.model.labels import LABELS
+from shared.model.manifest import ArtifactError, read_manifest
 from training.data import DataError
 
 # The real full-resolution NIH X-rays beside the repository (see ../shared/data/nih/README.md).
@@ -203,7 +203,7 @@ def _check(args) -> None:
 
 
 def _train(args) -> None:
-    from shared.config import load_settings
+    from shared.ops.config import load_settings
     from training.pipeline import run_training
     from training.train import TrainConfig
 

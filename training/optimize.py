@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.machine import describe_machine
-from shared.model_manifest import write_manifest
+from shared.model.manifest import write_manifest
 from training.inputs import load_model_input
+from training.machine import describe_machine
 from worker.heatmaps import normalise, raw_cams
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.labels import LABELS
+from shared.model.labels import LABELS
 from training.architectures import LOGITS_LAYER, build_ensemble
 from training.baseline import DESCRIPTION as BASELINE
 from training.baseline import pixels, train_baseline

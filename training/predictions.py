@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.labels import LABELS
-from shared.model_manifest import MODEL_FILE, Manifest, read_manifest
+from shared.model.labels import LABELS
+from shared.model.manifest import MODEL_FILE, Manifest, read_manifest
 from training.data import DataError, Record, find_images
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.labels import LABELS
+from shared.model.labels import LABELS
 from training.metrics import mean_difference, roc_curve
 
 

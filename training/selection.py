@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from shared.labels import LABELS
+from shared.model.labels import LABELS
 from training.baseline import PixelBaseline, pixels
 from training.crossval import cross_validate
 from training.inputs import targets

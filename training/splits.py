@@ -5,7 +5,7 @@ import collections
 
 import numpy as np
 
-from shared.labels import LABELS
+from shared.model.labels import LABELS
 from training.data import Record
 
 SPLITS = ("train", "validation", "test")

@@ -2,7 +2,7 @@
 thresholds and preprocessing beside it, checked against the Keras model on real X-rays.
 
 The .tflite models give the 15 probabilities for one preprocessed image [1, H, W, 3] (the same transform
-as the service: shared/preprocess.py). The check's figures (largest probability difference per variant,
+as the service: shared/model/preprocess.py). The check's figures (largest probability difference per variant,
 on how many images) are written into ``tflite.json`` with everything a phone app needs.
 """
 from __future__ import annotations
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.images import decode_image
-from shared.preprocess import model_input
+from shared.imaging.images import decode_image
+from shared.model.preprocess import model_input
 
 log = logging.getLogger(__name__)
 VARIANTS = ("float16", "int8")
@@ -81,7 +81,7 @@ def export_tflite(artifact_dir: Path, images: list[Path], variants=VARIANTS) -> 
     report = {"model": manifest.name, "version": manifest.version, "labels": list(manifest.labels),
               "thresholds": manifest.thresholds, "input_size": list(manifest.input_size),
               "preprocessing": manifest.preprocessing, "input": "float32 [1, height, width, 3], grey repeated, "
-              "scaled as 'preprocessing' says (shared/preprocess.py)", "output": "15 probabilities in 'labels' order",
+              "scaled as 'preprocessing' says (shared/model/preprocess.py)", "output": "15 probabilities in 'labels' order",
               "check_images": len(images), "variants": {}}
     for variant in variants:
         data = convert(model, variant)

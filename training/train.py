@@ -11,7 +11,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from shared.labels import LABELS
+from shared.model.labels import LABELS
 from training.architectures import ARCHITECTURES, LOGITS_LAYER, build_small_cnn, build_xception_transfer
 from training.data import Record
 from training.features import backbone, cached_features

@@ -7,11 +7,11 @@ import mimetypes
 
 from flask import Flask
 
-from shared import logs
-from shared.config import Settings, load_settings, web_secret_key
-from shared.db import Database
-from shared.queue import create_celery
-from shared.storage import LocalStorage
+from shared.db.engine import Database
+from shared.jobs.queue import create_celery
+from shared.jobs.storage import LocalStorage
+from shared.ops import logs
+from shared.ops.config import Settings, load_settings, web_secret_key
 from web.services import Services
 
 
@@ -20,7 +20,7 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     Keys of ``test_config`` that name a Settings field (lower case) override that setting; the rest go
     into Flask's config (TESTING, WTF_CSRF_ENABLED, ...). Refuses to start without a safe secret key
-    outside the embedded run (shared.config.web_secret_key says what to set).
+    outside the embedded run (shared.ops.config.web_secret_key says what to set).
     """
     test_config = dict(test_config or {})
     setting_names = {field.name for field in dataclasses.fields(Settings)}

@@ -6,7 +6,7 @@ import datetime as dt
 from flask import Blueprint, Response, render_template, request
 from flask_login import current_user
 
-from shared import audit as audit_log
+from shared.auth import audit as audit_log
 from web import page_params
 from web.auth import login_manager
 from web.errors import ApiError

@@ -15,14 +15,14 @@ import json
 from flask import Blueprint, Response, jsonify, request, url_for
 from sqlalchemy import text
 
-from shared import idempotency, queries
-from shared.queries import MAX_PAGE
-from web import schemas
+from shared.jobs import idempotency
+from web import queries, schemas
 from web.audit import audit_access
 from web.auth import authenticate_api
 from web.contract import route
 from web.errors import ApiError
 from web.owned import delete_owned_batch, delete_owned_job, owned_batch, owned_job
+from web.queries import MAX_PAGE
 from web.security import current_viewer
 from web.serializers import DISCLAIMER, batch_json, counts_json, iso, job_json, model_json
 from web.services import services

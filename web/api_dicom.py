@@ -1,15 +1,15 @@
 """DICOM downloads of a job uploaded as DICOM: the de-identified image as stored, a Structured Report of
-its findings and a Secondary Capture of each shown finding's heatmap (shared/dicom_out.py), all in the
+its findings and a Secondary Capture of each shown finding's heatmap (shared/imaging/dicom_out.py), all in the
 image's de-identified study. Same blueprint, authentication and owner rules as web/api.py."""
 from __future__ import annotations
 
 from flask import Response
 
-from shared import dicom_in, dicom_out, maps
-from shared.images import decode_image
-from shared.labels import NO_FINDING
-from shared.models import Job, JobStatus
-from shared.storage import StorageError
+from shared.db.models import Job, JobStatus
+from shared.imaging import dicom_in, dicom_out, maps
+from shared.imaging.images import decode_image
+from shared.jobs.storage import StorageError
+from shared.model.labels import NO_FINDING
 from web.api import PRIVATE, blueprint
 from web.api_files import limits
 from web.audit import audit_access

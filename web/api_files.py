@@ -7,10 +7,10 @@ import json
 
 from flask import Response, jsonify, request
 
-from shared import exports, maps, renders, reports
-from shared.images import ImageError
-from shared.storage import StorageError
-from web import schemas
+from shared.imaging import maps
+from shared.imaging.images import ImageError
+from shared.jobs.storage import StorageError
+from web import exports, renders, reports, schemas
 from web.api import PRIVATE, blueprint
 from web.audit import audit_access
 from web.contract import route

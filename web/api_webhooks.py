@@ -6,8 +6,8 @@ from flask import jsonify, request
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from shared import webhooks
-from shared.models import User, WebhookDelivery
+from shared.db.models import User, WebhookDelivery
+from shared.jobs import webhooks
 from web import schemas
 from web.api import blueprint
 from web.audit import audit

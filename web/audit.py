@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import g, request
 from flask_login import current_user
 
-from shared import audit as audit_log
+from shared.auth import audit as audit_log
 
 
 def _actor():

@@ -8,11 +8,12 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Flask, flash, g, redirect, render_template, request, session, url_for
 from flask_login import LoginManager, UserMixin, current_user, login_required, login_user, logout_user
 
-from shared import accounts, sessions, webhooks
-from shared.accounts import AccountError, Viewer
-from shared.models import User
-from web.audit import audit
+from shared.auth import accounts, sessions
+from shared.auth.accounts import AccountError, Viewer
+from shared.db.models import User
+from shared.jobs import webhooks
 from web import page_params
+from web.audit import audit
 from web.errors import ApiError
 from web.security import SAFE_METHODS, check_cookie_change
 from web.services import services
@@ -30,7 +31,7 @@ class Bearer(NamedTuple):
 
 class Account(UserMixin):
     """The signed-in user as a request knows them. ``get_id`` is the secret of a row of web_sessions
-    (shared/sessions.py), which Flask-Login keeps in the cookie: the row, not the cookie, says whether
+    (shared/auth/sessions.py), which Flask-Login keeps in the cookie: the row, not the cookie, says whether
     this browser is still signed in."""
 
     def __init__(self, user: User, session_secret: str):

@@ -7,8 +7,8 @@ import time
 
 from flask import Flask, g, has_request_context, request
 
-from shared import metrics
-from shared.logs import IDS
+from shared.ops import metrics
+from shared.ops.logs import IDS
 
 METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 

@@ -2,7 +2,8 @@
 the call site), for the pages and the API alike. Not theirs or not there: 404, one message."""
 from __future__ import annotations
 
-from shared import deletion, queries
+from shared.jobs import deletion
+from web import queries
 from web.audit import audit
 from web.ids import not_found, parse_id
 from web.security import current_viewer

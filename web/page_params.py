@@ -14,9 +14,9 @@ from typing import Annotated
 from flask import request
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from shared.labels import LABELS
-from shared.queries import MAX_PAGE
+from shared.model.labels import LABELS
 from web.errors import ApiError
+from web.queries import MAX_PAGE
 
 # Dates a history can hold: the service did not exist before 2000, and a day after 9998 would overflow.
 FIRST_DATE, LAST_DATE = dt.date(2000, 1, 1), dt.date(9998, 12, 31)

@@ -7,17 +7,16 @@ import math
 from flask import Blueprint, Flask, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from shared import queries
-from shared.labels import LABELS, NO_FINDING, display_name
-from shared.model_manifest import UNTRAINED_WARNING, label_quality
-from shared.models import ModelVersion
-from shared.queries import MAX_PAGE, HistoryFilter
-from web import page_params
+from shared.db.models import ModelVersion
+from shared.model.labels import LABELS, NO_FINDING, display_name
+from shared.model.manifest import UNTRAINED_WARNING, label_quality
+from web import page_params, queries
 from web.audit import audit_access
 from web.auth import login_manager
-from web.owned import delete_owned_batch, delete_owned_job, owned_batch, owned_job
-from web.security import current_viewer
 from web.ids import not_found
+from web.owned import delete_owned_batch, delete_owned_job, owned_batch, owned_job
+from web.queries import HistoryFilter
+from web.security import current_viewer
 from web.serializers import DISCLAIMER, batch_json, counts_json, job_json
 from web.services import services
 from web.uploads import submit_batch

@@ -21,7 +21,7 @@ from flask_wtf.csrf import CSRFProtect, validate_csrf
 from werkzeug.middleware.proxy_fix import ProxyFix
 from wtforms import ValidationError
 
-from shared.accounts import Viewer
+from shared.auth.accounts import Viewer
 from web.errors import ApiError
 
 csrf = CSRFProtect()

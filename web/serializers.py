@@ -11,9 +11,9 @@ import datetime as dt
 
 from flask import url_for
 
-from shared.labels import LABELS, NO_FINDING, display_name
-from shared.model_manifest import UNTRAINED_WARNING, label_quality
-from shared.models import Batch, Finding, Job, JobStatus, ModelVersion, as_utc
+from shared.db.models import Batch, Finding, Job, JobStatus, ModelVersion, as_utc
+from shared.model.labels import LABELS, NO_FINDING, display_name
+from shared.model.manifest import UNTRAINED_WARNING, label_quality
 
 DISCLAIMER = "Research and education only: not a medical device, not for diagnosis or treatment decisions."
 ORDER = {label: i for i, label in enumerate(LABELS)}

@@ -6,9 +6,9 @@ import dataclasses
 from celery import Celery
 from flask import current_app
 
-from shared.config import Settings
-from shared.db import Database
-from shared.storage import LocalStorage
+from shared.db.engine import Database
+from shared.jobs.storage import LocalStorage
+from shared.ops.config import Settings
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,14 +18,16 @@ from flask import current_app, request
 from werkzeug.datastructures import FileStorage, Headers
 from werkzeug.sansio.multipart import HEADER_CONTINUATION_RE, MultipartDecoder
 
-from shared import jobs, metrics, queries, webhooks
-from shared.accounts import Viewer
-from shared.deidentify import deidentified_bytes
-from shared.images import DamagedImage, ImageError, ImageTooLarge, inspect_image
-from shared.models import JobStatus
-from shared.privacy import MetadataError, clean_filename, clean_text, strip_metadata
-from shared.queue import dispatch
-from shared.storage import StorageError, upload_key
+from shared.auth.accounts import Viewer
+from shared.db.models import JobStatus
+from shared.imaging.deidentify import deidentified_bytes
+from shared.imaging.images import DamagedImage, ImageError, ImageTooLarge, inspect_image
+from shared.imaging.privacy import MetadataError, clean_filename, clean_text, strip_metadata
+from shared.jobs import lifecycle, webhooks
+from shared.jobs.queue import dispatch
+from shared.jobs.storage import StorageError, upload_key
+from shared.ops import metrics
+from web import queries
 from web.audit import audit
 from web.errors import ApiError, human_size
 from web.metrics import rejected
@@ -55,7 +57,7 @@ log = logging.getLogger(__name__)
 class Upload:
     """One file of a request as recorded; ``too_large`` says why a rejected one was rejected."""
 
-    job: jobs.NewJob
+    job: lifecycle.NewJob
     too_large: bool = False
 
 
@@ -78,7 +80,8 @@ def _accept(file: FileStorage, owner: uuid.UUID) -> Upload:
     if len(data) > settings.max_file_bytes:
         rejected("too_large")
         limit = human_size(settings.max_file_bytes)
-        return Upload(jobs.NewJob(name, digest, len(data), error=f"the file is larger than the {limit} limit per image"),
+        too_big = f"the file is larger than the {limit} limit per image"
+        return Upload(lifecycle.NewJob(name, digest, len(data), error=too_big),
                       too_large=True)
     try:
         info = inspect_image(data, settings.max_image_pixels, settings.max_decoded_bytes)
@@ -86,21 +89,22 @@ def _accept(file: FileStorage, owner: uuid.UUID) -> Upload:
     except ImageError as exc:
         rejected("too_large" if isinstance(exc, ImageTooLarge) else "damaged" if isinstance(exc, DamagedImage)
                  else "not_an_image")
-        return Upload(jobs.NewJob(name, digest, len(data), error=str(exc)), too_large=isinstance(exc, ImageTooLarge))
+        return Upload(lifecycle.NewJob(name, digest, len(data), error=str(exc)),
+                      too_large=isinstance(exc, ImageTooLarge))
     except MetadataError as exc:
         rejected("damaged")
-        return Upload(jobs.NewJob(name, digest, len(data),
-                                  error=f"the image could not be decoded: the file is damaged or truncated ({exc})"))
+        return Upload(lifecycle.NewJob(name, digest, len(data),
+                                       error=f"the image could not be decoded: the file is damaged or truncated ({exc})"))
     key = upload_key(info.extension)
     try:
         storage.put(key, kept)
     except StorageError as exc:
         raise ApiError(503, "the upload could not be stored; try again later") from exc
     facts = info.dicom
-    return Upload(jobs.NewJob(name, digest, len(data), image_key=key, content_type=info.content_type,
-                              width=info.width, height=info.height, stored_bytes=len(kept),
-                              view_position=facts.view_position if facts else None,
-                              pixel_spacing_mm=facts.pixel_spacing_mm if facts else None))
+    return Upload(lifecycle.NewJob(name, digest, len(data), image_key=key, content_type=info.content_type,
+                                   width=info.width, height=info.height, stored_bytes=len(kept),
+                                   view_position=facts.view_position if facts else None,
+                                   pixel_spacing_mm=facts.pixel_spacing_mm if facts else None))
 
 
 def _check_quota(viewer: Viewer, files: int) -> None:
@@ -158,7 +162,7 @@ def submit_batch(files: list[FileStorage], viewer: Viewer, name: str | None = No
             summary = "; ".join(f"{d['filename']}: {d['error']}" for d in details[:5])
             raise ApiError(413 if too_large else 415, f"none of the files can be analysed ({summary})", details)
         with services().db.session() as session:
-            batch = jobs.create_batch(session, viewer.user_id, accepted, name=clean_text(name, 200) or None)
+            batch = lifecycle.create_batch(session, viewer.user_id, accepted, name=clean_text(name, 200) or None)
             batch.callback_url = callback_url or None
             batch_id = batch.id
             queued = [job.id for job in batch.jobs if job.status == JobStatus.QUEUED.value]
@@ -168,7 +172,7 @@ def submit_batch(files: list[FileStorage], viewer: Viewer, name: str | None = No
         raise
     sent = dispatch(services().celery, queued)
     with services().db.session() as session:
-        jobs.mark_dispatched(session, sent)
+        lifecycle.mark_dispatched(session, sent)
     log.info("batch accepted: %d images, %d queued, %d sent to the workers", len(accepted), len(queued), len(sent),
              extra={"batch_id": str(batch_id)})
     return batch_id

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import keras
 
-from shared.model_manifest import MODEL_FILE, ArtifactError, Manifest, read_manifest
+from shared.model.manifest import MODEL_FILE, ArtifactError, Manifest, read_manifest
 
 
 def load_artifact(artifact_dir: Path) -> tuple[keras.Model, Manifest]:

@@ -14,8 +14,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from shared.model_manifest import Manifest
-from shared.preprocess import model_input
+from shared.model.manifest import Manifest
+from shared.model.preprocess import model_input
 from worker import runtimes
 from worker.heatmaps import cam_maps, gradcam_maps
 

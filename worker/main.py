@@ -12,13 +12,19 @@ import os
 import signal
 import uuid
 
-from celery.signals import (celeryd_after_setup, setup_logging, task_postrun, task_prerun, worker_init,
-                            worker_process_init)
+from celery.signals import (
+    celeryd_after_setup,
+    setup_logging,
+    task_postrun,
+    task_prerun,
+    worker_init,
+    worker_process_init,
+)
 
-from shared import logs, metrics_http
-from shared.config import load_settings
-from shared.model_manifest import ArtifactError, read_manifest
-from shared.queue import ANALYSE_TASK, create_celery
+from shared.jobs.queue import ANALYSE_TASK, create_celery
+from shared.model.manifest import ArtifactError, read_manifest
+from shared.ops import logs, metrics_http
+from shared.ops.config import load_settings
 from worker.backends import prepare_environment
 
 prepare_environment()  # before worker.pipeline imports Keras and its backend

@@ -14,7 +14,7 @@ uploads).
 
 Decoding runs on a small thread pool (OpenCV and TensorFlow release the GIL), so decoding the next
 images overlaps the forward pass. The worker draws no pictures: every class's map is stored as a few
-hundred bytes of data (shared/maps.py), and the browser or the web draws overlays when someone looks.
+hundred bytes of data (shared/imaging/maps.py), and the browser or the web draws overlays when someone looks.
 """
 from __future__ import annotations
 
@@ -27,14 +27,14 @@ import uuid
 import numpy as np
 from celery.exceptions import SoftTimeLimitExceeded
 
-from shared import jobs
-from shared.config import Settings
-from shared.db import Database, retry_on_disconnect
-from shared.images import ImageError, decode_image, inspect_image
-from shared.labels import LABELS
-from shared.model_manifest import Manifest
-from shared import maps
-from shared.storage import LocalStorage, StorageError
+from shared.db.engine import Database, retry_on_disconnect
+from shared.imaging import maps
+from shared.imaging.images import ImageError, decode_image, inspect_image
+from shared.jobs import lifecycle
+from shared.jobs.storage import LocalStorage, StorageError
+from shared.model.labels import LABELS
+from shared.model.manifest import Manifest
+from shared.ops.config import Settings
 from worker import telemetry
 from worker.batching import claim_size
 from worker.budget import DecodeBudget
@@ -103,11 +103,11 @@ def _in_transaction(ctx: WorkerContext, what: str, operation):
 
 def _claim_group(ctx: WorkerContext, job_id: uuid.UUID) -> list[ImageWork]:
     def claim(session):
-        job = jobs.claim(session, job_id, ctx.worker_name, ctx.lease_seconds)
+        job = lifecycle.claim(session, job_id, ctx.worker_name, ctx.lease_seconds)
         group = [] if job is None else [ImageWork.of(job)]
         if group and group[0].attempts > 1:
             return group  # a retry runs alone
-        more = jobs.claim_more(session, ctx.worker_name, ctx.lease_seconds, ctx.claim_limit - len(group))
+        more = lifecycle.claim_more(session, ctx.worker_name, ctx.lease_seconds, ctx.claim_limit - len(group))
         return group + [ImageWork.of(j) for j in more]
 
     return _in_transaction(ctx, f"claim {job_id}", claim)
@@ -149,7 +149,7 @@ def _release(ctx: WorkerContext, job_id: uuid.UUID) -> str:
     and the recovery loop returns the job instead."""
     try:
         with ctx.db.session() as session:
-            jobs.release(session, job_id, ctx.worker_name)
+            lifecycle.release(session, job_id, ctx.worker_name)
         log.warning("job %s hit the time limit; returned to the queue for another attempt", job_id)
     except Exception as exc:
         log.warning("job %s hit the time limit; could not return it now (%s), recovery will", job_id, exc)
@@ -168,10 +168,10 @@ def _decode(ctx: WorkerContext, work: ImageWork) -> None:
     work.decode_ms = (time.perf_counter() - started) * 1000
 
 
-def _findings(ctx: WorkerContext, analysis: Analysis) -> list[jobs.FindingResult]:
+def _findings(ctx: WorkerContext, analysis: Analysis) -> list[lifecycle.FindingResult]:
     thresholds = ctx.manifest.thresholds
-    return [jobs.FindingResult(label, analysis.probabilities[label], thresholds[label],
-                               analysis.probabilities[label] >= thresholds[label]) for label in LABELS]
+    return [lifecycle.FindingResult(label, analysis.probabilities[label], thresholds[label],
+                                    analysis.probabilities[label] >= thresholds[label]) for label in LABELS]
 
 
 def _analyse_group(ctx: WorkerContext, group: list[ImageWork]) -> None:
@@ -192,7 +192,7 @@ def _analyse_group(ctx: WorkerContext, group: list[ImageWork]) -> None:
                 with telemetry.maps_timer():
                     job_maps = maps.encode(analysis.heatmaps)
                 work.outcome = _succeed(ctx, work.job_id, _findings(ctx, analysis), job_maps,
-                                        jobs.Timings(work.decode_ms, work.inference_ms))
+                                        lifecycle.Timings(work.decode_ms, work.inference_ms))
 
 
 def _forward(ctx: WorkerContext, chunk: list[ImageWork]) -> list[Analysis | None]:
@@ -224,16 +224,16 @@ def _forward(ctx: WorkerContext, chunk: list[ImageWork]) -> list[Analysis | None
     return results
 
 
-def _succeed(ctx: WorkerContext, job_id: uuid.UUID, findings, job_maps: bytes, timings: jobs.Timings) -> str:
+def _succeed(ctx: WorkerContext, job_id: uuid.UUID, findings, job_maps: bytes, timings: lifecycle.Timings) -> str:
     try:
-        _in_transaction(ctx, f"record result of {job_id}", lambda session: jobs.succeed(
+        _in_transaction(ctx, f"record result of {job_id}", lambda session: lifecycle.succeed(
             session, job_id, ctx.worker_name, ctx.manifest.version, findings, timings, maps=job_maps,
             runtime=ctx.engine.runtime))
-    except jobs.InvalidTransition:
+    except lifecycle.InvalidTransition:
         # The lease ran out (e.g. Postgres was away for longer) and the job was handed to another
         # worker: that worker's result is the one recorded (results and maps go in one conditional
         # update, so nothing of this attempt remains). Or its owner deleted it meanwhile.
-        deleted = not _in_transaction(ctx, f"look up {job_id}", lambda session: jobs.exists(session, job_id))
+        deleted = not _in_transaction(ctx, f"look up {job_id}", lambda session: lifecycle.exists(session, job_id))
         log.warning("job %s was %s while this worker ran it; its result is discarded", job_id,
                     "deleted" if deleted else "reassigned")
         return "deleted" if deleted else "lost"
@@ -244,8 +244,8 @@ def _fail(ctx: WorkerContext, job_id: uuid.UUID, message: str) -> str:
     log.warning("job %s failed: %s", job_id, message)
     try:
         _in_transaction(ctx, f"record failure of {job_id}",
-                        lambda session: jobs.fail(session, job_id, message, worker=ctx.worker_name))
-    except jobs.InvalidTransition:
+                        lambda session: lifecycle.fail(session, job_id, message, worker=ctx.worker_name))
+    except lifecycle.InvalidTransition:
         log.warning("job %s was reassigned while this worker ran it; its failure is discarded", job_id)
         return "lost"
     return "failed"

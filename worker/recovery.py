@@ -1,5 +1,5 @@
 """The recovery loop: return jobs whose lease ran out, (re)send jobs that sit queued in Postgres, deliver
-"batch finished" webhooks (shared/webhooks.py), delete batches past the retention limit
+"batch finished" webhooks (shared/jobs/webhooks.py), delete batches past the retention limit
 (``XRAY_RETENTION_DAYS``) with their files, and forget idempotency keys older than a day and browser
 sessions that have ended.
 
@@ -16,29 +16,31 @@ import time
 
 from celery import Celery
 
-from shared import audit, deletion, idempotency, jobs, metrics, metrics_http, sessions, webhooks
-from shared.config import Settings
-from shared.loops import run_until_stopped
-from shared.db import Database
-from shared.queue_metrics import QueueCollector
-from shared.queue import create_celery, dispatch
-from shared.storage import LocalStorage
+from shared.auth import audit, sessions
+from shared.db.engine import Database
+from shared.jobs import deletion, idempotency, lifecycle, webhooks
+from shared.jobs.queue import create_celery, dispatch
+from shared.jobs.storage import LocalStorage
+from shared.ops import metrics, metrics_http
+from shared.ops.config import Settings
+from shared.ops.loops import run_until_stopped
+from worker.queue_metrics import QueueCollector
 
 log = logging.getLogger("recovery")
 
 
 def recover_once(db: Database, celery: Celery, settings: Settings) -> dict[str, int]:
     with db.session() as session:
-        requeued, failed = jobs.return_expired(session, settings.max_attempts)
+        requeued, failed = lifecycle.return_expired(session, settings.max_attempts)
     for job_id in failed:
         log.warning("job %s failed after %d attempts", job_id, settings.max_attempts, extra={"job_id": str(job_id)})
     with db.session() as session:
-        due = jobs.take_due_for_dispatch(session, settings.relay_after_seconds)
+        due = lifecycle.take_due_for_dispatch(session, settings.relay_after_seconds)
     sent = dispatch(celery, due) if due else []
     unsent = [job_id for job_id in due if job_id not in set(sent)]
     if unsent:
         with db.session() as session:
-            jobs.mark_undispatched(session, unsent)
+            lifecycle.mark_undispatched(session, unsent)
     counts = {"requeued": len(requeued), "failed": len(failed), "dispatched": len(sent), "unsent": len(unsent)}
     metrics.RECOVERY_REQUEUED.inc(len(requeued))
     metrics.RECOVERY_FAILED.inc(len(failed))

@@ -5,10 +5,10 @@ import logging
 import os
 import socket
 
-from shared.config import Settings
-from shared.db import Database
-from shared.model_manifest import register
-from shared.storage import LocalStorage
+from shared.db.engine import Database
+from shared.jobs.storage import LocalStorage
+from shared.model.manifest import register
+from shared.ops.config import Settings
 from worker.pipeline import WorkerContext
 
 log = logging.getLogger(__name__)

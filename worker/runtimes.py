@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.model_manifest import ArtifactError, Manifest
+from shared.model.manifest import ArtifactError, Manifest
 from worker.backends import backend, compiled_forward
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""What a worker tells its operators: metrics (shared/metrics.py) and one log line per finished job.
+"""What a worker tells its operators: metrics (shared/ops/metrics.py) and one log line per finished job.
 
 The pool processes count; the worker's main process serves (worker/main.py). A pool process reports
 how busy it was over the last minute from a small thread, so the figure falls while it sits idle.
@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 
-from shared import metrics
+from shared.ops import metrics
 
 log = logging.getLogger("worker.jobs")
 BUSY_WINDOW_SECONDS = 60.0

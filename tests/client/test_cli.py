@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from client.service import Api, ServiceError
-from shared.models import Batch, Job, User
+from shared.db.models import Batch, Job, User
 from tests.helpers import FIXTURES, SHARED_DATA, api_token, service_env, wait_until
 
 FULLRES = SHARED_DATA / "nih-fullres-sample" / "images"

@@ -49,7 +49,7 @@ def test_the_gpu_profile_adds_one_worker_process_per_gpu():
 
 
 def test_workers_get_longer_to_stop_than_their_longest_task():
-    from shared.config import load_settings
+    from shared.ops.config import load_settings
 
     minutes = int(SERVICES["worker"]["stop_grace_period"].removesuffix("m"))
     assert minutes * 60 > load_settings().task_time_limit

@@ -7,11 +7,23 @@ import jsonschema
 import kubernetes_validate
 import pytest
 
-from shared.config import load_settings
-from shared.queue import create_celery, dispatch
-from tests.deploy.k8s import (K8S, KUBE_VERSIONS, OVERLAYS, containers, counts, env_of, load, named, of_kind,
-                              pod_specs, render, validate)
-from tests.helpers import REDIS_URL, REPO
+from shared.jobs.queue import create_celery, dispatch
+from shared.ops.config import load_settings
+from tests.deploy.k8s import (
+    K8S,
+    KUBE_VERSIONS,
+    OVERLAYS,
+    containers,
+    counts,
+    env_of,
+    load,
+    named,
+    of_kind,
+    pod_specs,
+    render,
+    validate,
+)
+from tests.helpers import REPO
 
 APPS = {"xray-web": "web", "xray-worker": "worker", "xray-recovery": "recovery"}
 METRICS_PORTS = {"xray-web": 9101, "xray-worker": 9102, "xray-recovery": 9103}  # the contract's defaults
@@ -115,7 +127,7 @@ def test_probes_ask_what_each_process_really_answers(overlay, tmp_path):
     assert web["readinessProbe"]["httpGet"] == web["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert {"name": "http", "containerPort": 8000} in web["ports"]
     # The path is a route the real app answers 200 on (with a database that answers).
-    from shared.migrate import upgrade
+    from shared.db.migrate import upgrade
     from web import create_app
 
     url = f"sqlite:///{tmp_path / 'x.db'}"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from shared.models import SignInLink, User
+from shared.db.models import SignInLink, User
 from tests.helpers import REPO, TEST_SECRET_KEY
 
 

@@ -2,12 +2,13 @@
 import subprocess
 import sys
 
-from shared.migrate import pending, upgrade
+from shared.db.migrate import pending, upgrade
 from tests.helpers import REPO, free_port, service_env
 
 
 def check(url: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "shared.migrate", "check"], cwd=REPO, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "shared.db.migrate", "check"], cwd=REPO, capture_output=True,
+                          text=True,
                           env=service_env(DATABASE_URL=url), timeout=120)
 
 

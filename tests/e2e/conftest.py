@@ -39,7 +39,7 @@ def images_loaded(page, selector: str) -> None:
 
 
 def sign_in(page, base: str, username: str, pg_url: str) -> None:
-    from shared.db import Database
+    from shared.db.engine import Database
 
     database = Database(pg_url)
     with database.session() as session:

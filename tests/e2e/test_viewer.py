@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from shared import jobs
-from shared.db import Database
+from shared.db.engine import Database
+from shared.jobs import lifecycle
 from tests.e2e.conftest import PASSWORD, SCREENSHOTS, images_loaded, sign_in
 from tests.helpers import REPO, ensure_user, real_xray_bytes, wait_until
 
@@ -233,7 +233,8 @@ def test_polling_asks_only_for_changes_stops_when_done_and_pauses_while_hidden(b
     database = Database(pg_url)  # a batch whose jobs stay queued: recorded, never sent to a worker
     with database.session() as session:
         owner = ensure_user(session, "reader").id
-        waiting = jobs.create_batch(session, owner, [jobs.NewJob("w.png", "0" * 64, 1, image_key="uploads/none.png")]).id
+        waiting = lifecycle.create_batch(
+            session, owner, [lifecycle.NewJob("w.png", "0" * 64, 1, image_key="uploads/none.png")]).id
     database.engine.dispose()
     requests = []
     page.on("request", lambda r: requests.append(r.url) if "/api/v1/batches/" in r.url else None)

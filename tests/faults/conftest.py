@@ -33,7 +33,7 @@ def own_postgres():
     server = PostgresServer()
     server.init()
     server.start()
-    from shared.migrate import upgrade
+    from shared.db.migrate import upgrade
 
     upgrade(server.url)
     yield server

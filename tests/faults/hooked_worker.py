@@ -23,12 +23,11 @@ import time
 from pathlib import Path
 
 import sqlalchemy as sa
-
 from celery.exceptions import SoftTimeLimitExceeded
 
-from shared.models import Job, JobStatus
-from worker.main import app  # noqa: F401  (first: it sets up the worker, metrics included, before the rest)
+from shared.db.models import Job, JobStatus
 from worker import pipeline  # noqa: E402
+from worker.main import app  # noqa: F401  (first: it sets up the worker, metrics included, before the rest)
 
 log = logging.getLogger("worker.test-hooks")
 _real_process_group = pipeline.process_group

@@ -5,7 +5,7 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from shared.models import Batch, Job, User
+from shared.db.models import Batch, Job, User
 from tests.faults.test_faults import LONG_LIMITS, _hooked_jobs, _images
 from tests.helpers import TokenClient, api_token, multipart, wait_until
 

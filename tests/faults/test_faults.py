@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from shared.models import Job
+from shared.db.models import Job
 from tests.helpers import ensure_user, png_bytes, real_xray_bytes, wait_until
 
 pytestmark = pytest.mark.faults
@@ -204,11 +204,11 @@ def test_5_a_poison_job_fails_after_the_attempt_limit_and_the_worker_serves_on(m
 
 
 def test_6_the_same_job_delivered_twice_at_once_gets_one_result_set(make_stack, report, own_pg_url, own_redis):
-    from shared import jobs
-    from shared.config import load_settings
-    from shared.db import Database
-    from shared.queue import ANALYSE_TASK, create_celery
-    from shared.storage import LocalStorage, upload_key
+    from shared.db.engine import Database
+    from shared.jobs import lifecycle
+    from shared.jobs.queue import ANALYSE_TASK, create_celery
+    from shared.jobs.storage import LocalStorage, upload_key
+    from shared.ops.config import load_settings
 
     stack = make_stack(own_pg_url, own_redis.url)
     stack.start_worker()
@@ -219,7 +219,8 @@ def test_6_the_same_job_delivered_twice_at_once_gets_one_result_set(make_stack, 
     database = Database(own_pg_url)
     with database.session() as session:  # recorded, never sent
         owner = ensure_user(session).id
-        job_id = jobs.create_batch(session, owner, [jobs.NewJob(name, "0" * 64, len(data), image_key=key)]).jobs[0].id
+        new = lifecycle.NewJob(name, "0" * 64, len(data), image_key=key)
+        job_id = lifecycle.create_batch(session, owner, [new]).jobs[0].id
     database.engine.dispose()
     celery = create_celery(load_settings(broker_url=own_redis.url, queue_name=stack.queue))
     with celery.producer_or_acquire() as producer:

@@ -2,7 +2,7 @@
 import pytest
 import sqlalchemy as sa
 
-from shared.models import Job
+from shared.db.models import Job
 from tests.faults.test_faults import _images
 
 pytestmark = pytest.mark.slow  # two real worker processes and their own Redis: ~18 s

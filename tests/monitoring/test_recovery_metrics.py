@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 
-import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import update
 
-from shared import jobs
-from shared.config import load_settings
-from shared.models import Job
-from shared.queue import create_celery
-from shared.queue_metrics import QueueCollector
+from shared.db.models import Job
+from shared.jobs import lifecycle
+from shared.jobs.queue import create_celery
+from shared.ops.config import load_settings
 from tests.helpers import ensure_user
+from worker.queue_metrics import QueueCollector
 from worker.recovery import recover_once
 
 
@@ -23,8 +22,9 @@ def sample(name: str) -> float:
 
 def queued_batch(db, count: int) -> list:
     with db.session() as session:
-        batch = jobs.create_batch(session, ensure_user(session).id,
-                                  [jobs.NewJob(f"x{i}.png", f"{i:064x}", 10, image_key=f"k{i}") for i in range(count)])
+        batch = lifecycle.create_batch(session, ensure_user(session).id,
+                                       [lifecycle.NewJob(f"x{i}.png", f"{i:064x}", 10, image_key=f"k{i}")
+                                        for i in range(count)])
         return [job.id for job in batch.jobs]
 
 
@@ -38,7 +38,7 @@ def test_the_queue_depth_and_the_oldest_jobs_age_come_from_the_database(db):
     with db.session() as session:
         session.execute(update(Job).where(Job.id == ids[0])
                         .values(created_at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=12)))
-        jobs.claim(session, ids[1], "w1", 60)  # running: no longer waiting
+        lifecycle.claim(session, ids[1], "w1", 60)  # running: no longer waiting
     figures = queue_figures(db)
     assert figures["xray_queue_depth"] == 2
     assert 12 * 60 <= figures["xray_queue_oldest_age_seconds"] < 13 * 60
@@ -53,11 +53,11 @@ def test_the_recovery_counters_follow_what_a_round_did(db, tmp_path):
     first, second = queued_batch(db, 2)
     recover_once(db, celery, settings)  # both never sent: relayed
     with db.session() as session:
-        jobs.claim(session, first, "dead-worker", -1)  # a lease that has already run out
+        lifecycle.claim(session, first, "dead-worker", -1)  # a lease that has already run out
     recover_once(db, celery, settings)
     with db.session() as session:
-        jobs.claim(session, first, "dead-worker", -1)  # its second and last attempt
-        jobs.claim(session, second, "dead-worker", -1)
+        lifecycle.claim(session, first, "dead-worker", -1)  # its second and last attempt
+        lifecycle.claim(session, second, "dead-worker", -1)
     recover_once(db, celery, settings)
     gained = {name: sample(name) - value for name, value in before.items()}
     assert gained["xray_recovery_requeued_total"] == 2  # first (attempt 1), then second (attempt 1)

@@ -12,7 +12,7 @@ import yaml
 from prometheus_client import REGISTRY
 from prometheus_client.metrics import MetricWrapperBase
 
-from shared import metrics, metrics_http
+from shared.ops import metrics, metrics_http
 from tests.helpers import corrupt_png, multipart, real_xray_bytes
 from tests.monitoring.prometheus import MONITORING, installed, names_in
 
@@ -53,7 +53,7 @@ def test_compose_prometheus_config_is_valid_and_scrapes_the_three_metrics_ports(
 def exported_names() -> set[str]:
     """Every sample name the service's processes can expose, from the metric definitions."""
     suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"], "gauge": [""]}
-    names = {"xray_queue_depth", "xray_queue_oldest_age_seconds"}  # shared/queue_metrics.py, at scrape time
+    names = {"xray_queue_depth", "xray_queue_oldest_age_seconds"}  # worker/queue_metrics.py, at scrape time
     for value in vars(metrics).values():
         if isinstance(value, MetricWrapperBase):
             for family in value.describe():

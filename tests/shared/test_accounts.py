@@ -3,9 +3,9 @@ import datetime as dt
 
 import pytest
 
-from shared import accounts
-from shared.accounts import AccountError
-from shared.models import ApiToken, Role, as_utc, utcnow
+from shared.auth import accounts
+from shared.auth.accounts import AccountError
+from shared.db.models import ApiToken, Role, as_utc, utcnow
 
 
 def test_passwords_are_argon2_hashes_and_only_the_right_one_signs_in(db):
@@ -87,8 +87,8 @@ def test_a_sign_in_link_works_once_and_not_after_it_expires(db):
 def test_the_audit_log_cannot_be_changed_or_deleted(db):
     import sqlalchemy as sa
 
-    from shared import audit
-    from shared.models import AuditEvent
+    from shared.auth import audit
+    from shared.db.models import AuditEvent
 
     with db.session() as session:
         audit.record(session, "sign_in", actor="alice")
@@ -105,8 +105,8 @@ def test_browser_sessions_end_and_are_forgotten(db):
 
     import sqlalchemy as sa
 
-    from shared import accounts, sessions
-    from shared.models import WebSession, utcnow
+    from shared.auth import accounts, sessions
+    from shared.db.models import WebSession, utcnow
 
     idle, lifetime = dt.timedelta(hours=12), dt.timedelta(days=7)
     with db.session() as session:

@@ -6,10 +6,10 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from shared import audit
-from shared.db import Database
-from shared.migrate import upgrade
-from shared.models import AuditEvent
+from shared.auth import audit
+from shared.db.engine import Database
+from shared.db.migrate import upgrade
+from shared.db.models import AuditEvent
 from tests.helpers import PG_SERVER, REPO
 
 

@@ -15,11 +15,22 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.pixels import pixel_array
 
-from shared import deidentify, dicom_in, dicom_out
-from shared.images import ImageError, decode_image, inspect_image
-from shared.labels import LABELS
-from tests.dicom_factory import (IDENTIFYING_STRINGS, PIXEL_TEXTS, SYNTAXES, deflate_bomb, grey_from_png,
-                                 make_dataset, make_dicom, sof_bomb, undecodable_dicom, with_frame, with_pixel_text)
+from shared.imaging import deidentify, dicom_in, dicom_out
+from shared.imaging.images import ImageError, decode_image, inspect_image
+from shared.model.labels import LABELS
+from tests.dicom_factory import (
+    IDENTIFYING_STRINGS,
+    PIXEL_TEXTS,
+    SYNTAXES,
+    deflate_bomb,
+    grey_from_png,
+    make_dataset,
+    make_dicom,
+    sof_bomb,
+    undecodable_dicom,
+    with_frame,
+    with_pixel_text,
+)
 from tests.helpers import REPO, full_size_xray, real_xray_bytes
 
 KEY = b"k" * 32
@@ -236,7 +247,7 @@ def test_a_frame_declaring_another_size_than_the_header_is_refused_before_anythi
 
 BOMB_PROBE = """
 import json, resource, sys
-from shared.images import ImageError, decode_image, inspect_image
+from shared.imaging.images import ImageError, decode_image, inspect_image
 data = sys.stdin.buffer.read()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 answers = {}

@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from shared.images import ImageError, decode_image, inspect_image
+from shared.imaging.images import ImageError, decode_image, inspect_image
 from tests.helpers import corrupt_png, png_bytes, quiet_cv2, real_xray_bytes, real_xray_jpeg
 
 LIMIT = 50_000_000
@@ -112,7 +112,7 @@ def _png_header(width: int, height: int, bit_depth: int, colour_type: int) -> by
 
 
 def test_the_memory_a_decode_needs_is_bounded_before_decoding():
-    from shared.images import ImageTooLarge
+    from shared.imaging.images import ImageTooLarge
 
     huge = _png_header(7000, 7000, 16, 6)  # 16-bit RGBA: 8 bytes a pixel: 374 MB decoded, from a few bytes
     assert inspect_image(huge, 10**8).decoded_bytes == 7000 * 7000 * 8
@@ -125,7 +125,7 @@ def test_large_images_come_out_at_the_working_size_and_jpegs_are_decoded_reduced
     import subprocess
     import sys
 
-    from shared.images import WORKING_SIDE
+    from shared.imaging.images import WORKING_SIDE
 
     wide = np.tile(np.linspace(0, 255, 3000, dtype=np.uint8), (1500, 1))
     ok, jpeg = cv2.imencode(".jpg", wide)
@@ -134,7 +134,7 @@ def test_large_images_come_out_at_the_working_size_and_jpegs_are_decoded_reduced
     assert decode_image(png_bytes(wide), 10**8).shape == (WORKING_SIDE // 2, WORKING_SIDE)
     # A 6000² JPEG decodes at 1/4 scale: the process never holds the 36 MB full image.
     ok, big = cv2.imencode(".jpg", np.tile(np.arange(6000, dtype=np.uint16).astype(np.uint8), (6000, 1)))
-    code = ("import resource, sys; from shared.images import decode_image; data = sys.stdin.buffer.read();"
+    code = ("import resource, sys; from shared.imaging.images import decode_image; data = sys.stdin.buffer.read();"
             "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; g = decode_image(data, 10**8);"
             "print(g.shape[0], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)")
     out = subprocess.run([sys.executable, "-c", code], input=big.tobytes(), capture_output=True, check=True).stdout.split()

@@ -7,8 +7,8 @@ import logging
 
 import pytest
 
-from shared import logs
-from shared.config import load_settings
+from shared.ops import logs
+from shared.ops.config import load_settings
 
 
 def one_line(log_format: str, emit) -> str:

@@ -2,8 +2,8 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from shared.migrate import upgrade
-from shared.models import Base
+from shared.db.migrate import upgrade
+from shared.db.models import Base
 
 
 def _diff(url):

@@ -3,8 +3,8 @@ import shutil
 
 import pytest
 
-from shared.labels import LABELS
-from shared.model_manifest import ArtifactError, read_manifest
+from shared.model.labels import LABELS
+from shared.model.manifest import ArtifactError, read_manifest
 
 
 def _copy(tiny_model, tmp_path):

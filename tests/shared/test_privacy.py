@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 
-from shared.privacy import MetadataError, clean_filename, strip_metadata
+from shared.imaging.privacy import MetadataError, clean_filename, strip_metadata
 from tests.helpers import real_xray_bytes, real_xray_jpeg
 
 NAME = b"DOE^JANE"

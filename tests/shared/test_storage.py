@@ -2,7 +2,7 @@ import uuid
 
 import pytest
 
-from shared.storage import LocalStorage, StorageError, overlay_key, upload_key
+from shared.jobs.storage import LocalStorage, StorageError, overlay_key, upload_key
 
 
 def test_generated_keys_round_trip(tmp_path):
@@ -32,7 +32,7 @@ def test_missing_and_unwritable_give_storage_errors(tmp_path):
 
 
 def test_time_limits_must_nest_below_the_lease_and_visibility_timeout():
-    from shared.config import load_settings
+    from shared.ops.config import load_settings
 
     with pytest.raises(ValueError, match="SOFT_TIME_LIMIT"):
         load_settings(task_soft_time_limit=200, task_time_limit=180)

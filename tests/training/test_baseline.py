@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from shared.labels import LABELS
+from shared.model.labels import LABELS
 from training.baseline import SIDE, PixelBaseline, pixels
 from training.data import Record
 

@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from shared.labels import LABELS
+from shared.model.labels import LABELS
 from tests.helpers import FIXTURES
 from training.hobby import HOBBY_LABELS, import_hobby_model
 from training.model_cli import main
@@ -79,8 +79,8 @@ def _hobby_style_model():
 
 
 def test_an_imported_hobby_model_names_its_findings_right(tmp_path, own_pg_url):
-    from shared.config import load_settings
-    from shared.images import decode_image
+    from shared.imaging.images import decode_image
+    from shared.ops.config import load_settings
     from worker.runtime import build_context
 
     hobby = _hobby_style_model()

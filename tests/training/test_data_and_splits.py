@@ -2,7 +2,7 @@ import gzip
 
 import pytest
 
-from shared.labels import LABELS
+from shared.model.labels import LABELS
 from tests.helpers import FIXTURES, SHARED_DATA
 from training.data import DataError, Record, find_images, local_dataset, parse_finding_labels, read_label_table
 from training.splits import label_counts, patient_split

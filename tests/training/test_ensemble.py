@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from shared.labels import LABELS
+from shared.model.labels import LABELS
 from training.architectures import LOGITS_LAYER, SMALL_CNN_CAM_LAYER, build_ensemble, build_small_cnn
 from training.crossval import patient_folds
 from training.data import Record

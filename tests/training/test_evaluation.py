@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from shared.labels import LABELS, NO_FINDING
+from shared.model.labels import LABELS, NO_FINDING
 from tests.helpers import FIXTURES, REPO
 from training.model_cli import main
 

@@ -6,7 +6,7 @@ import csv
 import numpy as np
 import pytest
 
-from shared.labels import LABELS
+from shared.model.labels import LABELS
 from tests.helpers import png_bytes
 from training.train import TrainConfig
 
@@ -39,7 +39,7 @@ def _write_dataset(folder, count=90, seed=0):
 
 @pytest.mark.slow
 def test_constructed_findings_come_out_under_their_own_names(tmp_path, own_pg_url):
-    from shared.config import load_settings
+    from shared.ops.config import load_settings
     from training.pipeline import run_training
     from worker.runtime import build_context
 

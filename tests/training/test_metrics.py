@@ -3,7 +3,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 from sklearn.metrics import roc_curve as sk_roc_curve
 
-from shared.labels import LABELS
+from shared.model.labels import LABELS
 from training.metrics import auroc, evaluate, mean_difference, roc_curve, sensitivity_specificity, youden_threshold
 
 

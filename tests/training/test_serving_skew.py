@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from shared.images import decode_image
+from shared.imaging.images import decode_image
 from tests.helpers import SHARED_DATA
 from training.inputs import served_grey
 from training.skew import domain_auroc

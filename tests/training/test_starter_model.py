@@ -3,9 +3,9 @@ import json
 
 import numpy as np
 
-from shared.config import REPO_ROOT, load_settings
-from shared.labels import LABELS
-from shared.model_manifest import read_manifest
+from shared.model.labels import LABELS
+from shared.model.manifest import read_manifest
+from shared.ops.config import REPO_ROOT, load_settings
 from tests.helpers import FIXTURES
 from worker.artifact import load_artifact
 
@@ -32,7 +32,7 @@ def test_the_model_card_reports_the_manifests_held_out_scores():
 
 
 def test_the_starter_model_analyses_a_real_xray():
-    from shared.images import decode_image
+    from shared.imaging.images import decode_image
     from worker.engine import InferenceEngine
 
     model, manifest = load_artifact(STARTER)

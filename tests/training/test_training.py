@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from shared.labels import LABELS
+from shared.model.labels import LABELS
 from tests.helpers import FIXTURES, SHARED_DATA, real_xray_bytes
 from training.data import Record, local_dataset
 from training.features import backbone, cached_features
@@ -62,7 +62,7 @@ def test_feature_caching_gives_the_same_head_as_plain_training(tmp_path):
 
 
 def test_the_feature_cache_follows_the_setting_when_it_is_used(tmp_path, monkeypatch):
-    """XRAY_FEATURE_CACHE is read through shared.config when features are cached, not when the module loads."""
+    """XRAY_FEATURE_CACHE is read through shared.ops.config when features are cached, not when the module loads."""
     monkeypatch.setenv("XRAY_FEATURE_CACHE", str(tmp_path / "configured"))
     features = cached_features(backbone(_tiny_frozen_model()), _fixture_records(2), (32, 32), "unit", 2)
     assert features.shape == (2, 8) and len(list((tmp_path / "configured").glob("*.npy"))) == 1
@@ -115,8 +115,8 @@ def test_a_weighted_dataset_yields_each_images_weight_through_augmentation():
 
 
 def test_training_pipeline_feeds_the_same_pixels_as_the_worker():
-    from shared.images import decode_image
-    from shared.preprocess import model_input
+    from shared.imaging.images import decode_image
+    from shared.model.preprocess import model_input
 
     name, data = real_xray_bytes(1)[0]
     path = FIXTURES / "nih64" / name
@@ -127,7 +127,7 @@ def test_training_pipeline_feeds_the_same_pixels_as_the_worker():
 @pytest.mark.skipif(not SHARED_DATA.exists(), reason=f"{SHARED_DATA} is absent (real NIH data)")
 def test_short_training_run_on_real_xrays_exports_a_servable_artifact(tmp_path, own_pg_url):
     """Train → export → worker load → predict gives the training process's probabilities."""
-    from shared.config import load_settings
+    from shared.ops.config import load_settings
     from training.pipeline import run_training
     from training.predictions import load_served_model, predict_records
     from worker.runtime import build_context
@@ -155,7 +155,7 @@ def test_short_training_run_on_real_xrays_exports_a_servable_artifact(tmp_path, 
     records = local_dataset(images, source / "labels.csv")[:6]
     in_training = predict_records(model, loaded, records)
     ctx = build_context(load_settings(database_url=own_pg_url, model_dir=artifact, storage_dir=tmp_path / "s"))
-    from shared.images import decode_image
+    from shared.imaging.images import decode_image
 
     served = ctx.engine.analyse([decode_image(r.path.read_bytes(), 10**7) for r in records])
     for row, analysis in zip(in_training, served):

@@ -8,9 +8,17 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from shared.models import ApiToken, AuditEvent, utcnow
-from tests.helpers import (REPO, TokenClient, api_token, ensure_user, multipart, real_xray_bytes, service_env,
-                           TEST_SECRET_KEY)
+from shared.db.models import ApiToken, AuditEvent, utcnow
+from tests.helpers import (
+    REPO,
+    TEST_SECRET_KEY,
+    TokenClient,
+    api_token,
+    ensure_user,
+    multipart,
+    real_xray_bytes,
+    service_env,
+)
 from tests.web.test_api import wait_for_batch
 
 PASSWORD = "a long enough password"
@@ -37,7 +45,7 @@ def csrf_of(page_html: str) -> str:
 
 def sign_in(app, username: str, password: str = PASSWORD, role: str = "member", create: bool = True):
     """A test client signed in through the sign-in form (the user made, or their password set, first)."""
-    from shared.db import Database
+    from shared.db.engine import Database
 
     if create:
         database = Database(app.extensions["xray"].settings.database_url)
@@ -230,7 +238,7 @@ def test_the_admin_command_manages_users_tokens_and_exports_the_audit_log(pg_url
     env = service_env(DATABASE_URL=pg_url, XRAY_SECRET_KEY=TEST_SECRET_KEY)
 
     def admin(*args, stdin=None):
-        result = subprocess.run([sys.executable, "-m", "shared.admin_cli", *args], cwd=REPO, env=env, input=stdin,
+        result = subprocess.run([sys.executable, "-m", "web.admin_cli", *args], cwd=REPO, env=env, input=stdin,
                                 capture_output=True, text=True, timeout=60)
         return result.returncode, result.stdout + result.stderr
 

@@ -9,8 +9,8 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from shared import idempotency
-from shared.models import Batch, IdempotencyKey, User
+from shared.db.models import Batch, IdempotencyKey, User
+from shared.jobs import idempotency
 from tests.helpers import api_token, ensure_user, real_xray_bytes, wait_until
 
 BOUNDARY = "idempotency-test"

@@ -11,11 +11,22 @@ import uuid
 
 import pytest
 import sqlalchemy as sa
-from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
-from shared.config import ConfigError
-from tests.helpers import (REPO, TEST_SECRET_KEY, TokenClient, api_token, free_port, multipart, real_xray_bytes,
-                           service_env, wait_until)
+from shared.ops.config import ConfigError
+from tests.helpers import (
+    REPO,
+    TEST_SECRET_KEY,
+    TokenClient,
+    api_token,
+    free_port,
+    multipart,
+    real_xray_bytes,
+    service_env,
+    wait_until,
+)
 from tests.shared.test_privacy import NAME, jpeg_with_identifiers, png_with_identifiers
 
 
@@ -130,14 +141,14 @@ def test_a_nul_in_a_file_name_keeps_the_good_files_and_names_are_cleaned(client,
 
 
 def test_when_recording_a_batch_fails_its_stored_bytes_are_removed(app, client, pg_stack, pg_url, monkeypatch):
-    from shared import jobs
+    from shared.jobs import lifecycle
 
     before = _stored_keys(pg_stack)
 
     def broken(*args, **kwargs):
         raise sa.exc.OperationalError("INSERT", {}, Exception("the database went away"))
 
-    monkeypatch.setattr(jobs, "create_batch", broken)
+    monkeypatch.setattr(lifecycle, "create_batch", broken)
     answer = client.post("/api/v1/batches", data=multipart(real_xray_bytes(2)), content_type="multipart/form-data")
     assert answer.status_code == 500 and answer.is_json
     assert _stored_keys(pg_stack) == before

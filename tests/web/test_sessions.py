@@ -10,7 +10,7 @@ import zlib
 import pytest
 import sqlalchemy as sa
 
-from shared.models import User, WebSession, utcnow
+from shared.db.models import User, WebSession, utcnow
 from tests.web.test_accounts import PASSWORD, app, csrf_of, db, sign_in  # noqa: F401 (fixtures)
 
 
@@ -57,8 +57,8 @@ def test_a_password_change_ends_the_other_sessions_and_disabling_ends_all(app, d
     assert not _signed_out(first) and not _signed_out(_copy_of(app, copied))  # the one that changed it stays
     assert _signed_out(second)
 
-    from shared import accounts
-    from shared.db import Database
+    from shared.auth import accounts
+    from shared.db.engine import Database
 
     database = Database(app.extensions["xray"].settings.database_url)
     with database.session() as session:

@@ -8,7 +8,7 @@ from worker.backends import backend, prepare_environment
 prepare_environment()
 import numpy as np  # noqa: E402
 
-from shared.images import decode_image  # noqa: E402
+from shared.imaging.images import decode_image  # noqa: E402
 from worker.artifact import load_artifact  # noqa: E402
 from worker.engine import InferenceEngine  # noqa: E402
 

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from shared.model_manifest import ArtifactError
+from shared.model.manifest import ArtifactError
 from tests.helpers import REPO, service_env
 from training import architectures
 from training.model_cli import init_model

@@ -2,7 +2,7 @@
 capped by the latency goal; never a wait for more."""
 import dataclasses
 
-from shared.config import load_settings
+from shared.ops.config import load_settings
 from worker.batching import claim_size, throughput_optimum
 from worker.pipeline import WorkerContext
 

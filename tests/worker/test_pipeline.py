@@ -4,11 +4,11 @@ import uuid
 import numpy as np
 import pytest
 
-from shared import jobs
-from shared.config import load_settings
-from shared.images import decode_image
-from shared.labels import LABELS
-from shared.models import Job
+from shared.db.models import Job
+from shared.imaging.images import decode_image
+from shared.jobs import lifecycle
+from shared.model.labels import LABELS
+from shared.ops.config import load_settings
 from tests.helpers import corrupt_png, ensure_user, quiet_cv2, real_xray_bytes
 from worker.runtime import build_context
 
@@ -26,9 +26,9 @@ def _queue(ctx, files):
         key = f"uploads/{uuid.uuid4().hex}.png"
         if data is not None:
             ctx.storage.put(key, data)
-        uploads.append(jobs.NewJob(name, "0" * 64, len(data or b""), image_key=key))
+        uploads.append(lifecycle.NewJob(name, "0" * 64, len(data or b""), image_key=key))
     with ctx.db.session() as session:
-        return [job.id for job in jobs.create_batch(session, ensure_user(session).id, uploads).jobs]
+        return [job.id for job in lifecycle.create_batch(session, ensure_user(session).id, uploads).jobs]
 
 
 def _job(ctx, job_id) -> Job:
@@ -39,7 +39,7 @@ def _job(ctx, job_id) -> Job:
 
 
 def test_a_real_xray_gets_15_probabilities_and_every_class_map_as_data_and_no_pictures(ctx):
-    from shared import maps
+    from shared.imaging import maps
 
     name, data = real_xray_bytes(1)[0]
     (job_id,) = _queue(ctx, [(name, data)])
@@ -112,7 +112,7 @@ def test_jobs_that_arrive_together_share_a_forward_pass_up_to_the_batch_size(ctx
 
 
 def test_a_job_deleted_while_it_runs_leaves_no_files_behind(ctx, monkeypatch):
-    from shared import deletion
+    from shared.jobs import deletion
     from worker import pipeline
 
     (job_id,) = _queue(ctx, real_xray_bytes(1))

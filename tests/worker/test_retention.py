@@ -4,11 +4,11 @@ import uuid
 
 import sqlalchemy as sa
 
-from shared import jobs
-from shared.config import load_settings
-from shared.db import Database
-from shared.models import AuditEvent, Batch, Finding, Job, utcnow
-from shared.storage import LocalStorage, overlay_key, upload_key
+from shared.db.engine import Database
+from shared.db.models import AuditEvent, Batch, Finding, Job, utcnow
+from shared.jobs import lifecycle
+from shared.jobs.storage import LocalStorage, overlay_key, upload_key
+from shared.ops.config import load_settings
 from tests.helpers import ensure_user
 from worker.recovery import purge_expired
 
@@ -17,7 +17,8 @@ def _batch(db, storage, owner, age_days: float, status: str = "succeeded") -> tu
     key = upload_key("png")
     storage.put(key, b"pixels")
     with db.session() as session:
-        batch = jobs.create_batch(session, owner, [jobs.NewJob("a.png", "0" * 64, 6, image_key=key, stored_bytes=6)])
+        new = lifecycle.NewJob("a.png", "0" * 64, 6, image_key=key, stored_bytes=6)
+        batch = lifecycle.create_batch(session, owner, [new])
         job = batch.jobs[0]
         batch.created_at = utcnow() - dt.timedelta(days=age_days)
         job.status = status

@@ -8,9 +8,19 @@ import uuid
 import numpy as np
 import pytest
 
-from shared.model_manifest import ArtifactError, read_manifest
-from tests.helpers import (FIXTURES, REDIS_URL, REPO, SHARED_DATA, TokenClient, WorkerProcess, api_token,
-                           real_xray_bytes, service_env, submit_and_wait)
+from shared.model.manifest import ArtifactError, read_manifest
+from tests.helpers import (
+    FIXTURES,
+    REDIS_URL,
+    REPO,
+    SHARED_DATA,
+    TokenClient,
+    WorkerProcess,
+    api_token,
+    real_xray_bytes,
+    service_env,
+    submit_and_wait,
+)
 from worker import runtimes
 
 STARTER = REPO / "models" / "starter"
@@ -56,7 +66,7 @@ def test_optimize_accepts_variants_that_agree_with_float32_and_records_the_figur
 @pytest.mark.slow  # optimizes a model (about 20 s) or starts a worker
 @pytest.mark.parametrize("name", runtimes.VARIANTS + ("float16",))
 def test_every_runtime_gives_the_float32_findings_and_maps_within_bounds(optimized, name):
-    from shared.images import decode_image
+    from shared.imaging.images import decode_image
     from worker.artifact import load_artifact
     from worker.engine import InferenceEngine
 
@@ -138,7 +148,7 @@ def test_which_runtimes_a_worker_may_serve(optimized, tmp_path):
 
 @pytest.mark.slow  # optimizes a model (about 20 s) or starts a worker
 def test_auto_serves_the_fastest_verified_runtime_timed_at_start(optimized, caplog):
-    from shared.config import load_settings
+    from shared.ops.config import load_settings
     from worker.artifact import load_artifact
     from worker.runtime import serving_engine
 

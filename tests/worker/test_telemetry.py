@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared import metrics_http
-from shared.config import load_settings
+from shared.ops import metrics_http
+from shared.ops.config import load_settings
 from worker import telemetry
 
 
@@ -35,7 +35,7 @@ def test_busy_ratio_counts_a_running_task_and_falls_when_idle(monkeypatch):
 
 
 def test_the_metrics_folder_must_be_chosen_before_the_metrics_are_made(tmp_path):
-    # shared.metrics is imported in this process: choosing a folder now could not move its values.
+    # shared.ops.metrics is imported in this process: choosing a folder now could not move its values.
     with pytest.raises(RuntimeError, match="before the metrics folder was chosen"):
         metrics_http.use_multiprocess_dir(load_settings(var_dir=tmp_path), "worker")
     assert metrics_http.port(load_settings(metrics_port=-1), "recovery") == 9103

@@ -9,13 +9,13 @@ import time
 
 import pytest
 
-from shared import webhooks
-from shared.config import load_settings
-from shared.db import Database
-from shared.queue import create_celery
-from web import create_app
+from shared.db.engine import Database
+from shared.jobs import webhooks
+from shared.jobs.queue import create_celery
+from shared.ops.config import load_settings
 from tests.helpers import TokenClient, api_token, free_port, multipart, real_xray_bytes, wait_until
 from tests.web.test_api import wait_for_batch
+from web import create_app
 
 
 class Receiver:

@@ -1,6 +1,6 @@
 // The viewer: one X-ray on a canvas, every finding's class activation map drawn over it from data.
 // Maps arrive at the model's feature resolution (/api/v1/jobs/<id>/maps) and are drawn exactly as the
-// server draws overlays (shared/maps.py): bilinear resize with pixel centres aligned (OpenCV's
+// server draws overlays (shared/imaging/maps.py): bilinear resize with pixel centres aligned (OpenCV's
 // INTER_LINEAR), the same JET colour table, blend (1 - opacity) * grey + opacity * colour.
 (function () {
   const root = document.getElementById("viewer");

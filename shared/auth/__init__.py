@@ -1,0 +1,1 @@
+"""Who is asking and what they did: users, passwords, API tokens, browser sessions, the audit log."""

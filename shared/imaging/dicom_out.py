@@ -1,0 +1,156 @@
+"""Results as DICOM, for the systems radiology already runs: a Comprehensive Structured Report with the 15
+probabilities and thresholds, and a Secondary Capture of each shown finding's heatmap over the image.
+
+Both are built with highdicom from the analysed image's own dataset, so they land in its study (for the
+service's downloads that is the de-identified study; for the PACS bridge the PACS's study). Their UIDs are
+derived from the job id (UUID-derived UIDs, PS3.5 B.2), so making them twice yields the same objects and
+storing them twice into a PACS changes nothing.
+
+Findings are coded in a local coding scheme (``99NIHCXR``, the NIH ChestX-ray14 label set); model name
+and version use DCM's Algorithm Name (111001) and Algorithm Version (111003).
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import io
+import uuid
+
+import highdicom as hd
+import numpy as np
+import pydicom
+from pydicom.sr.codedict import codes
+
+from shared.db.models import Job
+from shared.imaging import maps
+from shared.model.labels import LABELS, display_name
+
+MANUFACTURER = "xray-service (research and education only, not for diagnosis)"
+SCHEME = "99NIHCXR"
+SR_SERIES_NUMBER, SC_SERIES_NUMBER = 9901, 9902
+UNITLESS = hd.sr.CodedConcept("1", "UCUM", "no units")
+PROBABILITY = hd.sr.CodedConcept("PROB", SCHEME, "Model probability")
+THRESHOLD = hd.sr.CodedConcept("THRESH", SCHEME, "Decision threshold")
+ABOVE = hd.sr.CodedConcept("ABOVE", SCHEME, "Probability at or above threshold")
+YES, NO = hd.sr.CodedConcept("373066001", "SCT", "Yes"), hd.sr.CodedConcept("373067005", "SCT", "No")
+DISCLAIMER = "Research and education only: not a diagnosis. Machine-generated probabilities, not reviewed by a person."
+
+
+@dataclasses.dataclass(frozen=True)
+class Finding:
+    label: str
+    probability: float
+    threshold: float
+    positive: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    """What one job found, as the SR reports it."""
+
+    job_id: uuid.UUID
+    model_name: str
+    model_version: str
+    findings: list[Finding]
+
+
+def label_code(label: str) -> hd.sr.CodedConcept:
+    return hd.sr.CodedConcept(f"CXR{LABELS.index(label) + 1:02d}", SCHEME, display_name(label))
+
+
+def derived_uid(job_id: uuid.UUID, what: str) -> str:
+    return f"2.25.{uuid.uuid5(job_id, what).int}"
+
+
+def _text(name: hd.sr.CodedConcept, value: str) -> hd.sr.TextContentItem:
+    return hd.sr.TextContentItem(name=name, value=value[:1024], relationship_type="CONTAINS")
+
+
+def _finding_item(finding: Finding) -> hd.sr.ContainerContentItem:
+    container = hd.sr.ContainerContentItem(name=label_code(finding.label), relationship_type="CONTAINS")
+    container.ContentSequence = hd.sr.ContentSequence([
+        hd.sr.NumContentItem(name=PROBABILITY, value=round(float(finding.probability), 6), unit=UNITLESS,
+                             relationship_type="CONTAINS"),
+        hd.sr.NumContentItem(name=THRESHOLD, value=round(float(finding.threshold), 6), unit=UNITLESS,
+                             relationship_type="CONTAINS"),
+        hd.sr.CodeContentItem(name=ABOVE, value=YES if finding.positive else NO, relationship_type="CONTAINS"),
+    ])
+    return container
+
+
+# Type 2 attributes of the patient and study modules: a new object must carry them, if only empty. Files from
+# the field often lack some; highdicom copies them from the source and refuses when they are missing.
+PATIENT_AND_STUDY = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+                     "ReferringPhysicianName", "StudyID", "AccessionNumber")
+
+
+def _complete(source: pydicom.Dataset) -> pydicom.Dataset:
+    missing = [keyword for keyword in PATIENT_AND_STUDY if keyword not in source]
+    if not missing:
+        return source
+    source = copy.copy(source)  # shallow: the pixel data is not copied
+    for keyword in missing:
+        setattr(source, keyword, "")
+    return source
+
+
+def structured_report(source: pydicom.Dataset, result: Result) -> pydicom.Dataset:
+    """A Comprehensive SR in ``source``'s study, referencing ``source`` as the analysed image."""
+    source = _complete(source)
+    root = hd.sr.ContainerContentItem(name=hd.sr.CodedConcept("18748-4", "LN", "Diagnostic imaging report"))
+    items = [
+        _text(hd.sr.CodedConcept("121106", "DCM", "Comment"), DISCLAIMER),
+        _text(hd.sr.CodedConcept("111001", "DCM", "Algorithm Name"), result.model_name),
+        _text(hd.sr.CodedConcept("111003", "DCM", "Algorithm Version"), result.model_version),
+        hd.sr.ImageContentItem(name=codes.DCM.SourceImageForImageProcessingOperation,
+                               referenced_sop_class_uid=source.SOPClassUID,
+                               referenced_sop_instance_uid=source.SOPInstanceUID, relationship_type="CONTAINS"),
+    ]
+    ordered = sorted(result.findings, key=lambda f: LABELS.index(f.label))
+    root.ContentSequence = hd.sr.ContentSequence(items + [_finding_item(f) for f in ordered])
+    report = hd.sr.ComprehensiveSR(
+        evidence=[source], content=root, series_instance_uid=derived_uid(result.job_id, "sr-series"),
+        series_number=SR_SERIES_NUMBER, sop_instance_uid=derived_uid(result.job_id, "sr"), instance_number=1,
+        manufacturer=MANUFACTURER, is_complete=True, is_final=False, is_verified=False,
+    )
+    report.SeriesDescription = "Chest X-ray findings (research use, not diagnosis)"
+    return report
+
+
+def heatmap_capture(source: pydicom.Dataset, rgb: np.ndarray, job_id: uuid.UUID, label: str,
+                    instance_number: int) -> pydicom.Dataset:
+    """A Secondary Capture of one finding's heatmap over the image, in ``source``'s study."""
+    source = _complete(source)
+    orientation = source.get("PatientOrientation")
+    capture = hd.sc.SCImage.from_ref_dataset(
+        ref_dataset=source, pixel_array=np.ascontiguousarray(rgb, dtype=np.uint8), photometric_interpretation="RGB",
+        bits_allocated=8, coordinate_system="PATIENT", series_instance_uid=derived_uid(job_id, "sc-series"),
+        series_number=SC_SERIES_NUMBER, sop_instance_uid=derived_uid(job_id, f"sc-{label}"),
+        instance_number=instance_number, manufacturer=MANUFACTURER,
+        patient_orientation=tuple(orientation) if orientation and len(orientation) == 2 else ("L", "F"),
+    )
+    capture.SeriesDescription = "Class activation heatmaps (research use, not diagnosis)"
+    capture.ImageComments = f"Heatmap: {display_name(label)}. {DISCLAIMER}"[:10240]
+    capture.BurnedInAnnotation = "NO"
+    capture.BodyPartExamined = "CHEST"
+    return capture
+
+
+def result_of(job: Job) -> Result:
+    """What a finished job found, as the SR reports it."""
+    return Result(job.id, job.model.name if job.model else "unknown", job.model_version or "unknown",
+                  [Finding(f.label, f.probability, f.threshold, f.positive) for f in job.findings])
+
+
+def captures(source: pydicom.Dataset, grey: np.ndarray, job: Job, labels: list[str]) -> list[pydicom.Dataset]:
+    """A Secondary Capture per label of a finished job, its map drawn over ``grey`` (maps.base_image of
+    the analysed image), numbered by label so every copy of the same capture is the same object."""
+    heat = maps.decode(job.maps)
+    return [heatmap_capture(source, maps.overlay_rgb(grey, heat[label]), job.id, label, LABELS.index(label) + 1)
+            for label in labels]
+
+
+def to_bytes(dataset: pydicom.Dataset) -> bytes:
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()

@@ -1,0 +1,300 @@
+"""The one place that changes a job's status.
+
+    queued ──claim──▶ running ──succeed──▶ succeeded
+      ▲  │               │  │
+      │  └─────fail──────┼──┴──────fail──▶ failed
+      └──return_expired──┘   (lease ran out: the worker died or hung; failed after max attempts)
+
+Every change is a conditional UPDATE (``WHERE status = ...``), so two workers that receive the same
+job id cannot both claim it, and a worker that lost its claim cannot write a result.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import uuid
+from typing import Iterable, Sequence
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
+
+from shared.db.models import Batch, Finding, Job, JobStatus, as_utc, utcnow
+
+
+class InvalidTransition(Exception):
+    """The job is not in a state that allows the requested change."""
+
+
+@dataclasses.dataclass(frozen=True)
+class NewJob:
+    """An upload as the web recorded it. ``error`` set means it was rejected at upload and never runs."""
+
+    original_filename: str
+    content_sha256: str
+    size_bytes: int
+    image_key: str | None = None
+    content_type: str | None = None
+    width: int | None = None
+    height: int | None = None
+    error: str | None = None
+    stored_bytes: int = 0
+    view_position: str | None = None  # DICOM only
+    pixel_spacing_mm: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class FindingResult:
+    label: str
+    probability: float
+    threshold: float
+    positive: bool
+    overlay_key: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Timings:
+    decode_ms: float
+    inference_ms: float
+    overlay_ms: float | None = None  # workers drew overlays before maps were stored as data
+
+
+def create_batch(session: Session, owner_id: uuid.UUID, uploads: Sequence[NewJob], name: str | None = None) -> Batch:
+    """Record a batch and its jobs; jobs rejected at upload are failed at once, the rest queued."""
+    if not uploads:
+        raise ValueError("a batch needs at least one file")
+    now = utcnow()
+    batch = Batch(owner_id=owner_id, job_count=len(uploads), created_at=now, name=name)
+    for position, upload in enumerate(uploads):
+        rejected = upload.error is not None
+        batch.jobs.append(
+            Job(
+                position=position,
+                image_key=upload.image_key,
+                original_filename=upload.original_filename[:300],
+                content_sha256=upload.content_sha256,
+                content_type=upload.content_type,
+                size_bytes=upload.size_bytes,
+                stored_bytes=upload.stored_bytes,
+                width=upload.width,
+                height=upload.height,
+                view_position=upload.view_position,
+                pixel_spacing_mm=upload.pixel_spacing_mm,
+                status=(JobStatus.FAILED if rejected else JobStatus.QUEUED).value,
+                error=upload.error,
+                attempts=0,
+                created_at=now,
+                updated_at=now,
+                finished_at=now if rejected else None,
+            )
+        )
+    session.add(batch)
+    session.flush()
+    return batch
+
+
+def mark_dispatched(session: Session, job_ids: Iterable[uuid.UUID]) -> None:
+    ids = list(job_ids)
+    if ids:
+        session.execute(
+            update(Job)
+            .where(Job.id.in_(ids), Job.status == JobStatus.QUEUED.value)
+            .values(dispatched_at=utcnow(), dispatch_count=Job.dispatch_count + 1)
+        )
+
+
+def mark_undispatched(session: Session, job_ids: Iterable[uuid.UUID]) -> None:
+    """The broker refused these: make them due again at once."""
+    ids = list(job_ids)
+    if ids:
+        session.execute(
+            update(Job).where(Job.id.in_(ids), Job.status == JobStatus.QUEUED.value)
+            .values(dispatched_at=None, dispatch_count=Job.dispatch_count - 1)
+        )
+
+
+def take_due_for_dispatch(session: Session, relay_after: float, limit: int = 500) -> list[uuid.UUID]:
+    """Queued jobs that need (re)sending, marked as sent in this transaction.
+
+    Never sent (the broker was down at upload): due at once. Sent n times and still queued (the broker
+    lost it, or the queue is long): due relay_after × 2^(n-1) seconds after the last send, so a long
+    queue is not flooded with copies. Rows are locked with SKIP LOCKED on Postgres, so several relays
+    running at once never pick the same job.
+    """
+    now = utcnow()
+    candidates = select(Job.id, Job.dispatched_at, Job.dispatch_count).where(
+        Job.status == JobStatus.QUEUED.value,
+        or_(Job.dispatched_at.is_(None), Job.dispatched_at < now - dt.timedelta(seconds=relay_after)),
+    ).order_by(Job.created_at, Job.position).limit(limit * 4)
+    if session.get_bind().dialect.name == "postgresql":
+        candidates = candidates.with_for_update(skip_locked=True)
+    due = []
+    for job_id, dispatched_at, count in session.execute(candidates):
+        if dispatched_at is not None:
+            dispatched_at = as_utc(dispatched_at)
+            wait = relay_after * 2 ** min(max(count - 1, 0), 10)
+            if dispatched_at > now - dt.timedelta(seconds=wait):
+                continue
+        due.append(job_id)
+        if len(due) == limit:
+            break
+    mark_dispatched(session, due)
+    return due
+
+
+def return_expired(session: Session, max_attempts: int) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
+    """Running jobs whose lease ran out: back to queued, or failed once they used all their attempts.
+
+    Returns (requeued ids, failed ids). Conditional updates: several reapers at once do no double work.
+    """
+    now = utcnow()
+    expired = [Job.status == JobStatus.RUNNING.value, Job.lease_expires_at < now]
+    failed = session.scalars(
+        update(Job).where(*expired, Job.attempts >= max_attempts)
+        .values(status=JobStatus.FAILED.value, finished_at=now, lease_expires_at=None, updated_at=now,
+                error=f"the worker analysing this image stopped or hung {max_attempts} time(s) "
+                      f"(crash, time limit or lost machine); giving up")
+        .returning(Job.id)
+    ).all()
+    requeued = session.scalars(
+        update(Job).where(*expired, Job.attempts < max_attempts)
+        .values(status=JobStatus.QUEUED.value, worker=None, lease_expires_at=None, dispatched_at=None,
+                dispatch_count=0, updated_at=now)
+        .returning(Job.id)
+    ).all()
+    return list(requeued), list(failed)
+
+
+def exists(session: Session, job_id: uuid.UUID) -> bool:
+    return session.get(Job, job_id) is not None
+
+
+def claim(session: Session, job_id: uuid.UUID, worker: str, lease_seconds: float) -> Job | None:
+    """queued → running for this worker, or None when the job is gone or someone else has it."""
+    now = utcnow()
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.QUEUED.value)
+        .values(
+            status=JobStatus.RUNNING.value,
+            worker=worker,
+            attempts=Job.attempts + 1,
+            started_at=now,
+            updated_at=now,
+            lease_expires_at=now + dt.timedelta(seconds=lease_seconds),
+        )
+    )
+    if result.rowcount != 1:
+        return None
+    return session.scalars(select(Job).where(Job.id == job_id).execution_options(populate_existing=True)).one()
+
+
+def claim_more(session: Session, worker: str, lease_seconds: float, limit: int) -> list[Job]:
+    """Up to ``limit`` more queued jobs, claimed for this worker in one statement, fairly across owners.
+
+    Round robin: every owner's oldest queued job first, then every owner's second, and so on, so one
+    owner's backlog of thousands delays another owner's single image by about one forward batch.
+    Only first attempts are taken: a job that is being retried (its worker crashed or hung) runs alone,
+    so an image that crashes its worker never takes the images beside it down with it.
+    """
+    if limit <= 0:
+        return []
+    now = utcnow()
+    turn = func.row_number().over(partition_by=Batch.owner_id, order_by=(Job.created_at, Job.position)).label("turn")
+    ranked = (select(Job.id, turn).join(Batch, Batch.id == Job.batch_id)
+              .where(Job.status == JobStatus.QUEUED.value, Job.attempts == 0)).subquery()
+    candidates = (select(Job.id).join(ranked, ranked.c.id == Job.id)
+                  .order_by(ranked.c.turn, Job.created_at, Job.position).limit(limit))
+    if session.get_bind().dialect.name == "postgresql":
+        # Rows another worker is claiming right now are skipped (and the next ones taken), not waited for.
+        candidates = candidates.with_for_update(skip_locked=True, of=Job)
+    picked = session.scalars(candidates).all()
+    if not picked:
+        return []
+    claimed = session.scalars(
+        update(Job)
+        .where(Job.id.in_(picked), Job.status == JobStatus.QUEUED.value)
+        .values(status=JobStatus.RUNNING.value, worker=worker, attempts=Job.attempts + 1, started_at=now, updated_at=now,
+                lease_expires_at=now + dt.timedelta(seconds=lease_seconds))
+        .returning(Job.id)
+    ).all()
+    if not claimed:
+        return []
+    return list(session.scalars(select(Job).where(Job.id.in_(claimed)).order_by(Job.created_at, Job.position)
+                                .execution_options(populate_existing=True)))
+
+
+def succeed(
+    session: Session,
+    job_id: uuid.UUID,
+    worker: str,
+    model_version: str,
+    findings: Sequence[FindingResult],
+    timings: Timings,
+    maps: bytes | None = None,
+    runtime: str | None = None,
+) -> None:
+    """running → succeeded with its findings (and its class activation maps, shared/imaging/maps.py), only while
+    this worker still holds the claim. ``runtime`` names what computed it (worker/runtimes.py)."""
+    now = utcnow()
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.RUNNING.value, Job.worker == worker)
+        .values(
+            status=JobStatus.SUCCEEDED.value,
+            model_version=model_version,
+            runtime=runtime,
+            finished_at=now,
+            updated_at=now,
+            maps=maps,
+            lease_expires_at=None,
+            error=None,
+            decode_ms=timings.decode_ms,
+            inference_ms=timings.inference_ms,
+            overlay_ms=timings.overlay_ms,
+        )
+    )
+    if result.rowcount != 1:
+        raise InvalidTransition(f"job {job_id} is not running on {worker}; its result was not recorded")
+    session.add_all(
+        Finding(
+            job_id=job_id,
+            label=f.label,
+            probability=float(f.probability),
+            threshold=float(f.threshold),
+            positive=bool(f.positive),
+            overlay_key=f.overlay_key,
+        )
+        for f in findings
+    )
+    session.flush()
+
+
+def release(session: Session, job_id: uuid.UUID, worker: str) -> bool:
+    """running → queued: the worker gives a job back unfinished (time limit hit, e.g. while it waited
+    for the database). The attempt still counts. False if the worker no longer held it."""
+    result = session.execute(
+        update(Job).where(Job.id == job_id, Job.status == JobStatus.RUNNING.value, Job.worker == worker)
+        .values(status=JobStatus.QUEUED.value, worker=None, lease_expires_at=None, dispatched_at=None, dispatch_count=0,
+                updated_at=utcnow())
+    )
+    return result.rowcount == 1
+
+
+def fail(session: Session, job_id: uuid.UUID, message: str, worker: str | None = None) -> None:
+    """queued or running → failed with a message the person who sent the image can read.
+
+    With ``worker`` given, only that worker's running claim may be failed.
+    """
+    condition = [Job.id == job_id]
+    if worker is None:
+        condition.append(Job.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value]))
+    else:
+        condition += [Job.status == JobStatus.RUNNING.value, Job.worker == worker]
+    result = session.execute(
+        update(Job).where(*condition).values(
+            status=JobStatus.FAILED.value, error=message[:2000], finished_at=utcnow(), lease_expires_at=None,
+            updated_at=utcnow(),
+        )
+    )
+    if result.rowcount != 1:
+        raise InvalidTransition(f"job {job_id} cannot fail from its current state")

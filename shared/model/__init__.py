@@ -1,0 +1,1 @@
+"""The model artifact as every part reads it: manifest, labels, preprocessing."""

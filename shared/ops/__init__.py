@@ -1,0 +1,1 @@
+"""Running the processes: the one configuration object, logs, metrics, loops."""

@@ -1,0 +1,121 @@
+"""PDF reports (ReportLab): one per image (the original, the heatmaps of the findings above threshold,
+all 15 probabilities with the model's measured quality, the model, the disclaimer) and a summary per
+batch. For research and education: every page says it is not for diagnosis."""
+from __future__ import annotations
+
+import io
+from xml.sax.saxutils import escape
+
+from reportlab.lib import colors
+from reportlab.lib.pagesizes import A4
+from reportlab.lib.styles import getSampleStyleSheet
+from reportlab.lib.units import mm
+from reportlab.lib.utils import ImageReader
+from reportlab.platypus import Image, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+
+from shared.db.models import Batch, Job, as_utc
+from shared.imaging import maps
+from shared.jobs.storage import LocalStorage
+from shared.model.labels import LABELS, NO_FINDING, display_name
+from shared.model.manifest import UNTRAINED_WARNING, label_quality
+from web import renders
+
+STYLES = getSampleStyleSheet()
+MAX_HEATMAPS = 6
+GRID = TableStyle([("GRID", (0, 0), (-1, -1), 0.25, colors.grey), ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#e8eef9")),
+                   ("FONTSIZE", (0, 0), (-1, -1), 8), ("VALIGN", (0, 0), (-1, -1), "TOP")])
+
+
+def _p(text: str, style: str = "BodyText") -> Paragraph:
+    return Paragraph(escape(text), STYLES[style])
+
+
+def _image(data: bytes, width: float) -> Image:
+    reader = ImageReader(io.BytesIO(data))
+    w, h = reader.getSize()
+    return Image(io.BytesIO(data), width=width, height=width * h / w)
+
+
+def _when(moment) -> str:
+    return as_utc(moment).strftime("%Y-%m-%d %H:%M UTC") if moment else "–"
+
+
+def _header(disclaimer: str) -> list:
+    return [_p("Chest X-ray analysis", "Title"), _p(disclaimer, "Heading4")]
+
+
+def _model_lines(job: Job) -> list:
+    if job.model is None:
+        return [_p("Model: none (the image was not analysed).")]
+    lines = [_p(f"Model: {job.model.name} {job.model.version} ({job.model.architecture}).")]
+    if not job.model.trained:
+        lines.append(_p(UNTRAINED_WARNING, "Heading4"))
+    return lines
+
+
+def job_report(job: Job, storage: LocalStorage, disclaimer: str, **limits) -> bytes:
+    out = io.BytesIO()
+    doc = SimpleDocTemplate(out, pagesize=A4, title=f"Report {job.id}", leftMargin=15 * mm, rightMargin=15 * mm)
+    story = _header(disclaimer) + [
+        _p(f"Image: {job.original_filename} ({job.width}×{job.height} px) · job {job.id}"),
+        _p(f"Submitted {_when(job.created_at)} · finished {_when(job.finished_at)} · status {job.status}"),
+        *_model_lines(job)]
+    if job.error:
+        story.append(_p(f"This image could not be analysed: {job.error}", "Heading4"))
+    pictures = []
+    if job.image_key:
+        grey = renders.base_grey(storage, job, **limits)
+        pictures.append((maps.encode_image(maps.grey_rgb(grey)), "Original"))
+    shown = sorted((f for f in job.findings if f.positive and f.label != NO_FINDING), key=lambda f: -f.probability)
+    for finding in shown[:MAX_HEATMAPS]:
+        try:
+            data, _ = renders.overlay(storage, job, finding.label, **limits)
+        except renders.RenderError:
+            continue
+        pictures.append((data, f"{display_name(finding.label)} {100 * finding.probability:.1f}%"))
+    if pictures:
+        cells = [[_image(data, 56 * mm), _p(caption)] for data, caption in pictures]
+        cells += [""] * (-len(cells) % 3)
+        story += [Spacer(1, 4 * mm), Table([cells[i:i + 3] for i in range(0, len(cells), 3)], colWidths=[60 * mm] * 3,
+                                           hAlign="LEFT")]
+    if job.findings:
+        quality = label_quality(job.model.manifest if job.model else None)
+        order = {label: i for i, label in enumerate(LABELS)}
+        rows = [["Finding", "Probability", "Threshold", "Above", "Held-out AUROC (95% CI)", "Reliable"]]
+        for f in sorted(job.findings, key=lambda f: order.get(f.label, 99)):
+            q = quality[f.label]
+            auroc = "–" if q["auroc"] is None else f"{q['auroc']:.2f} ({q['ci_low']:.2f}–{q['ci_high']:.2f})"
+            name = display_name(f.label) + (" (summary)" if f.label == NO_FINDING else "")
+            rows.append([name, f"{100 * f.probability:.1f}%", f"{100 * f.threshold:.1f}%", "yes" if f.positive else "no",
+                         auroc, "yes" if q["reliable"] else "no"])
+        summary = ", ".join(display_name(f.label) for f in shown) or "no finding above its threshold"
+        story += [Spacer(1, 4 * mm), _p(f"Findings above threshold: {summary}."), Table(rows, style=GRID, hAlign="LEFT")]
+        story.append(_p("A finding marked not reliable has a held-out AUROC interval that does not lie above 0.5: "
+                        "the model is no better than chance at it."))
+    doc.build(story)
+    return out.getvalue()
+
+
+def batch_report(batch: Batch, disclaimer: str) -> bytes:
+    out = io.BytesIO()
+    doc = SimpleDocTemplate(out, pagesize=A4, title=f"Batch {batch.id}", leftMargin=15 * mm, rightMargin=15 * mm)
+    counts: dict[str, int] = {}
+    for job in batch.jobs:
+        counts[job.status] = counts.get(job.status, 0) + 1
+    models = sorted({f"{j.model.name} {j.model.version}" for j in batch.jobs if j.model})
+    story = _header(disclaimer) + [
+        _p(f"Batch {batch.name or ''} {batch.id} · submitted {_when(batch.created_at)} · {batch.job_count} images: "
+           + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))),
+        _p("Model(s): " + (", ".join(models) or "none yet"))]
+    if any(j.model and not j.model.trained for j in batch.jobs):
+        story.append(_p(UNTRAINED_WARNING, "Heading4"))
+    rows = [["#", "File", "Status", "Findings above threshold (probability)"]]
+    for job in batch.jobs:
+        shown = sorted((f for f in job.findings if f.positive and f.label != NO_FINDING), key=lambda f: -f.probability)
+        result = job.error or ", ".join(f"{display_name(f.label)} {100 * f.probability:.0f}%" for f in shown) or (
+            "no finding above its threshold" if job.status == "succeeded" else "")
+        rows.append([str(job.position + 1), _p(job.original_filename), job.status, _p(result)])
+    story += [Spacer(1, 4 * mm), Table(rows, style=GRID, hAlign="LEFT", colWidths=[10 * mm, 55 * mm, 20 * mm, 95 * mm],
+                                       repeatRows=1)]
+    doc.build(story)
+    return out.getvalue()
