@@ -5,7 +5,8 @@ Each round it (1) reads the PACS's change feed from where it stopped and records
 was); (2) sends each new CR/DX instance to the service's API as a one-image batch under the bridge's
 account, with the Idempotency-Key ``pacs-<source>-<instance>``: a bridge killed after sending but before
 recording gets the same batch back on its next try, so an image is analysed exactly once; (3) when the
-job has finished, stores a DICOM Structured Report and a Secondary Capture per shown finding's heatmap
+job has finished (read through the API as the bridge's account, never from the jobs tables), stores a DICOM
+Structured Report and a Secondary Capture per shown finding's heatmap
 back into the PACS, in the image's own study (their UIDs come from the job id, so storing twice changes
 nothing). Anything else the PACS receives (CT, MR, the bridge's own SR and captures) is skipped.
 
@@ -25,9 +26,11 @@ from sqlalchemy.exc import IntegrityError
 
 from client.service import Api, ServiceError
 from pacs.orthanc import Orthanc
+from pacs.results import JobState, job_state
 from shared.db.engine import Database
-from shared.db.models import Job, JobStatus, PacsCursor, PacsInstance, utcnow
+from shared.db.models import PacsCursor, PacsInstance, utcnow
 from shared.imaging import dicom_in, dicom_out, maps
+from shared.imaging.dicom_out import Result
 from shared.imaging.images import ImageError, decode_image
 from shared.model.labels import NO_FINDING
 from shared.ops.config import Settings
@@ -97,7 +100,7 @@ class Bridge:
                 if row.state == "new":
                     self._submit(row)
                 else:
-                    self._write_back(session, row)
+                    self._write_back(row)
             except Exception as exc:  # the PACS, the service or this image: retried, then failed for good
                 row.attempts += 1
                 status = getattr(exc, "status", None)
@@ -121,34 +124,32 @@ class Bridge:
                                  headers={"Idempotency-Key": f"pacs-{self.source}-{row.instance_id}"}).json()
         job = batch["jobs"][0]
         row.job_id = uuid.UUID(job["id"])
-        row.state = "failed" if job["status"] == JobStatus.FAILED.value else "submitted"
+        row.state = "failed" if job["status"] == "failed" else "submitted"
         row.error = job["error"]
         log.info("PACS instance %s sent as job %s", row.id, job["id"])
 
-    def _write_back(self, session, row: PacsInstance) -> None:
-        job = session.get(Job, row.job_id) if row.job_id else None
-        if job is None:
-            row.state, row.error = "failed", "the job is gone (deleted, or removed by retention)"
-        elif job.status == JobStatus.FAILED.value:
-            row.state, row.error = "failed", job.error
-        elif job.status == JobStatus.SUCCEEDED.value:
-            self._store_results(job, self.orthanc.file(row.instance_id))
+    def _write_back(self, row: PacsInstance) -> None:
+        state = job_state(self.api, row.job_id) if row.job_id else JobState("gone", "the job is gone")
+        if state.status in ("gone", "failed"):
+            row.state, row.error = "failed", state.error
+        elif state.result is not None:
+            self._store_results(state.result, self.orthanc.file(row.instance_id))
             row.state = "done"
-            log.info("PACS instance %s: results of job %s stored back", row.id, job.id)
+            log.info("PACS instance %s: results of job %s stored back", row.id, row.job_id)
 
-    def _store_results(self, job: Job, original: bytes) -> None:
+    def _store_results(self, result: Result, original: bytes) -> None:
         """The SR and the captures, built on the PACS's own image so they join its study."""
         source = dicom_in.read_header(original)
-        self.orthanc.store(dicom_out.to_bytes(dicom_out.structured_report(source, dicom_out.result_of(job))))
-        shown = [f.label for f in job.findings if f.positive and f.label != NO_FINDING]
-        if not shown or job.maps is None:
+        self.orthanc.store(dicom_out.to_bytes(dicom_out.structured_report(source, result)))
+        shown = [f.label for f in result.findings if f.positive and f.label != NO_FINDING]
+        if not shown or result.maps is None:
             return
         try:
             grey = maps.base_image(decode_image(original, *LIMITS))
         except ImageError as exc:
-            log.warning("job %s: heatmaps not stored back (%s)", job.id, exc)
+            log.warning("job %s: heatmaps not stored back (%s)", result.job_id, exc)
             return
-        for capture in dicom_out.captures(source, grey, job, shown):
+        for capture in dicom_out.captures(source, grey, result, shown):
             self.orthanc.store(dicom_out.to_bytes(capture))
 
 

@@ -44,7 +44,10 @@ def create_app(test_config: dict | None = None) -> Flask:
         celery=create_celery(settings),
     )
 
-    from web import admin, api, api_dicom, api_files, api_webhooks, auth, contract, errors, metrics, pages, security  # noqa: F401
+    from web import (admin, api, api_dicom, api_files, api_webhooks, auth, contract, errors, metrics, multipart, pages,
+                     security)
+
+    multipart.install()  # one bad byte in one file name must not empty the whole form (web/multipart.py)
 
     metrics.init_app(app)  # first: its clock starts before the other hooks run
     security.init_app(app, settings)
@@ -52,12 +55,13 @@ def create_app(test_config: dict | None = None) -> Flask:
     auth.init_app(app)
     app.register_blueprint(pages.blueprint)
     app.register_blueprint(admin.blueprint)
-    app.register_blueprint(api.blueprint, url_prefix="/api/v1")
+    api_blueprint = api.make_blueprint(api_files.routes, api_dicom.routes, api_webhooks.routes)
+    app.register_blueprint(api_blueprint, url_prefix="/api/v1")
     app.register_blueprint(contract.blueprint, url_prefix="/api/v1")
     app.add_url_rule("/healthz", view_func=api.healthz)  # where load balancers look by convention
     # The API authenticates every request itself (tokens, or a session with an Origin check and a CSRF
     # header: web/security.py), so the form CSRF check, which wants a form field, stays off it.
-    security.csrf.exempt(api.blueprint)
+    security.csrf.exempt(api_blueprint)
     app.extensions["xray_limiter"] = security.init_limits(app, settings)
     errors.register(app)
     pages.register_template_globals(app)

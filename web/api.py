@@ -1,6 +1,6 @@
 """HTTP API, ``/api/v1``: submit (safely retried with Idempotency-Key), read and delete batches and jobs.
-Files (images, maps, overlays, reports, exports) are in web/api_files.py, webhooks in web/api_webhooks.py,
-all on this blueprint. The contract (OpenAPI 3.1) is generated from their ``@route`` declarations and
+Files (images, maps, overlays, reports, exports) are in web/api_files.py, DICOM in web/api_dicom.py,
+webhooks in web/api_webhooks.py; make_blueprint puts them all on one blueprint. The contract (OpenAPI 3.1) is generated from their ``@route`` declarations and
 the models in web/schemas.py.
 
 Every route but the health check needs a bearer token or a signed-in session (web/auth.py) and sees only
@@ -23,16 +23,26 @@ from web.contract import route
 from web.errors import ApiError
 from web.owned import delete_owned_batch, delete_owned_job, owned_batch, owned_job
 from web.queries import MAX_PAGE
+from web.routes import Routes
 from web.security import current_viewer
 from web.serializers import DISCLAIMER, batch_json, counts_json, iso, job_json, model_json
 from web.services import services
 from web.uploads import submit_batch
 
-blueprint = Blueprint("api", __name__)
 PRIVATE = "private, no-store"  # X-rays are patient data: never kept by a browser or proxy cache
+routes = Routes()
 
 
-@blueprint.before_request
+def make_blueprint(*more: Routes) -> Blueprint:
+    """The ``/api/v1`` blueprint of one app: this module's routes and the ``more`` tables given (the files,
+    DICOM and webhook modules), behind one authentication."""
+    api = Blueprint("api", __name__)
+    api.before_request(_authenticate)
+    for table in (routes, *more):
+        table.add_to(api)
+    return api
+
+
 def _authenticate():
     if request.endpoint != "api.healthz":
         authenticate_api()
@@ -67,7 +77,7 @@ def _page_args() -> tuple[int, int]:
     return page, per_page
 
 
-@blueprint.post("/batches")
+@routes.post("/batches")
 @route((202, schemas.Batch), (200, schemas.Batch), errors=(400, 401, 403, 409, 413, 415, 422, 429),
        form=schemas.Upload, headers=schemas.UploadHeaders, tags=["batches"])
 def create_batch():
@@ -119,7 +129,7 @@ def _fingerprint(files, name: str | None, callback: str | None) -> str:
     return idempotency.fingerprint(parts)
 
 
-@blueprint.get("/batches")
+@routes.get("/batches")
 @route((200, schemas.BatchList), errors=(400, 401, 429), query=schemas.PageQuery, tags=["batches"])
 def list_batches():
     page, per_page = _page_args()
@@ -157,7 +167,7 @@ def _since() -> dt.datetime | None:
     return min(max(moment, CURSOR_EARLIEST), CURSOR_LATEST)
 
 
-@blueprint.get("/batches/<batch_id>")
+@routes.get("/batches/<batch_id>")
 @route((200, schemas.Batch), (304, None), errors=(400, 401, 404, 429), query=schemas.BatchQuery, tags=["batches"])
 def get_batch(batch_id: str):
     """The batch; ``?since=<cursor>`` gives only the jobs changed since an earlier answer, and an unchanged
@@ -173,7 +183,7 @@ def get_batch(batch_id: str):
     return response.make_conditional(request)
 
 
-@blueprint.delete("/batches/<batch_id>")
+@routes.delete("/batches/<batch_id>")
 @route((204, None), errors=(401, 403, 404, 429), tags=["batches"])
 def delete_batch(batch_id: str):
     """The batch, its jobs, findings, uploads and overlays; answers 204."""
@@ -181,7 +191,7 @@ def delete_batch(batch_id: str):
     return "", 204
 
 
-@blueprint.get("/jobs/<job_id>")
+@routes.get("/jobs/<job_id>")
 @route((200, schemas.Job), tags=["jobs"])
 def get_job(job_id: str):
     with services().db.session() as session:
@@ -193,7 +203,7 @@ def get_job(job_id: str):
         return jsonify(_with_model_notice(session, body))
 
 
-@blueprint.delete("/jobs/<job_id>")
+@routes.delete("/jobs/<job_id>")
 @route((204, None), errors=(401, 403, 404, 429), tags=["jobs"])
 def delete_job(job_id: str):
     """One image with its results and files (its batch too if it was the last); answers 204."""
@@ -201,14 +211,14 @@ def delete_job(job_id: str):
     return "", 204
 
 
-@blueprint.get("/models/current")
+@routes.get("/models/current")
 @route((200, schemas.CurrentModel), errors=(401, 429), tags=["models"])
 def current_model():
     with services().db.session() as session:
         return jsonify(_with_model_notice(session, {"model": model_json(queries.current_model(session))}))
 
 
-@blueprint.get("/healthz")
+@routes.get("/healthz")
 @route((200, schemas.Health), (503, schemas.Health), errors=(), public=True, tags=["service"])
 def healthz():
     """Liveness and readiness: the database answers. Needs no authentication (load balancers ask it)."""

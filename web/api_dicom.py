@@ -1,6 +1,6 @@
 """DICOM downloads of a job uploaded as DICOM: the de-identified image as stored, a Structured Report of
 its findings and a Secondary Capture of each shown finding's heatmap (shared/imaging/dicom_out.py), all in the
-image's de-identified study. Same blueprint, authentication and owner rules as web/api.py."""
+image's de-identified study. On the API's blueprint (web/api.make_blueprint), with its authentication and owner rules."""
 from __future__ import annotations
 
 from flask import Response
@@ -10,15 +10,18 @@ from shared.imaging import dicom_in, dicom_out, maps
 from shared.imaging.images import decode_image
 from shared.jobs.storage import StorageError
 from shared.model.labels import NO_FINDING
-from web.api import PRIVATE, blueprint
+from web.api import PRIVATE
 from web.api_files import limits
 from web.audit import audit_access
 from web.contract import route
 from web.errors import ApiError
 from web.owned import owned_job
+from web.routes import Routes
 from web.services import services
 
 DICOM = "application/dicom"
+
+routes = Routes()
 
 
 def _dicom_job(session, job_id: str) -> Job:
@@ -46,7 +49,7 @@ def _send(data: bytes, name: str) -> Response:
                                                    "Cache-Control": PRIVATE})
 
 
-@blueprint.get("/jobs/<job_id>/dicom/image")
+@routes.get("/jobs/<job_id>/dicom/image")
 @route((200, None), tags=["dicom"])
 def job_dicom_image(job_id: str):
     """The image as stored: de-identified on arrival, pixel data as sent."""
@@ -58,7 +61,7 @@ def job_dicom_image(job_id: str):
         raise ApiError(404, "the stored image is missing") from None
 
 
-@blueprint.get("/jobs/<job_id>/dicom/report")
+@routes.get("/jobs/<job_id>/dicom/report")
 @route((200, None), tags=["dicom"])
 def job_dicom_report(job_id: str):
     """A DICOM Comprehensive Structured Report: the 15 probabilities and thresholds, the model's name and
@@ -70,7 +73,7 @@ def job_dicom_report(job_id: str):
     return _send(dicom_out.to_bytes(report), f"report-{job_id[:8]}.dcm")
 
 
-@blueprint.get("/jobs/<job_id>/dicom/heatmaps/<label>")
+@routes.get("/jobs/<job_id>/dicom/heatmaps/<label>")
 @route((200, None), tags=["dicom"])
 def job_dicom_heatmap(job_id: str, label: str):
     """A DICOM Secondary Capture of the label's heatmap over the image, in the image's de-identified study."""
@@ -84,5 +87,5 @@ def job_dicom_heatmap(job_id: str, label: str):
         except StorageError:
             raise ApiError(404, "the stored image is missing") from None
         grey = maps.base_image(decode_image(stored, **limits()))
-        capture = dicom_out.captures(dicom_in.read_header(stored), grey, job, [label])[0]
+        capture = dicom_out.captures(dicom_in.read_header(stored), grey, dicom_out.result_of(job), [label])[0]
     return _send(dicom_out.to_bytes(capture), f"heatmap-{job_id[:8]}-{label}.dcm")

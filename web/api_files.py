@@ -1,5 +1,5 @@
 """API routes that answer files, not JSON: the stored image, the maps as data, overlays drawn on request,
-PDF reports and exports. Same blueprint, authentication and owner rules as web/api.py."""
+PDF reports and exports. On the API's blueprint (web/api.make_blueprint), with its authentication and owner rules."""
 from __future__ import annotations
 
 import base64
@@ -11,16 +11,19 @@ from shared.imaging import maps
 from shared.imaging.images import ImageError
 from shared.jobs.storage import StorageError
 from web import exports, renders, reports, schemas
-from web.api import PRIVATE, blueprint
+from web.api import PRIVATE
 from web.audit import audit_access
 from web.contract import route
 from web.errors import ApiError
 from web.owned import owned_batch, owned_job
 from web.serializers import DISCLAIMER
+from web.routes import Routes
 from web.services import services
 
+routes = Routes()
 
-@blueprint.get("/batches/<batch_id>/export.<kind>")
+
+@routes.get("/batches/<batch_id>/export.<kind>")
 @route((200, None), tags=["batches"])
 def batch_export(batch_id: str, kind: str):
     """Every job of the batch as CSV or JSON (all 15 probabilities, thresholds, model, timings), or a PDF summary."""
@@ -50,7 +53,7 @@ def _send_stored(key: str, mimetype: str):
     return Response(data, mimetype=mimetype, headers={"Cache-Control": PRIVATE})
 
 
-@blueprint.get("/jobs/<job_id>/image")
+@routes.get("/jobs/<job_id>/image")
 @route((200, None), tags=["jobs"])
 def job_image(job_id: str):
     """The image as stored (PNG or JPEG); a DICOM upload as PNG of its display pixels (window applied)."""
@@ -75,7 +78,7 @@ def limits() -> dict:
     return {"max_pixels": settings.max_image_pixels, "max_decoded_bytes": settings.max_decoded_bytes}
 
 
-@blueprint.get("/jobs/<job_id>/maps")
+@routes.get("/jobs/<job_id>/maps")
 @route((200, schemas.Maps), tags=["jobs"])
 def job_maps(job_id: str):
     """Every class's activation map at the model's feature resolution (uint8, base64, row-major), with the
@@ -95,7 +98,7 @@ def job_maps(job_id: str):
     return response
 
 
-@blueprint.get("/jobs/<job_id>/overlays/<label>")
+@routes.get("/jobs/<job_id>/overlays/<label>")
 @route((200, None), errors=(400, 401, 404, 429), query=schemas.OverlayQuery, tags=["jobs"])
 def job_overlay(job_id: str, label: str):
     """The label's heatmap over the image, drawn on request: ``?format=jpeg|png``, ``?opacity=0..1``,
@@ -118,7 +121,7 @@ def job_overlay(job_id: str, label: str):
     return Response(data, mimetype=mimetype, headers={"Cache-Control": PRIVATE})
 
 
-@blueprint.get("/jobs/<job_id>/report.pdf")
+@routes.get("/jobs/<job_id>/report.pdf")
 @route((200, None), tags=["jobs"])
 def job_report(job_id: str):
     """A PDF: the original, the heatmaps of the findings above threshold, all probabilities with the

@@ -1,5 +1,5 @@
 """API routes for webhooks: a batch's deliveries with every attempt, and the owner's default callback
-and signing secret. Same blueprint and authentication as web/api.py."""
+and signing secret. On the API's blueprint (web/api.make_blueprint), with its authentication."""
 from __future__ import annotations
 
 from flask import jsonify, request
@@ -9,17 +9,19 @@ from sqlalchemy.orm import selectinload
 from shared.db.models import User, WebhookDelivery
 from shared.jobs import webhooks
 from web import schemas
-from web.api import blueprint
 from web.audit import audit
 from web.contract import route
 from web.errors import ApiError
 from web.owned import owned_batch
 from web.security import current_viewer
 from web.serializers import delivery_json
+from web.routes import Routes
 from web.services import services
 
+routes = Routes()
 
-@blueprint.get("/batches/<batch_id>/webhooks")
+
+@routes.get("/batches/<batch_id>/webhooks")
 @route((200, schemas.WebhookDeliveries), tags=["webhooks"])
 def batch_webhooks(batch_id: str):
     """The batch's "finished" notification: where it went, its state, and every attempt."""
@@ -30,7 +32,7 @@ def batch_webhooks(batch_id: str):
         return jsonify({"batch_id": str(batch.id), "deliveries": [delivery_json(d) for d in rows]})
 
 
-@blueprint.get("/account/webhook")
+@routes.get("/account/webhook")
 @route((200, schemas.WebhookSettings), errors=(401, 429), tags=["webhooks"])
 def get_webhook_settings():
     """Your default callback URL and the secret that signs every delivery."""
@@ -39,7 +41,7 @@ def get_webhook_settings():
         return jsonify({"url": user.webhook_url, "secret": webhooks.secret_for(session, user)})
 
 
-@blueprint.put("/account/webhook")
+@routes.put("/account/webhook")
 @route((200, schemas.WebhookSettings), errors=(400, 401, 403, 429), json=schemas.WebhookSettingsIn, tags=["webhooks"])
 def put_webhook_settings():
     """Set (or, with null, remove) your default callback URL."""

@@ -13,10 +13,8 @@ import hashlib
 import logging
 import uuid
 
-import werkzeug.formparser
 from flask import current_app, request
-from werkzeug.datastructures import FileStorage, Headers
-from werkzeug.sansio.multipart import HEADER_CONTINUATION_RE, MultipartDecoder
+from werkzeug.datastructures import FileStorage
 
 from shared.auth.accounts import Viewer
 from shared.db.models import JobStatus
@@ -34,22 +32,6 @@ from web.metrics import rejected
 from web.services import services
 
 
-class TolerantMultipartDecoder(MultipartDecoder):
-    """Werkzeug decodes part headers as strict UTF-8 and, on one bad byte in one file name, silently drops
-    the whole form ("no files were sent"). Here a bad byte becomes U+FFFD and only that name suffers."""
-
-    def _parse_headers(self, data) -> Headers:
-        data = HEADER_CONTINUATION_RE.sub(b" ", data)
-        headers = []
-        for line in data.splitlines():
-            line = line.strip(b" \t")
-            if line:
-                name, _, value = line.decode("utf-8", "replace").partition(":")
-                headers.append((name.strip(" \t"), value.strip(" \t")))
-        return Headers(headers)
-
-
-werkzeug.formparser.MultipartDecoder = TolerantMultipartDecoder  # the name MultiPartParser.parse looks up
 log = logging.getLogger(__name__)
 
 

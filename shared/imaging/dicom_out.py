@@ -46,12 +46,14 @@ class Finding:
 
 @dataclasses.dataclass(frozen=True)
 class Result:
-    """What one job found, as the SR reports it."""
+    """What one job found, as the SR and the captures report it: built from the database by the web
+    (``result_of``) and from the API's answers by the PACS bridge (pacs/results.py)."""
 
     job_id: uuid.UUID
     model_name: str
     model_version: str
     findings: list[Finding]
+    maps: dict[str, np.ndarray] | None = None  # every class's map at feature resolution (shared/imaging/maps.py)
 
 
 def label_code(label: str) -> hd.sr.CodedConcept:
@@ -137,17 +139,19 @@ def heatmap_capture(source: pydicom.Dataset, rgb: np.ndarray, job_id: uuid.UUID,
 
 
 def result_of(job: Job) -> Result:
-    """What a finished job found, as the SR reports it."""
+    """What a finished job found, from its rows."""
     return Result(job.id, job.model.name if job.model else "unknown", job.model_version or "unknown",
-                  [Finding(f.label, f.probability, f.threshold, f.positive) for f in job.findings])
+                  [Finding(f.label, f.probability, f.threshold, f.positive) for f in job.findings],
+                  maps.decode(job.maps) if job.maps is not None else None)
 
 
-def captures(source: pydicom.Dataset, grey: np.ndarray, job: Job, labels: list[str]) -> list[pydicom.Dataset]:
+def captures(source: pydicom.Dataset, grey: np.ndarray, result: Result, labels: list[str]) -> list[pydicom.Dataset]:
     """A Secondary Capture per label of a finished job, its map drawn over ``grey`` (maps.base_image of
     the analysed image), numbered by label so every copy of the same capture is the same object."""
-    heat = maps.decode(job.maps)
-    return [heatmap_capture(source, maps.overlay_rgb(grey, heat[label]), job.id, label, LABELS.index(label) + 1)
-            for label in labels]
+    if result.maps is None:
+        return []
+    return [heatmap_capture(source, maps.overlay_rgb(grey, result.maps[label]), result.job_id, label,
+                            LABELS.index(label) + 1) for label in labels]
 
 
 def to_bytes(dataset: pydicom.Dataset) -> bytes:
