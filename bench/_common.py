@@ -26,7 +26,7 @@ def export_xception(out: Path, input_size: int) -> Path:
     the speed is the same)."""
     import keras
 
-    from training.model_cli import init_model
+    from training.untrained import init_model
 
     keras.utils.set_random_seed(0)
     init_model("xception-transfer", input_size, "none", out, name=f"bench-xception-{input_size}")

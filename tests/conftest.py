@@ -9,16 +9,8 @@ import pytest
 import sqlalchemy as sa
 from werkzeug.serving import make_server
 
-from tests.helpers import (
-    PG_SERVER,
-    REDIS_URL,
-    TEST_SECRET_KEY,
-    TokenClient,
-    WorkerProcess,
-    api_token,
-    free_port,
-    service_env,
-)
+from tests.helpers import (PG_SERVER, REDIS_URL, TEST_SECRET_KEY, TokenClient, WorkerProcess, api_token, free_port,
+                           service_env)
 
 
 def _admin_engine():
@@ -72,7 +64,7 @@ def redis_queue():
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory):
     """A small-cnn artifact at 64×64 with random weights: fast, and shaped like the served models."""
-    from training.model_cli import init_model
+    from training.untrained import init_model
 
     path = tmp_path_factory.mktemp("models") / "tiny"
     init_model("small-cnn", 64, "none", path, name="tiny-test-model")

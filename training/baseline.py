@@ -3,6 +3,7 @@ regression per label (scikit-learn). It sees the pixels through the service's ow
 it is scored on exactly the footing of the CNN, and it is cheap enough to train beside every run."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,8 @@ from sklearn.preprocessing import StandardScaler
 from shared.model.labels import LABELS
 from training.data import Record, local_dataset
 from training.inputs import served_grey, targets
+
+log = logging.getLogger(__name__)
 
 SIDE = 32
 COMPONENTS = 64
@@ -77,6 +80,6 @@ def run_baseline(*, images: Path, labels: Path, external_images: Path | None = N
     for name, subset in sets.items():
         results[name] = evaluate(targets(subset), model.predict_proba(pixels(subset)), {label: 0.5 for label in LABELS},
                                  groups=np.array([r.patient_id for r in subset]), rounds=bootstrap)
-        print(f"\n{DESCRIPTION}\n{name}: {len(subset)} images, {results[name]['patients']} patients, mean AUROC "
+        log.info(f"\n{DESCRIPTION}\n{name}: {len(subset)} images, {results[name]['patients']} patients, mean AUROC "
               f"{results[name]['mean_auroc']:.3f}\n" + metrics_table(results[name]))
     return results

@@ -6,6 +6,7 @@ TensorFlow (their start-up takes seconds); only the ``model`` path loads them, w
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,8 @@ from training.data import DataError, Record, read_label_table
 from training.metrics import evaluate
 from training.predictions import PredictionTable, read_csv
 from training.report import metrics_table
+
+log = logging.getLogger(__name__)
 
 
 def _model_predictions(model: Path, images: Path, table: dict[str, Record]) -> tuple[PredictionTable, dict, str]:
@@ -54,13 +57,13 @@ def evaluate_command(*, labels: Path, predictions: Path | None = None, model: Pa
                       rounds=bootstrap, progress=progress, labels=predicted.labels)
     result["labels_missing"] = list(predicted.missing_labels)
     result["columns_ignored"] = list(predicted.ignored_columns)
-    print(f"{what} on {len(names)} images ({result['patients']} patients): mean AUROC {result['mean_auroc']:.3f} "
+    log.info(f"{what} on {len(names)} images ({result['patients']} patients): mean AUROC {result['mean_auroc']:.3f} "
           f"over {len(result['labels_scored'])} label(s) with positives")
     if predicted.missing_labels:
-        print(f"not scored (no prob_<Label> column in the predictions): {', '.join(predicted.missing_labels)}; "
+        log.info(f"not scored (no prob_<Label> column in the predictions): {', '.join(predicted.missing_labels)}; "
               f"scored {len(predicted.labels)} of {len(LABELS)} labels")
     if predicted.ignored_columns:
-        print(f"ignored column(s), neither 'Image Index' nor prob_<Label> for a known label: "
+        log.info(f"ignored column(s), neither 'Image Index' nor prob_<Label> for a known label: "
               f"{', '.join(predicted.ignored_columns)}")
-    print(metrics_table(result))
+    log.info(metrics_table(result))
     return json.loads(json.dumps(result, default=float))

@@ -74,9 +74,29 @@ def _split_summary(split: dict[str, list[Record]]) -> dict:
             for part, rs in split.items()}
 
 
-def _fit(config: TrainConfig, split: dict[str, list[Record]], progress: bool, feature_cache_dir: Path | None):
-    """The model to serve, its uncalibrated twin (for the calibration figures), thresholds, the records it
-    learnt from, its history (one per member) and what the manifest records about the fitting."""
+@dataclasses.dataclass(frozen=True)
+class Fitted:
+    """What fitting hands the rest of the pipeline."""
+
+    model: object  # the Keras model to serve
+    uncalibrated: object | None  # a k-fold ensemble before calibration (for the calibration figures); else None
+    thresholds: dict[str, float]
+    learnt: list[Record]  # the records it learnt from: the baseline learns from the same
+    histories: list[dict]  # one per member
+    facts: dict  # what the manifest records about the fitting
+    threshold_rule: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Scored:
+    """One evaluated set: its figures, and the labels and probabilities they came from (for the plots)."""
+
+    result: dict
+    y: np.ndarray
+    probabilities: np.ndarray
+
+
+def _fit(config: TrainConfig, split: dict[str, list[Record]], progress: bool, feature_cache_dir: Path | None) -> Fitted:
     size = (config.input_size, config.input_size)
     if config.folds > 1:
         learnt = split["train"] + split["validation"]  # k-fold: every training patient is held out once
@@ -92,15 +112,15 @@ def _fit(config: TrainConfig, split: dict[str, list[Record]], progress: bool, fe
                  "offsets": dict(zip(LABELS, map(float, offsets))),
                  "oof_ece": {"before": calibration_summary(y, _sigmoid(cv.oof_logits), LABELS)["mean_ece"],
                              "after": calibration_summary(y, oof, LABELS)["mean_ece"]}}
-        return (build_ensemble(cv.members, temperatures, offsets), build_ensemble(cv.members),
-                choose_thresholds(y, oof), learnt, cv.histories, facts, THRESHOLD_RULE_OOF)
+        return Fitted(build_ensemble(cv.members, temperatures, offsets), build_ensemble(cv.members),
+                      choose_thresholds(y, oof), learnt, cv.histories, facts, THRESHOLD_RULE_OOF)
     model, history = train(config, split["train"], split["validation"], progress=progress,
                            feature_cache_dir=feature_cache_dir)
     thresholds = choose_thresholds(targets(split["validation"]), predict(model, split["validation"], size,
                                                                          config.preprocessing, progress=progress))
     facts = {"epochs_run": len(history.get("loss", [])),
              "best_val_mean_auroc": max(history.get("val_mean_auroc", [math.nan]))}
-    return model, None, thresholds, split["train"], [history], facts, THRESHOLD_RULE
+    return Fitted(model, None, thresholds, split["train"], [history], facts, THRESHOLD_RULE)
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -120,9 +140,10 @@ def run_training(config: TrainConfig, *, out: Path, name: str = "starter", image
     started = time.monotonic()
     records, source = load_records(images=images, labels=labels, kaggle=kaggle)
     split = patient_split(records, tuple(split_fractions), seed=config.seed)
-    print("Patient-level split (no patient in two splits):\n" + describe(split))
-    model, uncalibrated, thresholds, learnt, histories, facts, rule = _fit(config, split, progress, feature_cache_dir)
-    baseline = train_baseline(learnt, seed=config.seed)
+    log.info("Patient-level split (no patient in two splits):\n" + describe(split))
+    fitted = _fit(config, split, progress, feature_cache_dir)
+    model, thresholds = fitted.model, fitted.thresholds
+    baseline = train_baseline(fitted.learnt, seed=config.seed)
     size = (config.input_size, config.input_size)
 
     sets = {"test": split["test"]}
@@ -132,46 +153,46 @@ def run_training(config: TrainConfig, *, out: Path, name: str = "starter", image
     for set_name, subset in sets.items():  # not `name`: that is the artifact's
         y, groups = targets(subset), np.array([r.patient_id for r in subset])
         probabilities = predict(model, subset, size, config.preprocessing, progress=progress)
-        evaluations[set_name] = (evaluate(y, probabilities, thresholds, groups=groups, rounds=bootstrap,
-                                          progress=progress, keep_rounds=True), y, probabilities)
+        evaluations[set_name] = Scored(evaluate(y, probabilities, thresholds, groups=groups, rounds=bootstrap,
+                                                progress=progress, keep_rounds=True), y, probabilities)
         baseline_results[set_name] = evaluate(y, baseline.predict_proba(pixels(subset)), {l: 0.5 for l in LABELS},
                                               groups=groups, rounds=bootstrap, keep_rounds=True)
         after = calibration_summary(y, probabilities, LABELS)
-        before = (calibration_summary(y, predict(uncalibrated, subset, size, config.preprocessing), LABELS)
-                  if uncalibrated is not None else None)
+        before = (calibration_summary(y, predict(fitted.uncalibrated, subset, size, config.preprocessing), LABELS)
+                  if fitted.uncalibrated is not None else None)
         calibration[set_name] = {"mean_ece_before": before["mean_ece"] if before else None,
                                  "mean_ece_after": after["mean_ece"], "per_label_ece": after["per_label_ece"]}
-        print(f"\n{set_name}: {len(subset)} images, mean AUROC {evaluations[set_name][0]['mean_auroc']:.3f} "
+        log.info(f"\n{set_name}: {len(subset)} images, mean AUROC {evaluations[set_name].result['mean_auroc']:.3f} "
               f"(baseline {baseline_results[set_name]['mean_auroc']:.3f})")
-        print(comparison_table(evaluations[set_name][0], baseline_results[set_name]))
+        log.info(comparison_table(evaluations[set_name].result, baseline_results[set_name]))
 
     training = {
         "data": source,
         "split": _split_summary(split),
         "external_test": _shown(external_images) if external_images else None,
         "config": dataclasses.asdict(config),
-        **facts,
-        "threshold_rule": rule,
-        "baseline": {"description": BASELINE, "trained_on_images": len(learnt),
-                     **{s: {**_summary(result), "model_minus_baseline": mean_difference(evaluations[s][0], result)}
+        **fitted.facts,
+        "threshold_rule": fitted.threshold_rule,
+        "baseline": {"description": BASELINE, "trained_on_images": len(fitted.learnt),
+                     **{s: {**_summary(result), "model_minus_baseline": mean_difference(evaluations[s].result, result)}
                         for s, result in baseline_results.items()}},
-        "calibration": {"method": CALIBRATION if uncalibrated is not None else "none", **calibration},
+        "calibration": {"method": CALIBRATION if fitted.uncalibrated is not None else "none", **calibration},
         "seconds": round(time.monotonic() - started, 1),
     }
     manifest = export_artifact(
         model, out, name=name, architecture=f"{config.arch}-ensemble" if config.folds > 1 else config.arch,
         preprocessing=config.preprocessing, labels=LABELS, thresholds=thresholds, cam_layer=config.cam_layer,
         logits_layer=LOGITS_LAYER, trained=True, training=training,
-        metrics={s: _summary(result) for s, (result, _, _) in evaluations.items()},
+        metrics={s: _summary(scored.result) for s, scored in evaluations.items()},
     )
-    write_report(Path(out), manifest, split, evaluations, baseline_results, histories)
+    write_report(Path(out), manifest, split, evaluations, baseline_results, fitted.histories)
     write_model_card(Path(out))
-    print(f"\nwrote {out}: {manifest.name} {manifest.version}; report in {Path(out) / 'report.md'}")
-    return {**{s: result for s, (result, _, _) in evaluations.items()},
+    log.info(f"\nwrote {out}: {manifest.name} {manifest.version}; report in {Path(out) / 'report.md'}")
+    return {**{s: scored.result for s, scored in evaluations.items()},
             **{f"baseline_{s}": result for s, result in baseline_results.items()}}
 
 
-def write_report(out: Path, manifest, split, evaluations, baseline_results, histories) -> None:
+def write_report(out: Path, manifest, split, evaluations: dict[str, Scored], baseline_results, histories) -> None:
     history_plot(histories, out / "training_history.png")
     training = manifest.training
     calibration = training["calibration"]
@@ -193,8 +214,9 @@ def write_report(out: Path, manifest, split, evaluations, baseline_results, hist
                   f"{training['oof_mean_auroc']:.3f}{per_patient}; "
                   f"out-of-fold mean ECE {training['oof_ece']['before']:.3f} before and "
                   f"{training['oof_ece']['after']:.3f} after calibration (fitted on these same predictions).", ""]
-    for name, (result, y, probabilities) in evaluations.items():
-        roc_plot(y, probabilities, out / f"roc_{name}.png", f"{manifest.name}: ROC on the {name} set")
+    for name, scored in evaluations.items():
+        result = scored.result
+        roc_plot(scored.y, scored.probabilities, out / f"roc_{name}.png", f"{manifest.name}: ROC on the {name} set")
         ece = calibration[name]
         before = f"{ece['mean_ece_before']:.3f} before, " if ece["mean_ece_before"] is not None else ""
         parts += [f"## {name.capitalize()} set ({result['images']} images, {result['patients']} patients)", "",

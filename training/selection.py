@@ -5,6 +5,8 @@ figure that is allowed to choose between them. Each patient weighs the same in t
 (1 / its images): the service meets one image per patient far more often than a 60th follow-up."""
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from shared.model.labels import LABELS
@@ -14,6 +16,8 @@ from training.inputs import targets
 from training.metrics import auroc
 from training.splits import patient_split
 from training.train import TrainConfig, mean_auroc, patient_weights
+
+log = logging.getLogger(__name__)
 
 
 def baseline_oof(records, folds: list[np.ndarray], seed: int = 0) -> np.ndarray:
@@ -49,6 +53,6 @@ def cross_validation_report(config: TrainConfig, records, split_fractions=(0.7, 
              "| finding | positive patients | model | baseline |", "|---|---:|---:|---:|"]
     lines += [f"| {label} | {row['patients']} | {row['model']:.3f} | {row['baseline']:.3f} |" for label, row in rows.items()]
     lines.append(f"| **mean** | | **{result['model_mean_auroc']:.3f}** | {result['baseline_mean_auroc']:.3f} |")
-    print("\n".join(lines) + f"\n(counting images instead of patients, the model's mean is "
+    log.info("\n".join(lines) + f"\n(counting images instead of patients, the model's mean is "
                              f"{result['model_mean_auroc_images']:.3f})")
     return result

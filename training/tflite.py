@@ -14,8 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.imaging.images import decode_image
-from shared.model.preprocess import model_input
+from training.inputs import load_model_input
 
 log = logging.getLogger(__name__)
 VARIANTS = ("float16", "int8")
@@ -64,8 +63,7 @@ def run_tflite(runner, batch: np.ndarray) -> np.ndarray:
 
 
 def load_inputs(paths: list[Path], manifest) -> np.ndarray:
-    return np.stack([model_input(decode_image(p.read_bytes(), 10**8), manifest.input_size, manifest.preprocessing)
-                     for p in paths])
+    return np.stack([load_model_input(p, manifest.input_size, manifest.preprocessing) for p in paths])
 
 
 def export_tflite(artifact_dir: Path, images: list[Path], variants=VARIANTS) -> dict:

@@ -12,14 +12,8 @@ import os
 import signal
 import uuid
 
-from celery.signals import (
-    celeryd_after_setup,
-    setup_logging,
-    task_postrun,
-    task_prerun,
-    worker_init,
-    worker_process_init,
-)
+from celery.signals import (celeryd_after_setup, setup_logging, task_postrun, task_prerun, worker_init,
+                            worker_process_init)
 
 from shared.jobs.queue import ANALYSE_TASK, create_celery
 from shared.model.manifest import ArtifactError, read_manifest

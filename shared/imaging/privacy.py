@@ -15,16 +15,8 @@ from __future__ import annotations
 
 import unicodedata
 
-from shared.imaging.codestreams import (
-    JP2_SIGNATURE,
-    PNG_SIGNATURE,
-    DamagedFile,
-    Segment,
-    j2k_codestream,
-    jp2_codestream,
-    jpeg_segments,
-    png_chunks,
-)
+from shared.imaging.codestreams import (JP2_SIGNATURE, PNG_SIGNATURE, DamagedFile, Segment, j2k_codestream,
+                                        jp2_codestream, jpeg_segments, png_chunks)
 
 PNG_KEEP = {b"IHDR", b"PLTE", b"tRNS", b"IDAT", b"IEND"}
 MAX_FILENAME = 255

@@ -9,20 +9,8 @@ import pytest
 
 from shared.jobs.queue import create_celery, dispatch
 from shared.ops.config import load_settings
-from tests.deploy.k8s import (
-    K8S,
-    KUBE_VERSIONS,
-    OVERLAYS,
-    containers,
-    counts,
-    env_of,
-    load,
-    named,
-    of_kind,
-    pod_specs,
-    render,
-    validate,
-)
+from tests.deploy.k8s import (K8S, KUBE_VERSIONS, OVERLAYS, containers, counts, env_of, load, named, of_kind, pod_specs,
+                              render, validate)
 from tests.helpers import REPO
 
 APPS = {"xray-web": "web", "xray-worker": "worker", "xray-recovery": "recovery"}

@@ -11,16 +11,8 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from shared.db.models import Finding, Job
-from tests.helpers import (
-    REPO,
-    TEST_SECRET_KEY,
-    TokenClient,
-    WorkerProcess,
-    api_token,
-    multipart,
-    service_env,
-    wait_until,
-)
+from tests.helpers import (REPO, TEST_SECRET_KEY, TokenClient, WorkerProcess, api_token, multipart, service_env,
+                           wait_until)
 
 # Short limits so a dead worker's job comes back within seconds (the tiny model needs milliseconds).
 FAST_RECOVERY = {

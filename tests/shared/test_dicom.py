@@ -18,19 +18,8 @@ from pydicom.pixels import pixel_array
 from shared.imaging import deidentify, dicom_in, dicom_out
 from shared.imaging.images import ImageError, decode_image, inspect_image
 from shared.model.labels import LABELS
-from tests.dicom_factory import (
-    IDENTIFYING_STRINGS,
-    PIXEL_TEXTS,
-    SYNTAXES,
-    deflate_bomb,
-    grey_from_png,
-    make_dataset,
-    make_dicom,
-    sof_bomb,
-    undecodable_dicom,
-    with_frame,
-    with_pixel_text,
-)
+from tests.dicom_factory import (IDENTIFYING_STRINGS, PIXEL_TEXTS, SYNTAXES, deflate_bomb, grey_from_png, make_dataset,
+                                 make_dicom, sof_bomb, undecodable_dicom, with_frame, with_pixel_text)
 from tests.helpers import REPO, full_size_xray, real_xray_bytes
 
 KEY = b"k" * 32

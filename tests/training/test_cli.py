@@ -7,8 +7,8 @@ import pytest
 
 from shared.model.labels import LABELS
 from tests.helpers import FIXTURES
+from training.cli import main
 from training.hobby import HOBBY_LABELS, import_hobby_model
-from training.model_cli import main
 from training.predictions import COLUMNS, read_csv, write_csv
 
 HEADER = "Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position\n"

@@ -10,7 +10,7 @@ from sklearn.metrics import roc_auc_score
 
 from shared.model.labels import LABELS, NO_FINDING
 from tests.helpers import FIXTURES, REPO
-from training.model_cli import main
+from training.cli import main
 
 HEADER = "Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position\n"
 FINDINGS = [label for label in LABELS if label != NO_FINDING]  # what a CheXNet-style system predicts
@@ -81,7 +81,7 @@ def test_scoring_a_csv_imports_neither_tensorflow_nor_keras(tmp_path):
     predictions = _predictions_csv(tmp_path / "p.csv", names, FINDINGS)
     script = (
         "import sys\n"
-        "from training.model_cli import main\n"
+        "from training.cli import main\n"
         f"main(['evaluate', '--labels', {str(labels)!r}, '--predictions', {str(predictions)!r}, '--bootstrap', '20'])\n"
         "print('heavy:', sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))\n"
     )

@@ -14,7 +14,7 @@ INT8_BOUND = 0.02  # measured: 0.0045 on the 57 full-resolution images (float16:
 
 @pytest.mark.slow
 def test_tflite_variants_agree_with_the_keras_model_on_real_xrays(tmp_path):
-    from training.model_cli import main
+    from training.cli import main
     from training.tflite import interpreter, load_inputs, run_tflite
     from worker.artifact import load_artifact
 

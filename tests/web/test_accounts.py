@@ -9,16 +9,8 @@ import pytest
 import sqlalchemy as sa
 
 from shared.db.models import ApiToken, AuditEvent, utcnow
-from tests.helpers import (
-    REPO,
-    TEST_SECRET_KEY,
-    TokenClient,
-    api_token,
-    ensure_user,
-    multipart,
-    real_xray_bytes,
-    service_env,
-)
+from tests.helpers import (REPO, TEST_SECRET_KEY, TokenClient, api_token, ensure_user, multipart, real_xray_bytes,
+                           service_env)
 from tests.web.test_api import wait_for_batch
 
 PASSWORD = "a long enough password"

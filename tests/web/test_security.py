@@ -11,22 +11,11 @@ import uuid
 
 import pytest
 import sqlalchemy as sa
-from hypothesis import HealthCheck, given
-from hypothesis import settings as hypothesis_settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 
 from shared.ops.config import ConfigError
-from tests.helpers import (
-    REPO,
-    TEST_SECRET_KEY,
-    TokenClient,
-    api_token,
-    free_port,
-    multipart,
-    real_xray_bytes,
-    service_env,
-    wait_until,
-)
+from tests.helpers import (REPO, TEST_SECRET_KEY, TokenClient, api_token, free_port, multipart, real_xray_bytes,
+                           service_env, wait_until)
 from tests.shared.test_privacy import NAME, jpeg_with_identifiers, png_with_identifiers
 
 

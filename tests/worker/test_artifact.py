@@ -8,7 +8,7 @@ import pytest
 from shared.model.manifest import ArtifactError
 from tests.helpers import REPO, service_env
 from training import architectures
-from training.model_cli import init_model
+from training.untrained import init_model
 from worker.artifact import load_artifact
 
 

@@ -44,7 +44,7 @@ def _probe(backend: str, artifact, images: list[str], out) -> dict:
 @pytest.fixture(scope="module")
 def xception(tmp_path_factory):
     """Xception (depthwise separable convolutions, batch normalisation) at 71 px with random weights."""
-    from training.model_cli import init_model
+    from training.untrained import init_model
 
     path = tmp_path_factory.mktemp("models") / "xception71"
     init_model("xception-transfer", 71, "none", path, name="xception-71-test")

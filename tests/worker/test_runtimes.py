@@ -9,18 +9,8 @@ import numpy as np
 import pytest
 
 from shared.model.manifest import ArtifactError, read_manifest
-from tests.helpers import (
-    FIXTURES,
-    REDIS_URL,
-    REPO,
-    SHARED_DATA,
-    TokenClient,
-    WorkerProcess,
-    api_token,
-    real_xray_bytes,
-    service_env,
-    submit_and_wait,
-)
+from tests.helpers import (FIXTURES, REDIS_URL, REPO, SHARED_DATA, TokenClient, WorkerProcess, api_token,
+                           real_xray_bytes, service_env, submit_and_wait)
 from worker import runtimes
 
 STARTER = REPO / "models" / "starter"

@@ -1,0 +1,131 @@
+"""``xray-model`` commands on artifact folders: init, check, import-hobby, export (TensorFlow Lite) and
+optimize (faster runtimes, each checked on real X-rays)."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from shared.model.manifest import ArtifactError, read_manifest
+from training.cli.command import Command
+from training.data import DataError
+from training.untrained import init_model
+
+log = logging.getLogger(__name__)
+
+
+def _init_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--arch", choices=["xception-transfer", "small-cnn"], default="xception-transfer")
+    parser.add_argument("--input-size", type=int, default=299)
+    parser.add_argument("--weights", default="imagenet", help="'imagenet' (needs network) or 'none'")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--name")
+    parser.add_argument("--if-missing", action="store_true",
+                        help="do nothing when --out already holds a valid artifact")
+
+
+def _init(args) -> None:
+    if args.if_missing:
+        try:
+            manifest = read_manifest(args.out)
+            log.info(f"model artifact already present: {args.out} ({manifest.name} {manifest.version})")
+            return
+        except ArtifactError:
+            pass
+    try:
+        manifest = init_model(args.arch, args.input_size, args.weights, args.out, args.name)
+    except Exception as exc:
+        sys.exit(f"error: {exc}")
+    log.info(f"wrote {args.out}: {manifest.name} {manifest.version} (untrained: predictions are meaningless)")
+
+
+def _check_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", type=Path)
+
+
+def _check(args) -> None:
+    manifest = read_manifest(args.path)
+    log.info(f"{args.path}: {manifest.name} {manifest.version} ({'trained' if manifest.trained else 'UNTRAINED'})")
+
+
+def _hobby_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", type=Path)
+    parser.add_argument("--out", type=Path, required=True)
+
+
+def _import_hobby(args) -> None:
+    from training.hobby import import_hobby_model
+
+    manifest = import_hobby_model(args.source, args.out)
+    log.info(f"wrote {args.out}: {manifest.name} {manifest.version} (labels in the notebook's order, threshold 0.4)")
+
+
+def _export_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", type=Path, help="the model artifact folder")
+    parser.add_argument("--tflite", action="store_true", required=True, help="TensorFlow Lite (float16 and int8)")
+    parser.add_argument("--images", type=Path, required=True, help="real X-rays (a folder) for the agreement check")
+    parser.add_argument("--limit", type=int, default=64, help="at most this many images for the check")
+
+
+def _export(args) -> None:
+    from training.data import find_images
+    from training.tflite import export_tflite
+
+    images = sorted(find_images(args.images).values())[:args.limit]
+    report = export_tflite(args.path, images)
+    for variant, figures in report["variants"].items():
+        log.info(f"{args.path / figures['file']}: {figures['bytes'] / 1024:.0f} kB; on {report['check_images']} real "
+                 f"X-rays the probabilities differ from the Keras model's by at most "
+                 f"{figures['max_abs_probability_difference']:.4f} "
+                 f"(mean {figures['mean_abs_probability_difference']:.5f})")
+    log.info(f"labels, thresholds and preprocessing: {args.path / 'tflite.json'}")
+
+
+def _optimize_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", type=Path, help="the model artifact folder")
+    parser.add_argument("--images", type=Path, required=True,
+                        help="real X-rays for the check, e.g. ../shared/data/nih/nih-fullres-sample/images")
+    parser.add_argument("--limit", type=int, default=64, help="at most this many images for the check")
+    parser.add_argument("--variants", nargs="+", help="only these (default: all)")
+    parser.add_argument("--batch-size", type=int, default=16)
+
+
+def _optimize(args) -> None:
+    from training.data import find_images
+    from training.optimize import optimize
+
+    if not args.images.is_dir():
+        raise DataError(f"no folder of real X-rays at {args.images}: give --images")
+    images = sorted(find_images(args.images).values())[:args.limit]
+    report = optimize(args.path, images, variants=args.variants, batch_size=args.batch_size)
+    log.info(f"checked on {report['check']['images']} real X-rays ({report['check']['source']}); {report['machine']}")
+    log.info(f"{report['float32']['runtime']}: {report['float32']['images_per_second']:.1f} images/s (the reference)")
+    for name, figures in report["variants"].items():
+        if "reason" in figures:
+            log.info(f"{name}: not checked: {figures['reason']}")
+            continue
+        verdict = ("accepted" if figures["accepted"]
+                   else "REFUSED (outside the bounds: |Δp| <= 0.01, correlation >= 0.99)")
+        log.info(f"{name}: {figures['images_per_second']:.1f} images/s, max |Δp| "
+                 f"{figures['max_abs_probability_difference']:.5f}, min map correlation "
+                 f"{figures['min_map_correlation']:.5f}: {verdict}")
+    log.info(f"written to {args.path / 'manifest.json'} (runtimes); workers with XRAY_RUNTIME=auto serve the fastest "
+             "accepted")
+
+
+COMMANDS = {
+    "init": Command("build an untrained model artifact", _init_arguments, _init),
+    "check": Command("check an artifact folder the way a worker does at start", _check_arguments, _check),
+    "import-hobby": Command("import a .keras file made by the original hobby notebook", _hobby_arguments,
+                            _import_hobby),
+    "export": Command("export an artifact for phones: TensorFlow Lite, checked on real X-rays", _export_arguments,
+                      _export),
+    "optimize": Command(
+        "write faster runtimes (bf16, OpenVINO) beside an artifact, each checked on real X-rays", _optimize_arguments,
+        _optimize,
+        description="Write and check faster runtimes for the worker: TensorFlow with bf16 compute and OpenVINO at "
+                    "float32 and bf16. Each is accepted only when, on the real X-rays given, every probability is "
+                    "within 0.01 of float32 and every class's map correlates >= 0.99 with the float32 map; the "
+                    "figures go into the manifest and the worker serves the fastest accepted one (XRAY_RUNTIME=auto)."),
+}
