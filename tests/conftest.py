@@ -9,8 +9,8 @@ import pytest
 import sqlalchemy as sa
 from werkzeug.serving import make_server
 
-from tests.helpers import (PG_SERVER, REDIS_URL, TEST_SECRET_KEY, TokenClient, WorkerProcess, api_token, free_port,
-                           service_env)
+from tests.helpers import (PG_SERVER, REDIS_URL, TEST_SECRET_KEY, TokenClient, WorkerProcess, api_token, forget_queue,
+                           free_port, service_env)
 
 
 def _admin_engine():
@@ -58,7 +58,15 @@ def redis_queue():
         pytest.fail(f"Redis is not reachable at {REDIS_URL} (start it; see README): {exc}")
     queue = f"xray-test-{uuid.uuid4().hex[:8]}"
     yield REDIS_URL, queue
-    redis.Redis.from_url(REDIS_URL).delete(queue)
+    forget_queue(REDIS_URL, queue)
+
+
+@pytest.fixture()
+def own_queue():
+    """A queue name of the test's own on the shared Redis, its keys removed afterwards."""
+    queue = f"xray-test-{uuid.uuid4().hex[:8]}"
+    yield queue
+    forget_queue(REDIS_URL, queue)
 
 
 @pytest.fixture(scope="session")

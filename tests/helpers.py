@@ -59,6 +59,17 @@ def corrupt_png() -> bytes:
     return data[: len(data) // 2]
 
 
+def forget_queue(redis_url: str, queue: str) -> None:
+    """A test queue's Redis keys: its list and what kombu keeps beside it (_kombu.binding.<queue>, ...)."""
+    import redis
+
+    server = redis.Redis.from_url(redis_url)
+    leftovers = list(server.scan_iter(match=f"*{queue}*"))
+    if leftovers:
+        server.delete(*leftovers)
+    server.close()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

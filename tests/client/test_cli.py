@@ -7,14 +7,13 @@ import json
 import signal
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
 import sqlalchemy as sa
 
 from client.service import Api, ServiceError
-from shared.db.models import Batch, Job, User
+from shared.db.models import Batch, IdempotencyKey, Job, User
 from tests.helpers import FIXTURES, SHARED_DATA, api_token, service_env, wait_until
 
 FULLRES = SHARED_DATA / "nih-fullres-sample" / "images"
@@ -39,6 +38,17 @@ def jobs_of(pg_url, username) -> list[tuple]:
                             .where(User.username == username)).all()
     engine.dispose()
     return rows
+
+
+def uploads_in_progress(pg_url, username) -> int:
+    """Uploads of the user whose Idempotency-Key is reserved and whose batch is not recorded yet."""
+    engine = sa.create_engine(pg_url)
+    with engine.connect() as conn:
+        count = conn.execute(sa.select(sa.func.count()).select_from(IdempotencyKey)
+                             .join(User, User.id == IdempotencyKey.owner_id)
+                             .where(User.username == username, IdempotencyKey.batch_id.is_(None))).scalar()
+    engine.dispose()
+    return count
 
 
 @pytest.mark.slow
@@ -86,7 +96,9 @@ def test_a_run_killed_halfway_and_resumed_sends_each_image_exactly_once(live_ser
     wait_until(halfway, 120, interval=0.005, message="the run to be halfway")
     first.send_signal(signal.SIGKILL)
     first.wait(10)
-    time.sleep(1.0)  # a chunk that reached the service is recorded by now
+    # A chunk that reached the service before the kill is either recorded or given up by now (the resumed run
+    # would get 409 and wait for it otherwise; either way no image is sent twice).
+    wait_until(lambda: not uploads_in_progress(pg_url, "cli-resumer"), 30, message="the killed run's upload to settle")
     resumed = xray(live_server, token, "submit", "--resume", "--out", str(tmp_path / "results.csv"), cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     sent = jobs_of(pg_url, "cli-resumer")

@@ -11,7 +11,7 @@ from shared.jobs.queue import create_celery, dispatch
 from shared.ops.config import load_settings
 from tests.deploy.k8s import (K8S, KUBE_VERSIONS, OVERLAYS, containers, counts, env_of, load, named, of_kind, pod_specs,
                               render, validate)
-from tests.helpers import REPO
+from tests.helpers import REPO, forget_queue
 
 APPS = {"xray-web": "web", "xray-worker": "worker", "xray-recovery": "recovery"}
 METRICS_PORTS = {"xray-web": 9101, "xray-worker": 9102, "xray-recovery": 9103}  # the contract's defaults
@@ -92,7 +92,9 @@ def test_the_configuration_is_one_the_service_accepts(overlay, monkeypatch):
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_pod_runs_non_root_read_only_with_resources(overlay):
-    for name, spec, _ in pod_specs(render(overlay)):
+    pods = list(pod_specs(render(overlay)))
+    assert {name for name, _, _ in pods} == {*APPS, "xray-migrate"}  # every workload is checked, none is missing
+    for name, spec, _ in pods:
         assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] != 0, name
         assert spec["automountServiceAccountToken"] is False, name
         tmp = {v["name"] for v in spec["volumes"] if "emptyDir" in v}
@@ -169,7 +171,7 @@ def test_keda_scales_the_workers_on_the_list_celery_fills(overlay, redis_queue):
         assert dispatch(create_celery(load_settings(broker_url=url, queue_name=own_queue)), [uuid.uuid4()])
         assert client.type(own_queue) == b"list" and client.llen(own_queue) == 1
     finally:
-        client.delete(own_queue)
+        forget_queue(url, own_queue)
 
 
 def test_only_the_gpu_overlay_asks_for_a_gpu_one_per_worker_pod():

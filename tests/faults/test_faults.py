@@ -33,6 +33,7 @@ def _images(count, seed=0, size=96):
     return out
 
 
+OUTAGE_RETRY = re.compile(r"record result of \S+: database unreachable \(\w+\); retrying")
 # A worker held by a test hook must not be cut short by its own time limits while the test acts.
 LONG_LIMITS = {"XRAY_TASK_SOFT_TIME_LIMIT": "60", "XRAY_TASK_TIME_LIMIT": "70", "XRAY_LEASE_SECONDS": "80"}
 
@@ -166,14 +167,14 @@ def test_4_postgres_restarted_while_jobs_run(make_stack, report, own_postgres, o
     started = time.monotonic()
     own_postgres.stop("fast")
     gate.touch()
-    time.sleep(3)
+    # Down until each worker has tried to record a result into the outage (and so must wait it out).
+    wait_until(lambda: all(OUTAGE_RETRY.search(worker.log()) for worker in (first, second)), 60, interval=0.1,
+               message="both workers to meet the outage")
     own_postgres.start()
     downtime = time.monotonic() - started
     restarted = time.monotonic()
     counts = stack.wait_all_final(80, timeout=120)
     assert counts["succeeded"] == 80, stack.logs()
-    for worker in (first, second):  # each tried to record a result during the outage and kept retrying
-        assert re.search(r"record result of \S+: database unreachable \(\w+\); retrying", worker.log()), worker.log()[-3000:]
     with stack.engine.connect() as conn:
         attempts = conn.execute(sa.select(Job.attempts).where(Job.id.in_(held))).scalars().all()
     assert attempts == [1] * len(held)  # the workers waited the outage out: nothing was handed back
@@ -249,8 +250,7 @@ def test_7_load_with_a_worker_killed_and_restarted(make_stack, report, own_pg_ur
     orphans, dead = _orphans_of_killed(stack, victim)
     killed_at = time.monotonic()
     done_at_kill = stack.statuses()["succeeded"]
-    time.sleep(2)
-    stack.start_worker(wait=False)  # the replacement
+    stack.start_worker(wait=False)  # the replacement, as soon as the victim is gone (as an orchestrator would)
 
     def orphan_statuses():
         with stack.engine.connect() as conn:

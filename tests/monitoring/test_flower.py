@@ -39,6 +39,27 @@ def outward_address() -> str | None:
     return None if address.startswith("127.") else address
 
 
+def _listening_addresses(port: int) -> set[str]:
+    """The local addresses a TCP socket listens on at ``port`` (from /proc/net/tcp and tcp6)."""
+    found = set()
+    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            local, state = row.split()[1], row.split()[3]
+            address, _, hex_port = local.partition(":")
+            if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                raw = bytes.fromhex(address)
+                if width == 8:
+                    found.add(socket.inet_ntop(socket.AF_INET, raw[::-1]))
+                else:
+                    words = b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4))
+                    found.add(socket.inet_ntop(socket.AF_INET6, words))
+    return found
+
+
 @pytest.mark.slow  # starts Flower
 def test_flower_runs_on_loopback_behind_basic_auth(tmp_path):
     command = run_local.read_procfile(run_local.FLOWER_PROCFILE)["flower"]
@@ -53,9 +74,11 @@ def test_flower_runs_on_loopback_behind_basic_auth(tmp_path):
         wait_until(lambda: status(url) == 401, 60, message="Flower to answer")
         password = base64.b64encode(b"ops:a-long-test-password").decode()
         assert status(url, {"Authorization": f"Basic {password}"}) == 200
+        # Bound to loopback: Flower's own answer names the address it listens on, and an outward address
+        # (where the machine has one) reaches nothing.
+        assert _listening_addresses(port) == {"127.0.0.1"}
         outward = outward_address()
-        if outward:
-            assert status(f"http://{outward}:{port}/") == 0  # nothing listens there
+        assert outward is None or status(f"http://{outward}:{port}/") == 0
     finally:
         process.terminate()
         process.wait(20)

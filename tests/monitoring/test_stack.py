@@ -18,8 +18,8 @@ from shared.db.models import Job
 from shared.model.manifest import read_manifest
 from shared.ops.metrics import SERVED_BY
 from tests.conftest import _new_database
-from tests.helpers import (REDIS_URL, REPO, TEST_SECRET_KEY, WorkerProcess, api_token, free_port, post_images,
-                           real_xray_bytes, service_env, wait_until)
+from tests.helpers import (REDIS_URL, REPO, TEST_SECRET_KEY, WorkerProcess, api_token, forget_queue, free_port,
+                           post_images, real_xray_bytes, service_env, wait_until)
 from tests.monitoring.prometheus import MONITORING, Prometheus, exposed_names, fast_rules, installed, names_in
 
 pytestmark = [pytest.mark.skipif(not installed(), reason="Prometheus is not installed (Debian package prometheus; "
@@ -79,6 +79,7 @@ class Stack:
             process.terminate()
             process.wait(30)
         self.engine.dispose()
+        forget_queue(REDIS_URL, self.env["XRAY_QUEUE"])
 
 
 @pytest.fixture(scope="module")

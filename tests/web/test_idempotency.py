@@ -2,7 +2,6 @@
 import datetime as dt
 import json
 import socket
-import time
 import urllib.request
 import uuid
 
@@ -44,6 +43,14 @@ def _batches_of(pg_url: str, username: str) -> int:
     return count
 
 
+def _answer_kept(pg_url: str, key: str) -> bool:
+    engine = sa.create_engine(pg_url)
+    with engine.connect() as conn:
+        kept = conn.execute(sa.select(IdempotencyKey.response).where(IdempotencyKey.key == key)).scalar()
+    engine.dispose()
+    return kept is not None
+
+
 def test_a_retry_after_a_lost_answer_finds_the_first_batch_and_no_second(live_server, pg_url):
     username = f"retry-{uuid.uuid4().hex[:6]}"
     token = api_token(pg_url, username)
@@ -53,8 +60,9 @@ def test_a_retry_after_a_lost_answer_finds_the_first_batch_and_no_second(live_se
         sock.sendall((f"POST /api/v1/batches HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
                       f"Idempotency-Key: {key}\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
                       f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body)
-    wait_until(lambda: _batches_of(pg_url, username) == 1, 30, message="the first upload to be recorded")
-    time.sleep(0.5)  # its answer is written (and lost) after the batch is recorded
+    # Its answer is kept with the key once the batch is recorded (and then lost on the closed socket).
+    wait_until(lambda: _answer_kept(pg_url, key), 30, message="the first upload's answer to be kept with its key")
+    assert _batches_of(pg_url, username) == 1
 
     status, headers, first = _post(live_server, token, body, key)
     assert status == 200 and headers["Idempotent-Replayed"] == "true"

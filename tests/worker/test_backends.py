@@ -4,7 +4,6 @@ from a real Celery worker serving jobs, on real X-rays."""
 import importlib.util
 import subprocess
 import sys
-import uuid
 
 import numpy as np
 import pytest
@@ -66,11 +65,11 @@ def test_every_backend_gives_the_same_probabilities_and_maps(backend, which, xce
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_a_celery_worker_on_jax_or_torch_serves_jobs_like_the_tensorflow_one(backend, own_pg_url, tmp_path):
+def test_a_celery_worker_on_jax_or_torch_serves_jobs_like_the_tensorflow_one(backend, own_pg_url, own_queue, tmp_path):
     _installed(backend)
     from web import create_app
 
-    queue = f"xray-test-{uuid.uuid4().hex[:8]}"
+    queue = own_queue
     settings = {"database_url": own_pg_url, "broker_url": REDIS_URL, "queue_name": queue, "var_dir": tmp_path,
                 "storage_dir": tmp_path / "storage", "model_dir": STARTER, "secret_key": "k" * 48}
     env = service_env(DATABASE_URL=own_pg_url, CELERY_BROKER_URL=REDIS_URL, XRAY_QUEUE=queue,

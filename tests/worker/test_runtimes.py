@@ -3,7 +3,6 @@ serve them, the worker serves the fastest verified one, and every result names t
 import json
 import logging
 import shutil
-import uuid
 
 import numpy as np
 import pytest
@@ -156,11 +155,11 @@ def test_auto_serves_the_fastest_verified_runtime_timed_at_start(optimized, capl
 
 
 @pytest.mark.slow  # optimizes a model (about 20 s) or starts a worker
-def test_a_worker_records_the_runtime_of_every_result(optimized, own_pg_url, tmp_path):
+def test_a_worker_records_the_runtime_of_every_result(optimized, own_pg_url, own_queue, tmp_path):
     from web import create_app
 
     path, report = optimized
-    queue = f"xray-test-{uuid.uuid4().hex[:8]}"
+    queue = own_queue
     settings = {"database_url": own_pg_url, "broker_url": REDIS_URL, "queue_name": queue, "var_dir": tmp_path,
                 "storage_dir": tmp_path / "storage", "model_dir": path, "secret_key": "k" * 48}
     env = service_env(DATABASE_URL=own_pg_url, CELERY_BROKER_URL=REDIS_URL, XRAY_QUEUE=queue,
