@@ -141,7 +141,7 @@ class Bridge:
         """The SR and the captures, built on the PACS's own image so they join its study."""
         source = dicom_in.read_header(original)
         self.orthanc.store(dicom_out.to_bytes(dicom_out.structured_report(source, result)))
-        shown = [f.label for f in result.findings if f.positive and f.label != NO_FINDING]
+        shown = [] if result.gated else [f.label for f in result.findings if f.positive and f.label != NO_FINDING]
         if not shown or result.maps is None:
             return
         try:

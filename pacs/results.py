@@ -40,8 +40,8 @@ def job_state(api: Api, job_id: uuid.UUID) -> JobState:
     if job["status"] != "succeeded":
         return JobState(job["status"], job.get("error"))
     model = job.get("model") or {}
-    findings = [Finding(f["label"], float(f["probability"]), float(f["threshold"]), bool(f["positive"]))
-                for f in job["findings"]]
+    findings = [Finding(f["label"], float(f["probability"]), float(f["threshold"]), bool(f["positive"]),
+                        f.get("reliable")) for f in job["findings"]]
     return JobState("succeeded", None, Result(uuid.UUID(job["id"]), model.get("name") or "unknown",
                                               model.get("version") or "unknown", findings,
-                                              _maps(api, job.get("maps_url"))))
+                                              _maps(api, job.get("maps_url")), job.get("input_check")))

@@ -14,7 +14,8 @@ from shared.model.manifest import MODEL_FILE, Manifest, file_version, write_mani
 
 def export_artifact(model: keras.Model, out_dir: Path, *, name: str, architecture: str, preprocessing: str,
                     labels: tuple[str, ...], thresholds: dict[str, float], cam_layer: str, logits_layer: str,
-                    trained: bool, training: dict, metrics: dict | None = None) -> Manifest:
+                    trained: bool, training: dict, metrics: dict | None = None,
+                    operating_points: dict | None = None) -> Manifest:
     """Save the model, hash it, write its manifest; the folder appears complete or not at all."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -35,6 +36,7 @@ def export_artifact(model: keras.Model, out_dir: Path, *, name: str, architectur
             trained=trained,
             training={**training, "exported_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")},
             metrics=metrics,
+            operating_points=operating_points or {},
         )
         write_manifest(staging, manifest)
         if out_dir.exists():

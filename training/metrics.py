@@ -46,7 +46,7 @@ def sensitivity_specificity(y_true: np.ndarray, scores: np.ndarray, threshold: f
     return sensitivity, specificity
 
 
-def _bootstrap_indices(groups: np.ndarray, rounds: int, seed: int):
+def bootstrap_indices(groups: np.ndarray, rounds: int, seed: int):
     """Resample whole patients (clusters), not images: images of one patient are not independent."""
     rng = np.random.default_rng(seed)
     unique, inverse = np.unique(groups, return_inverse=True)
@@ -72,7 +72,7 @@ def evaluate(y_true: np.ndarray, probabilities: np.ndarray, thresholds: dict[str
     groups = np.arange(len(y_true)) if groups is None else np.asarray(groups)
     point = np.array([auroc(y_true[:, c], probabilities[:, c]) for c in range(len(labels))])
     samples = []
-    for index in tqdm(_bootstrap_indices(groups, rounds, seed), total=rounds, desc="bootstrap", disable=not progress):
+    for index in tqdm(bootstrap_indices(groups, rounds, seed), total=rounds, desc="bootstrap", disable=not progress):
         samples.append([auroc(y_true[index, c], probabilities[index, c]) for c in range(len(labels))])
     samples = np.array(samples).reshape(-1, len(labels))
     per_label = {}

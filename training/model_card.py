@@ -7,9 +7,6 @@ from shared.model.labels import LABELS
 from shared.model.manifest import read_manifest
 from training.report import fmt
 
-STARTER_MARGIN = 0.05  # issue 15: a starter must beat the baseline on the external set by this much
-
-
 def _cell(row: dict | None) -> str:
     if not row or row.get("auroc") is None:
         return "–"
@@ -87,6 +84,45 @@ def _calibration(training: dict) -> list[str]:
     return lines + [""]
 
 
+def _percent(value) -> str:
+    return "–" if value is None else f"{100 * value:.0f}%"
+
+
+def _rate(figures: dict | None, name: str) -> str:
+    if not figures or figures.get(name) is None:
+        return "–"
+    low, high = figures.get(f"{name}_ci") or (None, None)
+    return _percent(figures[name]) + (f" ({_percent(low)}–{_percent(high)})" if low is not None else "")
+
+
+def _operating_points(manifest) -> list[str]:
+    """Per finding: its threshold and the sensitivity and specificity a reader gets at it, on each set."""
+    points = manifest.operating_points or {}
+    if not points.get("per_label"):
+        return []
+    sets = [name for name in ("out_of_fold", "validation", "test", "external")
+            if any(name in v for v in points["per_label"].values())]
+    lines = ["## Operating points", "", f"Thresholds: {points.get('rule')}. Sensitivity and specificity at each "
+             "threshold with 95% patient-level bootstrap intervals; on the set the thresholds were chosen on "
+             f"(`{points.get('chosen_on')}`) the specificity is the target by construction.", "",
+             "| finding | threshold | " + " | ".join(f"{s} sensitivity | {s} specificity" for s in sets) + " |",
+             "|---|---:|" + "---|---|" * len(sets)]
+    for label in LABELS:
+        row = points["per_label"].get(label, {})
+        threshold = "derived" if label == "No Finding" else f"{manifest.thresholds[label]:.3f}"
+        lines.append(f"| {label} | {threshold} | "
+                     + " | ".join(f"{_rate(row.get(s), 'sensitivity')} | {_rate(row.get(s), 'specificity')}"
+                                  for s in sets) + " |")
+    per_image = points.get("findings_per_image") or {}
+    previous = (points.get("previous") or {}).get("findings_per_image") or {}
+    if per_image:
+        lines += ["", "Findings above threshold per image against what the images carry: " + "; ".join(
+            f"{name} {v['flagged']:.2f} (the images carry {v['true']:.2f}"
+            + (f"; the previous thresholds flagged {previous[name]['flagged']:.2f}" if name in previous else "") + ")"
+            for name, v in per_image.items()) + "."]
+    return lines + [""]
+
+
 def write_model_card(artifact: Path) -> Path:
     manifest = read_manifest(artifact)
     training, metrics = manifest.training, manifest.metrics or {}
@@ -134,16 +170,17 @@ def write_model_card(artifact: Path) -> Path:
             beside = (f" The baseline: {fmt(base['mean_auroc'])} ({fmt(base['mean_auroc_ci'][0])}–"
                       f"{fmt(base['mean_auroc_ci'][1])}); difference {m['mean_auroc'] - base['mean_auroc']:+.3f}"
                       f"{interval}." if base else "")
-            if base and name == "external":
-                verdict = "meets" if m["mean_auroc"] >= base["mean_auroc"] + STARTER_MARGIN else "does **not** meet"
-                beside += (f" The bar for serving a model as the starter is an external mean AUROC at least "
-                           f"{STARTER_MARGIN} above the baseline's: this model {verdict} it.")
+            if paired and name == "external":
+                verdict = ("beats it" if paired["ci_low"] > 0 else "is ahead of it, but the interval does not exclude "
+                           "no difference" if paired["difference"] > 0 else "does **not** beat it")
+                beside += f" On this set the model {verdict}."
             weak = not_better_than_chance(m)
             parts += [f"### {description}: {m['images']} images, {m['patients']} patients", "",
                       f"Mean AUROC **{fmt(m['mean_auroc'])}** (95% CI {fmt(m['mean_auroc_ci'][0])}–"
                       f"{fmt(m['mean_auroc_ci'][1])}).{beside}", "",
                       *_table(m, base, (ece_of.get(name) or {}).get("per_label_ece")), "",
                       f"Not better than chance here: {', '.join(weak) if weak else 'none'}.", ""]
+    parts += _operating_points(manifest)
     parts += _calibration(training)
     parts += [
         "## Limitations", "",

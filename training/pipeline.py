@@ -22,17 +22,17 @@ from training.crossval import cross_validate
 from training.data import DataError, Record, kaggle_dataset, local_dataset
 from training.export import export_artifact
 from training.inputs import targets
-from training.metrics import evaluate, mean_difference, youden_threshold
+from training import operating_points
+from training.metrics import evaluate, mean_difference
 from training.model_card import write_model_card
 from training.report import comparison_table, history_plot, metrics_table, roc_plot
 from training.splits import describe, label_counts, patient_split
 from training.train import TrainConfig, mean_auroc, patient_weights, predict, train
 
 log = logging.getLogger(__name__)
-THRESHOLD_RULE = ("per label, the probability that maximises Youden's J (sensitivity + specificity − 1) on the "
-                  "validation split; 0.5 where the validation split has no positive")
-THRESHOLD_RULE_OOF = ("per label, the probability that maximises Youden's J (sensitivity + specificity − 1) on the "
-                      "calibrated out-of-fold predictions of all training patients; 0.5 where they have no positive")
+THRESHOLD_RULE = ("per finding, the lowest probability that keeps specificity at {target:.2f} on the {on}; "
+                  "\"No Finding\" is derived (no finding above its threshold)")
+ON_VALIDATION, ON_OOF = "validation split", "calibrated out-of-fold predictions of all training patients"
 CALIBRATION = ("per label, a temperature and an offset (Platt scaling: logit / T + b) fitted on the out-of-fold "
                "logits by negative log-likelihood")
 
@@ -51,10 +51,6 @@ def load_records(*, images: Path | None = None, labels: Path | None = None,
 def _shown(path: Path) -> str:
     """A path as the person typed it relative to here, never this machine's absolute layout."""
     return os.path.relpath(path) if Path(path).is_absolute() else str(path)
-
-
-def choose_thresholds(y: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
-    return {label: youden_threshold(y[:, c], probabilities[:, c]) for c, label in enumerate(LABELS)}
 
 
 def _summary(result: dict) -> dict:
@@ -85,6 +81,7 @@ class Fitted:
     histories: list[dict]  # one per member
     facts: dict  # what the manifest records about the fitting
     threshold_rule: str
+    chosen_on: dict  # the held-out predictions the thresholds were chosen on: {"set", "y", "probabilities", "groups"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,15 +109,37 @@ def _fit(config: TrainConfig, split: dict[str, list[Record]], progress: bool, fe
                  "offsets": dict(zip(LABELS, map(float, offsets))),
                  "oof_ece": {"before": calibration_summary(y, _sigmoid(cv.oof_logits), LABELS)["mean_ece"],
                              "after": calibration_summary(y, oof, LABELS)["mean_ece"]}}
-        return Fitted(build_ensemble(cv.members, temperatures, offsets), build_ensemble(cv.members),
-                      choose_thresholds(y, oof), learnt, cv.histories, facts, THRESHOLD_RULE_OOF)
+        thresholds = operating_points.choose_thresholds(y, oof, config.operating_specificity)
+        return Fitted(build_ensemble(cv.members, temperatures, offsets), build_ensemble(cv.members), thresholds,
+                      learnt, cv.histories, facts, THRESHOLD_RULE.format(target=config.operating_specificity, on=ON_OOF),
+                      {"set": "out_of_fold", "y": y, "probabilities": oof, "groups": _patients(learnt)})
     model, history = train(config, split["train"], split["validation"], progress=progress,
                            feature_cache_dir=feature_cache_dir)
-    thresholds = choose_thresholds(targets(split["validation"]), predict(model, split["validation"], size,
-                                                                         config.preprocessing, progress=progress))
+    y = targets(split["validation"])
+    probabilities = predict(model, split["validation"], size, config.preprocessing, progress=progress)
+    thresholds = operating_points.choose_thresholds(y, probabilities, config.operating_specificity)
     facts = {"epochs_run": len(history.get("loss", [])),
              "best_val_mean_auroc": max(history.get("val_mean_auroc", [math.nan]))}
-    return Fitted(model, None, thresholds, split["train"], [history], facts, THRESHOLD_RULE)
+    return Fitted(model, None, thresholds, split["train"], [history], facts,
+                  THRESHOLD_RULE.format(target=config.operating_specificity, on=ON_VALIDATION),
+                  {"set": "validation", "y": y, "probabilities": probabilities, "groups": _patients(split["validation"])})
+
+
+def _patients(records: list[Record]) -> np.ndarray:
+    return np.array([r.patient_id for r in records])
+
+
+def operating_point_summary(fitted_rule: str, target: float, chosen_on: dict, thresholds: dict[str, float],
+                            scored: dict[str, "Scored"], groups: dict[str, np.ndarray], rounds: int) -> dict:
+    """The manifest's operating_points: the rule, and per finding its sensitivity and specificity with
+    intervals where the thresholds were chosen and on every evaluated set; findings flagged per image."""
+    sets = {chosen_on["set"]: (chosen_on["y"], chosen_on["probabilities"], chosen_on["groups"]),
+            **{name: (s.y, s.probabilities, groups[name]) for name, s in scored.items()}}
+    measured = {name: operating_points.measure(y, p, thresholds, g, rounds=rounds) for name, (y, p, g) in sets.items()}
+    return {"rule": fitted_rule, "target_specificity": target, "chosen_on": chosen_on["set"],
+            "per_label": {label: {name: figures[label] for name, figures in measured.items()} for label in LABELS},
+            "findings_per_image": {name: operating_points.findings_per_image(y, p, thresholds)
+                                   for name, (y, p, _) in sets.items()}}
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -149,9 +168,10 @@ def run_training(config: TrainConfig, *, out: Path, name: str = "starter", image
     sets = {"test": split["test"]}
     if external_images:
         sets["external"] = local_dataset(external_images, external_labels)
-    evaluations, baseline_results, calibration = {}, {}, {}
+    evaluations, baseline_results, calibration, groups_of = {}, {}, {}, {}
     for set_name, subset in sets.items():  # not `name`: that is the artifact's
-        y, groups = targets(subset), np.array([r.patient_id for r in subset])
+        y, groups = targets(subset), _patients(subset)
+        groups_of[set_name] = groups
         probabilities = predict(model, subset, size, config.preprocessing, progress=progress)
         evaluations[set_name] = Scored(evaluate(y, probabilities, thresholds, groups=groups, rounds=bootstrap,
                                                 progress=progress, keep_rounds=True), y, probabilities)
@@ -184,6 +204,8 @@ def run_training(config: TrainConfig, *, out: Path, name: str = "starter", image
         preprocessing=config.preprocessing, labels=LABELS, thresholds=thresholds, cam_layer=config.cam_layer,
         logits_layer=LOGITS_LAYER, trained=True, training=training,
         metrics={s: _summary(scored.result) for s, scored in evaluations.items()},
+        operating_points=operating_point_summary(fitted.threshold_rule, config.operating_specificity, fitted.chosen_on,
+                                                 thresholds, evaluations, groups_of, bootstrap),
     )
     write_report(Path(out), manifest, split, evaluations, baseline_results, fitted.histories)
     write_model_card(Path(out))

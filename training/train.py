@@ -44,6 +44,7 @@ class TrainConfig:
     folds: int = 0  # small-cnn: k > 1 trains a k-fold ensemble by patient (training/crossval.py)
     repeats: int = 1  # with folds: deal the patients into k folds this many times (k × repeats members)
     fine_tune_blocks: int = 0  # xception-transfer: unfreeze this many top blocks after the head
+    operating_specificity: float = 0.90  # each finding's threshold keeps this specificity on held-out predictions
     cache_features: bool = True  # xception-transfer with a frozen base
 
     @property

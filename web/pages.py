@@ -9,7 +9,7 @@ from flask_login import current_user
 
 from shared.db.models import ModelVersion
 from shared.model.labels import LABELS, NO_FINDING, display_name
-from shared.model.manifest import UNTRAINED_WARNING, label_quality
+from shared.model.manifest import UNTRAINED_WARNING
 from web import page_params, queries
 from web.audit import audit_access
 from web.auth import login_manager
@@ -75,8 +75,9 @@ def job_page(job_id: str):
         audit_access(session, "view", "job", job.id, job.batch.owner_id)
         before, after = queries.neighbours(session, job)
         view = job_json(job, detail=True)
-        return render_template("job.html", job=job, view=view, before=before, after=after,
-                               quality=label_quality(job.model.manifest if job.model else None))
+        # ?findings=shown: the owner asked to see findings the input gate hid (works without JavaScript).
+        show_hidden = request.args.get("findings") == "shown"
+        return render_template("job.html", job=job, view=view, before=before, after=after, show_hidden=show_hidden)
 
 
 @blueprint.get("/models/<version>")
@@ -86,9 +87,7 @@ def model_card(version: str):
         model = session.get(ModelVersion, page_params.model_version(version))
         if model is None:
             raise not_found("model", version)
-        return render_template("model_card.html", model=model, manifest=model.manifest,
-                               quality=label_quality(model.manifest),
-                               external=label_quality(model.manifest, "external"))
+        return render_template("model_card.html", model=model, manifest=model.manifest, card=model_card.card(model.manifest))
 
 
 @blueprint.get("/batches/<batch_id>/delete")

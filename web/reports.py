@@ -1,6 +1,8 @@
 """PDF reports (ReportLab): one per image (the original, the heatmaps of the findings above threshold,
 all 15 probabilities with the model's measured quality, the model, the disclaimer) and a summary per
-batch. For research and education: every page says it is not for diagnosis."""
+batch. What is shown as the answer comes from web/reading.py: an image the input gate says is not a
+frontal chest radiograph gets the gate's reason instead of findings; unreliable findings are marked; "No
+Finding" is derived. For research and education: every page says it is not for diagnosis."""
 from __future__ import annotations
 
 import io
@@ -16,9 +18,10 @@ from reportlab.platypus import Image, Paragraph, SimpleDocTemplate, Spacer, Tabl
 from shared.db.models import Batch, Job, as_utc
 from shared.imaging import maps
 from shared.jobs.storage import LocalStorage
-from shared.model.labels import LABELS, NO_FINDING, display_name
-from shared.model.manifest import UNTRAINED_WARNING, label_quality
+from shared.model.labels import display_name
+from shared.model.manifest import UNTRAINED_WARNING
 from web import renders
+from web.reading import NOT_READ, Reading
 
 STYLES = getSampleStyleSheet()
 MAX_HEATMAPS = 6
@@ -62,36 +65,41 @@ def job_report(job: Job, storage: LocalStorage, disclaimer: str, **limits) -> by
         *_model_lines(job)]
     if job.error:
         story.append(_p(f"This image could not be analysed: {job.error}", "Heading4"))
+    reading = Reading.of(job)
+    if reading.gated:
+        check = reading.check
+        story.append(_p(f"{NOT_READ}: {check.get('reason')} (input check: {check.get('result', '').replace('_', ' ')}, "
+                        f"{100 * float(check.get('score', 0)):.0f}% like a frontal chest radiograph). The model was "
+                        "trained on frontal chest radiographs only, so no finding is reported for this image.", "Heading4"))
     pictures = []
     if job.image_key:
         grey = renders.base_grey(storage, job, **limits)
         pictures.append((maps.encode_image(maps.grey_rgb(grey)), "Original"))
-    shown = sorted((f for f in job.findings if f.positive and f.label != NO_FINDING), key=lambda f: -f.probability)
+    shown = reading.shown
     for finding in shown[:MAX_HEATMAPS]:
         try:
             data, _ = renders.overlay(storage, job, finding.label, **limits)
         except renders.RenderError:
             continue
-        pictures.append((data, f"{display_name(finding.label)} {100 * finding.probability:.1f}%"))
+        pictures.append((data, f"{display_name(finding.label)} {100 * finding.probability:.1f}%"
+                             + ("" if reading.reliable(finding.label) else " (unreliable)")))
     if pictures:
         cells = [[_image(data, 56 * mm), _p(caption)] for data, caption in pictures]
         cells += [""] * (-len(cells) % 3)
         story += [Spacer(1, 4 * mm), Table([cells[i:i + 3] for i in range(0, len(cells), 3)], colWidths=[60 * mm] * 3,
                                            hAlign="LEFT")]
-    if job.findings:
-        quality = label_quality(job.model.manifest if job.model else None)
-        order = {label: i for i, label in enumerate(LABELS)}
-        rows = [["Finding", "Probability", "Threshold", "Above", "Held-out AUROC (95% CI)", "Reliable"]]
-        for f in sorted(job.findings, key=lambda f: order.get(f.label, 99)):
-            q = quality[f.label]
+    if job.findings and not reading.gated:
+        rows = [["Finding", "Probability", "Threshold", "Above", "AUROC (95% CI)", "Reliable"]]
+        for f in reading.findings:  # most probable first
+            q = reading.quality[f.label]
             auroc = "–" if q["auroc"] is None else f"{q['auroc']:.2f} ({q['ci_low']:.2f}–{q['ci_high']:.2f})"
-            name = display_name(f.label) + (" (summary)" if f.label == NO_FINDING else "")
-            rows.append([name, f"{100 * f.probability:.1f}%", f"{100 * f.threshold:.1f}%", "yes" if f.positive else "no",
-                         auroc, "yes" if q["reliable"] else "no"])
-        summary = ", ".join(display_name(f.label) for f in shown) or "no finding above its threshold"
+            rows.append([display_name(f.label), f"{100 * f.probability:.1f}%", f"{100 * f.threshold:.1f}%",
+                         "yes" if f.positive else "no", auroc, "yes" if q["reliable"] else "no"])
+        summary = reading.summary if shown else "none (\u201cNo Finding\u201d: no finding above its threshold)"
+        on = "external set" if reading.reliability_set == "external" else "held-out test patients"
         story += [Spacer(1, 4 * mm), _p(f"Findings above threshold: {summary}."), Table(rows, style=GRID, hAlign="LEFT")]
-        story.append(_p("A finding marked not reliable has a held-out AUROC interval that does not lie above 0.5: "
-                        "the model is no better than chance at it."))
+        story.append(_p(f"AUROC from the model card, measured on its {on}. A finding marked not reliable has an AUROC "
+                        "interval that does not lie above 0.5: the model is no better than chance at it."))
     doc.build(story)
     return out.getvalue()
 
@@ -111,9 +119,7 @@ def batch_report(batch: Batch, disclaimer: str) -> bytes:
         story.append(_p(UNTRAINED_WARNING, "Heading4"))
     rows = [["#", "File", "Status", "Findings above threshold (probability)"]]
     for job in batch.jobs:
-        shown = sorted((f for f in job.findings if f.positive and f.label != NO_FINDING), key=lambda f: -f.probability)
-        result = job.error or ", ".join(f"{display_name(f.label)} {100 * f.probability:.0f}%" for f in shown) or (
-            "no finding above its threshold" if job.status == "succeeded" else "")
+        result = job.error or Reading.of(job).summary or ""
         rows.append([str(job.position + 1), _p(job.original_filename), job.status, _p(result)])
     story += [Spacer(1, 4 * mm), Table(rows, style=GRID, hAlign="LEFT", colWidths=[10 * mm, 55 * mm, 20 * mm, 95 * mm],
                                        repeatRows=1)]

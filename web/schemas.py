@@ -47,8 +47,18 @@ class Model(Open):
     card_url: str
 
 
+class OperatingPoint(Open):
+    """How the finding's threshold performs, measured on a labelled set (see ``split``)."""
+
+    sensitivity: float | None
+    sensitivity_ci: list[float | None] | None
+    specificity: float | None
+    specificity_ci: list[float | None] | None
+
+
 class Quality(Open):
-    """The model's held-out quality for one finding, from its model card."""
+    """The model's measured quality for one finding, from its model card: on the external set when the
+    model has one, else on its held-out test patients (``split``)."""
 
     auroc: float | None
     ci_low: float | None
@@ -56,6 +66,16 @@ class Quality(Open):
     positives: int | None
     reliable: bool = Field(description="True when the 95% interval lies above 0.5")
     split: str
+    operating_point: OperatingPoint | None = Field(None, description="Sensitivity and specificity at the threshold")
+
+
+class InputCheck(Open):
+    """The input gate's verdict: is this image a frontal chest radiograph?"""
+
+    result: Literal["ok", "not_a_radiograph", "not_a_chest", "not_frontal", "inverted", "rotated"]
+    score: float = Field(description="0..1: how sure the gate is that the image is a frontal chest radiograph")
+    reason: str = Field(description="What the gate saw, for a person")
+    version: str = Field(description="The gate's version (it travels with the model artifact)")
 
 
 class Finding(Open):
@@ -65,6 +85,7 @@ class Finding(Open):
     threshold: float
     positive: bool = Field(description="probability ≥ threshold")
     summary: bool = Field(description='True for "No Finding": a summary, never a heatmap')
+    reliable: bool = Field(False, description="The model's AUROC interval for this finding lies above 0.5")
     overlay_url: str | None
     quality: Quality | None = None
 
@@ -100,7 +121,13 @@ class JobSummary(Open):
     image_url: str | None
     model: Model | None
     summary: str | None
-    shown_findings: list[Finding] = Field(description="Findings above threshold, most probable first")
+    shown_findings: list[Finding] = Field(description="Findings above threshold, most probable first (empty when "
+                                                      "findings_hidden)")
+    no_finding: bool | None = Field(None, description='"No Finding": true exactly when no finding is above its '
+                                                      "threshold (null until analysed, or when findings_hidden)")
+    input_check: InputCheck | None = Field(None, description="The input gate's verdict (null before analysis)")
+    findings_hidden: bool = Field(False, description="The input gate says this is not a frontal chest radiograph: "
+                                                     "no finding is shown as the answer (`findings` still has them)")
     thumbnail: Thumbnail | None
     dicom: Dicom | None = Field(description="Only for DICOM uploads")
     warnings: list[str] = Field(description="About this image, e.g. a lateral view")
@@ -116,6 +143,9 @@ class Notice(Open):
 
 class Job(JobSummary, Notice):
     findings: list[Finding] = Field(description="All 15, in label order")
+    opening_label: str | None = Field(None, description="The finding a viewer opens on: the most probable reliable "
+                                                        "one above threshold, else the most probable reliable one")
+    reliability_set: str | None = Field(None, description="Where the reliability flags come from: external or test")
     maps_url: str | None
     timings_ms: dict[str, float | None]
     runtime: str | None = Field(description="What computed the result: the Keras backend at float32 "

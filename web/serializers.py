@@ -1,9 +1,9 @@
 """Batches and jobs as the JSON the API answers and the pages render.
 
-"No Finding" is a summary ("no finding above its threshold"), not a finding: it is never listed among
-the shown findings and never has a heatmap. Each finding carries the model's measured quality for it
-(held-out AUROC and interval from the manifest); one whose interval does not lie above 0.5 is flagged
-unreliable.
+What is shown of a job is decided in web/reading.py: "No Finding" is a summary ("no finding above its
+threshold"), never listed among the shown findings and never with a heatmap; an image the input gate
+says is not a frontal chest radiograph shows the gate's reason instead of findings; each finding carries
+the model's measured quality for it and whether it is reliable.
 """
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from flask import url_for
 
 from shared.db.models import Batch, Finding, Job, JobStatus, ModelVersion, as_utc
 from shared.model.labels import LABELS, NO_FINDING, display_name
-from shared.model.manifest import UNTRAINED_WARNING, label_quality
+from shared.model.manifest import UNTRAINED_WARNING
+from web.reading import Reading
 
 DISCLAIMER = "Research and education only: not a medical device, not for diagnosis or treatment decisions."
 ORDER = {label: i for i, label in enumerate(LABELS)}
@@ -41,7 +42,8 @@ def has_heatmap(job: Job, finding: Finding) -> bool:
     return finding.label != NO_FINDING and (job.maps is not None or bool(finding.overlay_key))
 
 
-def finding_json(job: Job, finding: Finding, quality: dict | None = None) -> dict:
+def finding_json(reading: Reading, finding: Finding, detail: bool = False) -> dict:
+    job = reading.job
     body = {
         "label": finding.label,
         "display_name": display_name(finding.label),
@@ -49,42 +51,29 @@ def finding_json(job: Job, finding: Finding, quality: dict | None = None) -> dic
         "threshold": finding.threshold,
         "positive": finding.positive,
         "summary": finding.label == NO_FINDING,
+        "reliable": reading.reliable(finding.label),
         "overlay_url": url_for("api.job_overlay", job_id=job.id, label=finding.label) if has_heatmap(job, finding) else None,
     }
-    if quality is not None:
-        body["quality"] = quality.get(finding.label)
+    if detail:
+        body["quality"] = reading.quality.get(finding.label)
     return body
 
 
-def shown_findings(job: Job) -> list[Finding]:
-    """Findings above their threshold, most probable first; never "No Finding"."""
-    return sorted((f for f in job.findings if f.positive and f.label != NO_FINDING), key=lambda f: -f.probability)
-
-
-def thumbnail_finding(job: Job) -> tuple[Finding | None, bool]:
+def thumbnail_finding(reading: Reading) -> tuple[Finding | None, bool]:
     """The finding a thumbnail shows: the most probable one above threshold, else the most probable of all
-    (flagged as below threshold); None when the job has no results."""
-    shown = shown_findings(job)
-    if shown:
-        return shown[0], True
-    candidates = [f for f in job.findings if f.label != NO_FINDING]
-    return (max(candidates, key=lambda f: f.probability), False) if candidates else (None, False)
-
-
-def summary(job: Job) -> str | None:
-    if job.status != JobStatus.SUCCEEDED.value:
-        return None
-    shown = shown_findings(job)
-    if not shown:
-        return "no finding above its threshold"
-    return ", ".join(f"{display_name(f.label)} {100 * f.probability:.1f}%" for f in shown)
+    (flagged as below threshold); None when the job has no results or its findings are hidden."""
+    if reading.gated or not reading.findings:
+        return None, False
+    if reading.shown:
+        return reading.shown[0], True
+    return reading.findings[0], False
 
 
 LATERAL_WARNING = ("Not a frontal view ({view}): the model was trained on frontal (PA/AP) chest X-rays, so its "
                    "findings for this image mean little")
 
 
-def dicom_json(job: Job) -> dict | None:
+def dicom_json(job: Job, reading: Reading) -> dict | None:
     if job.content_type != "application/dicom":
         return None
     view = job.view_position
@@ -95,7 +84,7 @@ def dicom_json(job: Job) -> dict | None:
         "image_url": url_for("api.job_dicom_image", job_id=job.id),
         "report_url": url_for("api.job_dicom_report", job_id=job.id) if analysed else None,
         "heatmap_urls": {f.label: url_for("api.job_dicom_heatmap", job_id=job.id, label=f.label)
-                         for f in shown_findings(job) if has_heatmap(job, f)} if analysed else {},
+                         for f in reading.shown if has_heatmap(job, f)} if analysed else {},
     }
 
 
@@ -105,7 +94,8 @@ def job_warnings(job: Job) -> list[str]:
 
 
 def job_json(job: Job, detail: bool = False) -> dict:
-    thumb, above = thumbnail_finding(job)
+    reading = Reading.of(job)
+    thumb, above = thumbnail_finding(reading)
     body = {
         "id": str(job.id),
         "batch_id": str(job.batch_id),
@@ -120,19 +110,24 @@ def job_json(job: Job, detail: bool = False) -> dict:
         "page_url": url_for("pages.job_page", job_id=job.id),
         "image_url": url_for("api.job_image", job_id=job.id) if job.image_key else None,
         "model": model_json(job.model),
-        "summary": summary(job),
-        "shown_findings": [finding_json(job, f) for f in shown_findings(job)],
+        "summary": reading.summary,
+        "shown_findings": [finding_json(reading, f) for f in reading.shown],
+        "no_finding": reading.no_finding,
+        "input_check": job.input_check,
+        "findings_hidden": reading.gated,
         "thumbnail": None if thumb is None or not has_heatmap(job, thumb) else {
             "label": thumb.label, "display_name": display_name(thumb.label), "above_threshold": above,
             "url": url_for("api.job_overlay", job_id=job.id, label=thumb.label, size="thumb")},
-        "dicom": dicom_json(job),
+        "dicom": dicom_json(job, reading),
         "warnings": job_warnings(job),
         "finished_at": iso(job.finished_at),
         "updated_at": iso(job.updated_at),
     }
     if detail:
-        quality = label_quality(job.model.manifest if job.model else None)
-        body["findings"] = [finding_json(job, f, quality) for f in sorted(job.findings, key=lambda f: ORDER.get(f.label, 99))]
+        body["findings"] = [finding_json(reading, f, detail=True)
+                            for f in sorted(job.findings, key=lambda f: ORDER.get(f.label, 99))]
+        body["opening_label"] = reading.opening_label
+        body["reliability_set"] = reading.reliability_set
         body["maps_url"] = url_for("api.job_maps", job_id=job.id) if job.maps is not None else None
         body["timings_ms"] = {"decode": job.decode_ms, "inference": job.inference_ms}
         body["runtime"] = job.runtime

@@ -29,10 +29,11 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from shared.db.engine import Database, retry_on_disconnect
 from shared.imaging import maps
-from shared.imaging.images import ImageError, decode_image, inspect_image
+from shared.imaging.images import ImageError, decode_image_and_colour, inspect_image
 from shared.jobs import lifecycle
 from shared.jobs.storage import LocalStorage, StorageError
-from shared.model.labels import LABELS
+from shared.model.gate import Gate, InputCheck, Seen
+from shared.model.labels import LABELS, NO_FINDING
 from shared.model.manifest import Manifest
 from shared.ops.config import Settings
 from worker import telemetry
@@ -51,6 +52,7 @@ class WorkerContext:
     engine: InferenceEngine
     manifest: Manifest
     worker_name: str
+    gate: Gate = dataclasses.field(default=None)  # the artifact's input gate (rules only without gate.json)
     pool: concurrent.futures.ThreadPoolExecutor = dataclasses.field(default=None)
     decode_budget: DecodeBudget = dataclasses.field(default=None)
 
@@ -59,6 +61,8 @@ class WorkerContext:
             self.pool = concurrent.futures.ThreadPoolExecutor(max(1, self.settings.io_threads), "xray-io")
         if self.decode_budget is None:
             self.decode_budget = DecodeBudget(self.settings.decode_budget_bytes)
+        if self.gate is None:
+            self.gate = Gate.load(self.settings.model_dir)
 
     @property
     def lease_seconds(self) -> float:
@@ -82,6 +86,7 @@ class ImageWork:
     attempts: int
     grey: np.ndarray | None = None  # the decoded original, 8-bit grey
     model_input: np.ndarray | None = None
+    input_check: InputCheck | None = None  # is it a frontal chest radiograph? (shared/model/gate.py)
     decode_ms: float = 0.0
     inference_ms: float = 0.0
     outcome: str | None = None
@@ -162,16 +167,37 @@ def _decode(ctx: WorkerContext, work: ImageWork) -> None:
         raise StorageError("the job has no stored image")
     data = ctx.storage.get(work.image_key)
     limits = (ctx.settings.max_image_pixels, ctx.settings.max_decoded_bytes)
-    with ctx.decode_budget.reserve(inspect_image(data, *limits).decoded_bytes):
-        work.grey = decode_image(data, *limits)
+    info = inspect_image(data, *limits)
+    with ctx.decode_budget.reserve(info.decoded_bytes):
+        work.grey, colourfulness = decode_image_and_colour(data, *limits)
+    dicom = info.dicom
+    work.input_check = ctx.gate.check(Seen(work.grey, colourfulness, info.width, info.height,
+                                           view_position=dicom.view_position if dicom else None,
+                                           body_part=dicom.body_part if dicom else None))
     work.model_input = ctx.engine.preprocess(work.grey)
     work.decode_ms = (time.perf_counter() - started) * 1000
 
 
 def _findings(ctx: WorkerContext, analysis: Analysis) -> list[lifecycle.FindingResult]:
-    thresholds = ctx.manifest.thresholds
-    return [lifecycle.FindingResult(label, analysis.probabilities[label], thresholds[label],
-                                    analysis.probabilities[label] >= thresholds[label]) for label in LABELS]
+    """Every label's probability against its threshold. "No Finding" is derived, never voted: it is yes
+    exactly when no finding is above its threshold (the model's own "No Finding" output is kept as a
+    probability), so a result never says "No Finding" beside findings."""
+    thresholds, probabilities = ctx.manifest.thresholds, analysis.probabilities
+    above = {label: probabilities[label] >= thresholds[label] for label in LABELS if label != NO_FINDING}
+    above[NO_FINDING] = not any(above.values())
+    return [lifecycle.FindingResult(label, probabilities[label], thresholds[label], above[label]) for label in LABELS]
+
+
+def _refused(ctx: WorkerContext, work: ImageWork) -> bool:
+    """With XRAY_INPUT_GATE=refuse, an image the gate says is not a frontal chest radiograph fails here
+    with the gate's reason and gets no findings; with "flag" it is analysed and its findings hidden."""
+    check = work.input_check
+    telemetry.input_checked(check.result if check else "unchecked")
+    if check is None or check.ok or ctx.settings.input_gate != "refuse":
+        return False
+    work.outcome = _fail(ctx, work.job_id, f"not analysed: {check.reason} (input check: {check.result})",
+                         input_check=check.as_json())
+    return True
 
 
 def _analyse_group(ctx: WorkerContext, group: list[ImageWork]) -> None:
@@ -181,9 +207,11 @@ def _analyse_group(ctx: WorkerContext, group: list[ImageWork]) -> None:
         try:
             future.result()
             work.grey = None  # the model input is all that is needed from here on
-            ready.append(work)
         except (ImageError, StorageError) as exc:
             work.outcome = _fail(ctx, work.job_id, str(exc))
+            continue
+        if not _refused(ctx, work):
+            ready.append(work)
     for start in range(0, len(ready), ctx.engine.max_batch):
         chunk = ready[start:start + ctx.engine.max_batch]
         telemetry.forward_pass(len(chunk))
@@ -191,7 +219,7 @@ def _analyse_group(ctx: WorkerContext, group: list[ImageWork]) -> None:
             if analysis is not None:
                 with telemetry.maps_timer():
                     job_maps = maps.encode(analysis.heatmaps)
-                work.outcome = _succeed(ctx, work.job_id, _findings(ctx, analysis), job_maps,
+                work.outcome = _succeed(ctx, work, _findings(ctx, analysis), job_maps,
                                         lifecycle.Timings(work.decode_ms, work.inference_ms))
 
 
@@ -224,11 +252,12 @@ def _forward(ctx: WorkerContext, chunk: list[ImageWork]) -> list[Analysis | None
     return results
 
 
-def _succeed(ctx: WorkerContext, job_id: uuid.UUID, findings, job_maps: bytes, timings: lifecycle.Timings) -> str:
+def _succeed(ctx: WorkerContext, work: ImageWork, findings, job_maps: bytes, timings: lifecycle.Timings) -> str:
+    job_id, check = work.job_id, work.input_check
     try:
         _in_transaction(ctx, f"record result of {job_id}", lambda session: lifecycle.succeed(
             session, job_id, ctx.worker_name, ctx.manifest.version, findings, timings, maps=job_maps,
-            runtime=ctx.engine.runtime))
+            runtime=ctx.engine.runtime, input_check=check.as_json() if check else None))
     except lifecycle.InvalidTransition:
         # The lease ran out (e.g. Postgres was away for longer) and the job was handed to another
         # worker: that worker's result is the one recorded (results and maps go in one conditional
@@ -240,11 +269,11 @@ def _succeed(ctx: WorkerContext, job_id: uuid.UUID, findings, job_maps: bytes, t
     return "succeeded"
 
 
-def _fail(ctx: WorkerContext, job_id: uuid.UUID, message: str) -> str:
+def _fail(ctx: WorkerContext, job_id: uuid.UUID, message: str, input_check: dict | None = None) -> str:
     log.warning("job %s failed: %s", job_id, message)
     try:
-        _in_transaction(ctx, f"record failure of {job_id}",
-                        lambda session: lifecycle.fail(session, job_id, message, worker=ctx.worker_name))
+        _in_transaction(ctx, f"record failure of {job_id}", lambda session: lifecycle.fail(
+            session, job_id, message, worker=ctx.worker_name, input_check=input_check))
     except lifecycle.InvalidTransition:
         log.warning("job %s was reassigned while this worker ran it; its failure is discarded", job_id)
         return "lost"

@@ -7,6 +7,7 @@ import socket
 
 from shared.db.engine import Database
 from shared.jobs.storage import LocalStorage
+from shared.model.gate import Gate
 from shared.model.manifest import register
 from shared.ops.config import Settings
 from worker.pipeline import WorkerContext
@@ -28,11 +29,13 @@ def build_context(settings: Settings, worker_name: str | None = None) -> WorkerC
         register(session, manifest)
     name = worker_name or f"{socket.gethostname()}:{os.getpid()}"
     engine = serving_engine(settings, model, manifest)
-    context = WorkerContext(settings, db, LocalStorage(settings.storage_dir), engine, manifest, name)
-    log.info("worker %s serves %s %s with %s on %s; batches of up to %d (forward pass by batch shape: %s)%s",
-             name, manifest.name, manifest.version, engine.runtime, backends.device_name(), context.claim_limit,
+    context = WorkerContext(settings, db, LocalStorage(settings.storage_dir), engine, manifest, name,
+                            gate=Gate.load(settings.model_dir))
+    log.info("worker %s serves %s %s with %s on %s; batches of up to %d (forward pass by batch shape: %s); "
+             "input gate %s (%s)%s", name, manifest.name, manifest.version, engine.runtime, backends.device_name(),
+             context.claim_limit,
              ", ".join(f"{shape}: {seconds * 1000:.0f} ms" for shape, seconds in engine.bucket_seconds.items()),
-             "" if manifest.trained else " (UNTRAINED: predictions are meaningless)")
+             context.gate.version, settings.input_gate, "" if manifest.trained else " (UNTRAINED: predictions are meaningless)")
     return context
 
 

@@ -54,6 +54,10 @@ class BusyClock:
 clock = BusyClock()
 
 
+def input_checked(result: str) -> None:
+    metrics.INPUT_CHECKS.labels(result).inc()
+
+
 def pool_process_ready(runtime: str, model_version: str) -> None:
     """In a pool process with its model loaded: it counts as alive, names what it serves, reports busyness."""
     for outcome in metrics.OUTCOMES:  # both series exist from the start: increase() needs a first value

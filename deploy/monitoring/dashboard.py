@@ -38,6 +38,10 @@ PANELS = [
         (f'sum by (reason) (rate(xray_uploads_rejected_total[{RATE}]))', "rejected: {{reason}}"),
         (f'sum(rate(xray_http_requests_total{{status=~"5.."}}[{RATE}]))', "HTTP 5xx/s"),
     ], "Failed jobs, refused uploads by reason, server errors."),
+    ("Input checks by result", "ops", [
+        (f'sum by (result) (rate(xray_input_checks_total[{RATE}]))', "{{result}}"),
+    ], "What the input gate said of each image: ok, or why it is not a frontal chest radiograph "
+       "(not_a_radiograph, not_a_chest, not_frontal, inverted, rotated)."),
     ("Failure ratio", "percentunit", [
         (f'sum(rate(xray_jobs_total{{outcome="failed"}}[{RATE}])) / sum(rate(xray_jobs_total[{RATE}]))', "failed"),
     ], "Alert XrayJobFailureRatioHigh above 10%."),

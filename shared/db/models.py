@@ -209,6 +209,9 @@ class Job(Base):
                                                     index=True)
     # The 15 class activation maps at feature resolution, as one small PNG (shared/imaging/maps.py).
     maps: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # The input gate's verdict (shared/model/gate.py): {"result", "score", "reason", "version"}. A result other
+    # than "ok" hides the findings by default (XRAY_INPUT_GATE=flag) or fails the job (refuse).
+    input_check: Mapped[dict | None] = mapped_column(JSON)
     # Where the worker's time went, in milliseconds.
     decode_ms: Mapped[float | None] = mapped_column(Float)
     inference_ms: Mapped[float | None] = mapped_column(Float)

@@ -24,6 +24,7 @@ from pydicom.sr.codedict import codes
 from shared.db.models import Job
 from shared.imaging import maps
 from shared.model.labels import LABELS, display_name
+from shared.model.manifest import label_quality
 
 MANUFACTURER = "xray-service (research and education only, not for diagnosis)"
 SCHEME = "99NIHCXR"
@@ -32,6 +33,8 @@ UNITLESS = hd.sr.CodedConcept("1", "UCUM", "no units")
 PROBABILITY = hd.sr.CodedConcept("PROB", SCHEME, "Model probability")
 THRESHOLD = hd.sr.CodedConcept("THRESH", SCHEME, "Decision threshold")
 ABOVE = hd.sr.CodedConcept("ABOVE", SCHEME, "Probability at or above threshold")
+RELIABLE = hd.sr.CodedConcept("RELIABLE", SCHEME, "Model better than chance for this finding (AUROC interval above 0.5)")
+INPUT_CHECK = hd.sr.CodedConcept("INPUTCHK", SCHEME, "Input check: frontal chest radiograph")
 YES, NO = hd.sr.CodedConcept("373066001", "SCT", "Yes"), hd.sr.CodedConcept("373067005", "SCT", "No")
 DISCLAIMER = "Research and education only: not a diagnosis. Machine-generated probabilities, not reviewed by a person."
 
@@ -42,6 +45,7 @@ class Finding:
     probability: float
     threshold: float
     positive: bool
+    reliable: bool | None = None  # the model's AUROC interval for it lies above 0.5 (None: not known)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +58,12 @@ class Result:
     model_version: str
     findings: list[Finding]
     maps: dict[str, np.ndarray] | None = None  # every class's map at feature resolution (shared/imaging/maps.py)
+    input_check: dict | None = None  # the input gate's verdict (shared/model/gate.py)
+
+    @property
+    def gated(self) -> bool:
+        """The gate says this is not a frontal chest radiograph: the SR reports that, and no finding."""
+        return bool(self.input_check) and self.input_check.get("result") != "ok"
 
 
 def label_code(label: str) -> hd.sr.CodedConcept:
@@ -76,8 +86,16 @@ def _finding_item(finding: Finding) -> hd.sr.ContainerContentItem:
         hd.sr.NumContentItem(name=THRESHOLD, value=round(float(finding.threshold), 6), unit=UNITLESS,
                              relationship_type="CONTAINS"),
         hd.sr.CodeContentItem(name=ABOVE, value=YES if finding.positive else NO, relationship_type="CONTAINS"),
+        *([hd.sr.CodeContentItem(name=RELIABLE, value=YES if finding.reliable else NO, relationship_type="CONTAINS")]
+          if finding.reliable is not None else []),
     ])
     return container
+
+
+def _input_check_item(check: dict) -> hd.sr.TextContentItem:
+    verdict = "ok" if check.get("result") == "ok" else f"not read as a chest X-ray ({check.get('result')})"
+    return _text(INPUT_CHECK, f"{verdict}: {check.get('reason', '')} (score {float(check.get('score', 0)):.2f}, "
+                              f"{check.get('version', '')})")
 
 
 # Type 2 attributes of the patient and study modules: a new object must carry them, if only empty. Files from
@@ -108,7 +126,9 @@ def structured_report(source: pydicom.Dataset, result: Result) -> pydicom.Datase
                                referenced_sop_class_uid=source.SOPClassUID,
                                referenced_sop_instance_uid=source.SOPInstanceUID, relationship_type="CONTAINS"),
     ]
-    ordered = sorted(result.findings, key=lambda f: LABELS.index(f.label))
+    if result.input_check:
+        items.append(_input_check_item(result.input_check))
+    ordered = [] if result.gated else sorted(result.findings, key=lambda f: LABELS.index(f.label))
     root.ContentSequence = hd.sr.ContentSequence(items + [_finding_item(f) for f in ordered])
     report = hd.sr.ComprehensiveSR(
         evidence=[source], content=root, series_instance_uid=derived_uid(result.job_id, "sr-series"),
@@ -139,10 +159,12 @@ def heatmap_capture(source: pydicom.Dataset, rgb: np.ndarray, job_id: uuid.UUID,
 
 
 def result_of(job: Job) -> Result:
-    """What a finished job found, from its rows."""
+    """What a finished job found, from its rows, with each finding's reliability from its model's card."""
+    quality = label_quality(job.model.manifest if job.model else None)
     return Result(job.id, job.model.name if job.model else "unknown", job.model_version or "unknown",
-                  [Finding(f.label, f.probability, f.threshold, f.positive) for f in job.findings],
-                  maps.decode(job.maps) if job.maps is not None else None)
+                  [Finding(f.label, f.probability, f.threshold, f.positive, quality[f.label]["reliable"])
+                   for f in job.findings],
+                  maps.decode(job.maps) if job.maps is not None else None, job.input_check)
 
 
 def captures(source: pydicom.Dataset, grey: np.ndarray, result: Result, labels: list[str]) -> list[pydicom.Dataset]:

@@ -232,9 +232,11 @@ def succeed(
     timings: Timings,
     maps: bytes | None = None,
     runtime: str | None = None,
+    input_check: dict | None = None,
 ) -> None:
     """running → succeeded with its findings (and its class activation maps, shared/imaging/maps.py), only while
-    this worker still holds the claim. ``runtime`` names what computed it (worker/runtimes.py)."""
+    this worker still holds the claim. ``runtime`` names what computed it (worker/runtimes.py), ``input_check``
+    what the input gate said of the image (shared/model/gate.py)."""
     now = utcnow()
     result = session.execute(
         update(Job)
@@ -246,6 +248,7 @@ def succeed(
             finished_at=now,
             updated_at=now,
             maps=maps,
+            input_check=input_check,
             lease_expires_at=None,
             error=None,
             decode_ms=timings.decode_ms,
@@ -280,8 +283,10 @@ def release(session: Session, job_id: uuid.UUID, worker: str) -> bool:
     return result.rowcount == 1
 
 
-def fail(session: Session, job_id: uuid.UUID, message: str, worker: str | None = None) -> None:
-    """queued or running → failed with a message the person who sent the image can read.
+def fail(session: Session, job_id: uuid.UUID, message: str, worker: str | None = None,
+         input_check: dict | None = None) -> None:
+    """queued or running → failed with a message the person who sent the image can read (and, when the
+    input gate refused the image, its verdict).
 
     With ``worker`` given, only that worker's running claim may be failed.
     """
@@ -293,7 +298,7 @@ def fail(session: Session, job_id: uuid.UUID, message: str, worker: str | None =
     result = session.execute(
         update(Job).where(*condition).values(
             status=JobStatus.FAILED.value, error=message[:2000], finished_at=utcnow(), lease_expires_at=None,
-            updated_at=utcnow(),
+            updated_at=utcnow(), **({"input_check": input_check} if input_check is not None else {}),
         )
     )
     if result.rowcount != 1:

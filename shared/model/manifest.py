@@ -48,6 +48,9 @@ class Manifest:
     # Faster runtimes verified for this model by `xray-model optimize`, with the check's figures
     # (worker/runtimes.py serves one only if it was accepted).
     runtimes: dict = dataclasses.field(default_factory=dict)
+    # Per finding: how its threshold was chosen and its sensitivity and specificity with intervals on each
+    # labelled set (training/operating_points.py); shown wherever a finding is read.
+    operating_points: dict = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict:
         data = dataclasses.asdict(self)
@@ -109,6 +112,7 @@ def parse_manifest(data: dict) -> Manifest:
         training=dict(data.get("training") or {}),
         metrics=data.get("metrics"),
         runtimes=dict(data.get("runtimes") or {}),
+        operating_points=dict(data.get("operating_points") or {}),
     )
 
 
@@ -165,14 +169,24 @@ def register(session: Session, manifest: Manifest) -> None:
     session.flush()
 
 
-def label_quality(manifest: dict | None, split: str = "test") -> dict[str, dict]:
-    """Per label: the held-out AUROC with its 95% interval from the manifest, and whether the model can
-    be relied on for that finding at all (the interval lies above 0.5). No measurement: unreliable."""
+def reliability_set(manifest: dict | None) -> str:
+    """The evaluation a reader's reliability flags come from: the external set when the model was scored on
+    one (images from outside its training population), else its held-out test patients."""
+    return "external" if ((manifest or {}).get("metrics") or {}).get("external") else "test"
+
+
+def label_quality(manifest: dict | None, split: str | None = None) -> dict[str, dict]:
+    """Per label: the measured AUROC with its 95% interval from the manifest, and whether the model can
+    be relied on for that finding at all (the interval lies above 0.5). No measurement: unreliable.
+    ``split`` defaults to reliability_set: the flag a reader sees wherever a finding is shown."""
+    split = split or reliability_set(manifest)
     per_label = ((manifest or {}).get("metrics") or {}).get(split, {}).get("per_label_auroc", {})
+    points = ((manifest or {}).get("operating_points") or {}).get("per_label", {})
     quality = {}
     for label in LABELS:
         row = per_label.get(label) or {}
         auroc, low, high = row.get("auroc"), row.get("ci_low"), row.get("ci_high")
         quality[label] = {"auroc": auroc, "ci_low": low, "ci_high": high, "positives": row.get("positives"),
-                          "reliable": low is not None and low > 0.5, "split": split}
+                          "reliable": low is not None and low > 0.5, "split": split,
+                          "operating_point": (points.get(label) or {}).get(split)}
     return quality

@@ -85,6 +85,10 @@ class Settings:
     # or one of float32, float16, tensorflow-bf16, openvino-float32, openvino-bf16 (worker/runtimes.py).
     runtime: str = "auto"
     latency_goal_ms: float = 0.0  # >0: no batch whose forward pass takes longer (worker/batching.py)
+    # What the worker does with an image the input gate says is not a frontal chest radiograph
+    # (shared/model/gate.py): "flag" analyses it and hides the findings until the owner asks for them,
+    # "refuse" fails the job with the gate's reason and stores no findings.
+    input_gate: str = "flag"
     # Recovery (Postgres is the system of record; see worker/recovery.py).
     lease_seconds: int = 0  # 0: the hard time limit + 30 s; a running job past its lease is returned
     relay_after_seconds: float = 60.0  # a dispatched job still queued this long is sent again (then 2×, 4×, ...)
@@ -184,6 +188,7 @@ ENVIRONMENT = {
     "mixed_precision": "XRAY_MIXED_PRECISION",
     "runtime": "XRAY_RUNTIME",
     "latency_goal_ms": "XRAY_LATENCY_GOAL_MS",
+    "input_gate": "XRAY_INPUT_GATE",
     "lease_seconds": "XRAY_LEASE_SECONDS",
     "relay_after_seconds": "XRAY_RELAY_AFTER_SECONDS",
     "recovery_interval_seconds": "XRAY_RECOVERY_INTERVAL_SECONDS",
@@ -277,5 +282,7 @@ def check_time_limits(settings: Settings) -> None:
         raise ValueError(f"XRAY_LOG_FORMAT must be 'text' or 'json', got {settings.log_format!r}")
     if not (settings.session_idle_hours > 0 and settings.session_max_hours > 0):
         raise ValueError("XRAY_SESSION_IDLE_HOURS and XRAY_SESSION_MAX_HOURS must be above 0")
+    if settings.input_gate not in ("flag", "refuse"):
+        raise ValueError(f"XRAY_INPUT_GATE must be 'flag' or 'refuse', got {settings.input_gate!r}")
     if settings.max_attempts < 1:
         raise ValueError(f"XRAY_MAX_ATTEMPTS must be at least 1, got {settings.max_attempts}")

@@ -25,6 +25,8 @@ UPLOADS_REJECTED = Counter("xray_uploads_rejected", "Files or whole uploads refu
 
 # Worker (worker/telemetry.py; the pool processes write, the worker's main process serves).
 OUTCOMES = ("succeeded", "failed")
+INPUT_CHECKS = Counter("xray_input_checks", "Images the input gate checked, by result (ok, not_a_radiograph, ...)",
+                       ["result"])
 JOBS = Counter("xray_jobs", "Jobs a worker brought to a final state, by outcome", ["outcome"])
 STAGES = ("decode", "model", "maps")
 STAGE_SECONDS = Histogram("xray_stage_seconds", "Worker time per image: decode (read, check, decode, preprocess), "
@@ -57,6 +59,6 @@ def _names(*metrics) -> frozenset[str]:
 # Each process serves its own: every process imports this module, so every process has every metric.
 SERVED_BY = {
     "web": _names(HTTP_REQUESTS, HTTP_SECONDS, UPLOAD_BYTES, UPLOADS_REJECTED),
-    "worker": _names(JOBS, STAGE_SECONDS, BATCH_SIZE, BUSY_RATIO, WORKER_INFO, WORKERS_ALIVE),
+    "worker": _names(JOBS, INPUT_CHECKS, STAGE_SECONDS, BATCH_SIZE, BUSY_RATIO, WORKER_INFO, WORKERS_ALIVE),
     "recovery": _names(RECOVERY_REQUEUED, RECOVERY_RELAYED, RECOVERY_FAILED, RECOVERY_LAST_RUN) | frozenset(QUEUE),
 }

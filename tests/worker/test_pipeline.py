@@ -127,3 +127,34 @@ def test_a_job_deleted_while_it_runs_leaves_no_files_behind(ctx, monkeypatch):
     assert _run(ctx, job_id) == "deleted"
     with ctx.db.session() as session:
         assert session.get(Job, job_id) is None
+
+
+def _colour_noise() -> bytes:
+    import cv2
+
+    ok, data = cv2.imencode(".png", np.random.default_rng(2).integers(0, 256, (128, 128, 3), dtype=np.uint8))
+    return data.tobytes()
+
+
+def test_the_input_gate_flags_or_refuses_what_is_not_a_chest_xray_and_no_finding_is_derived(ctx):
+    import dataclasses
+
+    from shared.model.labels import NO_FINDING
+
+    xray, noise = real_xray_bytes(1)[0], ("noise.png", _colour_noise())
+    xray_id, noise_id = _queue(ctx, [xray, noise])
+    assert _run(ctx, xray_id) == "succeeded" and _run(ctx, noise_id) in ("succeeded", "skipped")
+    passed, flagged = _job(ctx, xray_id), _job(ctx, noise_id)
+    assert passed.input_check["result"] == "ok" and flagged.status == "succeeded"
+    assert flagged.input_check["result"] == "not_a_radiograph" and "colour" in flagged.input_check["reason"]
+    assert len(flagged.findings) == 15  # flag: analysed, the findings kept (the pages hide them)
+    for job in (passed, flagged):  # "No Finding" is yes exactly when no finding is above its threshold
+        above = [f.positive for f in job.findings if f.label != NO_FINDING]
+        assert next(f.positive for f in job.findings if f.label == NO_FINDING) == (not any(above))
+
+    refusing = dataclasses.replace(ctx, settings=ctx.settings.replace(input_gate="refuse"))
+    (refused_id,) = _queue(refusing, [noise])
+    assert _run(refusing, refused_id) == "failed"
+    refused = _job(refusing, refused_id)
+    assert refused.error.startswith("not analysed: ") and "input check: not_a_radiograph" in refused.error
+    assert refused.input_check["result"] == "not_a_radiograph" and refused.findings == [] and refused.maps is None

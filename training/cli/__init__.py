@@ -8,6 +8,7 @@
     xray-model import-hobby notebook_model.keras --out models/hobby
     xray-model check models/starter
     xray-model export --tflite models/starter --images DIR
+    xray-model operating-points models/starter --images DIR --labels CSV [--external-images DIR ...]
     xray-model optimize models/starter --images DIR
 
 Each subcommand is a ``Command`` (its arguments and what it does) in the module of what it works on:
@@ -26,7 +27,8 @@ from training.console import show_on_standard_output
 from training.data import DataError
 
 COMMANDS = {**artifacts.COMMANDS, **fitting.COMMANDS, **scoring.COMMANDS}
-ORDER = ("init", "train", "baseline", "predict", "evaluate", "import-hobby", "check", "export", "optimize")
+ORDER = ("init", "train", "baseline", "predict", "evaluate", "operating-points", "import-hobby", "check", "export",
+         "optimize")
 
 
 def parser() -> argparse.ArgumentParser:

@@ -82,6 +82,33 @@ def _export(args) -> None:
     log.info(f"labels, thresholds and preprocessing: {args.path / 'tflite.json'}")
 
 
+def _points_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", type=Path, help="the model artifact folder")
+    parser.add_argument("--images", type=Path, required=True, help="the images the model was trained on")
+    parser.add_argument("--labels", type=Path, required=True, help="their NIH label CSV")
+    parser.add_argument("--external-images", type=Path, help="an external set to measure the new thresholds on")
+    parser.add_argument("--external-labels", type=Path)
+    parser.add_argument("--specificity", type=float, default=0.90, help="the specificity each threshold keeps")
+    parser.add_argument("--split", type=float, nargs=3, default=(0.7, 0.15, 0.15), metavar=("TRAIN", "VAL", "TEST"))
+    parser.add_argument("--bootstrap", type=int, default=1000)
+
+
+def _operating_points(args) -> None:
+    from training.model_card import write_model_card
+    from training.rethreshold import rethreshold
+
+    if bool(args.external_images) != bool(args.external_labels):
+        raise DataError("an external set needs both --external-images and --external-labels")
+    if not 0.5 <= args.specificity < 1.0:
+        raise ValueError(f"--specificity is a target between 0.5 and 1 (e.g. 0.9), got {args.specificity}")
+    rethreshold(args.path, args.images, args.labels, specificity=args.specificity,
+                external_images=args.external_images, external_labels=args.external_labels,
+                fractions=tuple(args.split), bootstrap=args.bootstrap)
+    write_model_card(args.path)
+    log.info(f"wrote the thresholds and their operating points into {args.path / 'manifest.json'}; "
+             f"model card: {args.path / 'MODEL_CARD.md'}")
+
+
 def _optimize_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", type=Path, help="the model artifact folder")
     parser.add_argument("--images", type=Path, required=True,
@@ -121,6 +148,13 @@ COMMANDS = {
                             _import_hobby),
     "export": Command("export an artifact for phones: TensorFlow Lite, checked on real X-rays", _export_arguments,
                       _export),
+    "operating-points": Command(
+        "choose each finding's threshold for a target specificity on held-out patients, without retraining",
+        _points_arguments, _operating_points,
+        description="New thresholds for a trained artifact: per finding, the lowest probability that keeps the "
+                    "target specificity on the held-out test patients of the model's own split (reproduced from "
+                    "its manifest and checked), with sensitivity and specificity and their intervals on that set "
+                    "and an external one. The model file, and so its version, is unchanged."),
     "optimize": Command(
         "write faster runtimes (bf16, OpenVINO) beside an artifact, each checked on real X-rays", _optimize_arguments,
         _optimize,

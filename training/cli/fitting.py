@@ -58,6 +58,9 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
                              "out-of-fold AUROC beside the baseline's on the same folds; no artifact, no test set "
                              "(how to choose between recipes)")
     parser.add_argument("--fine-tune-blocks", type=int, default=0)
+    parser.add_argument("--specificity", type=float, default=0.90,
+                        help="each finding's threshold keeps this specificity on the held-out predictions (out of "
+                             "fold with --folds, else the validation split)")
     parser.add_argument("--name", default="starter")
     parser.add_argument("--out", type=Path, help="the artifact folder (required unless --cv-only)")
     parser.add_argument("--json", type=Path, help="with --cv-only: also write the figures as JSON")
@@ -71,7 +74,10 @@ def _config(args):
                          augment=args.augment, seed=args.seed, width=args.width, fine_tune_blocks=args.fine_tune_blocks,
                          dropout=args.dropout, context=args.context, weight_decay=args.weight_decay,
                          label_smoothing=args.label_smoothing, mixup=args.mixup,
-                         patient_weighting=args.patient_weighting, folds=args.folds, repeats=args.repeats)
+                         patient_weighting=args.patient_weighting, folds=args.folds, repeats=args.repeats,
+                         operating_specificity=args.specificity)
+    if not 0.5 <= config.operating_specificity < 1.0:
+        raise ValueError(f"--specificity is a target between 0.5 and 1 (e.g. 0.9), got {config.operating_specificity}")
     if config.folds and config.arch != "small-cnn":
         raise ValueError("--folds trains an ensemble of small-cnn members; use it with --arch small-cnn")
     if config.repeats != 1 and config.folds < 2:
