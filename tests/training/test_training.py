@@ -147,7 +147,12 @@ def test_short_training_run_on_real_xrays_exports_a_servable_artifact(tmp_path, 
     manifest = json.loads((artifact / "manifest.json").read_text())
     assert manifest["name"] == "test-run" and manifest["trained"] is True
     assert manifest["metrics"]["test"]["patients"] > 0 and manifest["training"]["config"]["width"] == 8
-    assert set(manifest["thresholds"]) == set(LABELS) and "Youden" in manifest["training"]["threshold_rule"]
+    assert set(manifest["thresholds"]) == set(LABELS) and "specificity at 0.90" in manifest["training"]["threshold_rule"]
+    points = manifest["operating_points"]
+    assert points["chosen_on"] == "validation" and points["target_specificity"] == 0.9
+    for label in LABELS:  # every finding's operating point, where chosen and on the test patients
+        assert set(points["per_label"][label]) == {"validation", "test"}
+    assert {"flagged", "true"} <= set(points["findings_per_image"]["test"])
     for name in ("report.md", "roc_test.png", "training_history.png"):
         assert (artifact / name).stat().st_size > 0
 
