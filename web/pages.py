@@ -14,6 +14,7 @@ from web import page_params, queries
 from web.audit import audit_access
 from web.auth import login_manager
 from web.ids import not_found
+from web.model_card import card as card_figures
 from web.owned import delete_owned_batch, delete_owned_job, owned_batch, owned_job
 from web.queries import HistoryFilter
 from web.security import current_viewer
@@ -87,7 +88,7 @@ def model_card(version: str):
         model = session.get(ModelVersion, page_params.model_version(version))
         if model is None:
             raise not_found("model", version)
-        return render_template("model_card.html", model=model, manifest=model.manifest, card=model_card.card(model.manifest))
+        return render_template("model_card.html", model=model, manifest=model.manifest, card=card_figures(model.manifest))
 
 
 @blueprint.get("/batches/<batch_id>/delete")
