@@ -26,8 +26,11 @@ import sqlalchemy as sa
 from celery.exceptions import SoftTimeLimitExceeded
 
 from shared.db.models import Job, JobStatus
-from worker import pipeline  # noqa: E402
+
+# isort: off
 from worker.main import app  # noqa: F401  (first: it sets up the worker, metrics included, before the rest)
+from worker import pipeline  # noqa: E402
+# isort: on
 
 log = logging.getLogger("worker.test-hooks")
 _real_process_group = pipeline.process_group
