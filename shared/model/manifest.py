@@ -48,6 +48,9 @@ class Manifest:
     # Faster runtimes verified for this model by `xray-model optimize`, with the check's figures
     # (worker/runtimes.py serves one only if it was accepted).
     runtimes: dict = dataclasses.field(default_factory=dict)
+    # The input gate beside the model (shared/model/gate.py, gate.json): its version, how it was fitted and its
+    # held-out figures, written by `xray-model gate`. Kept here so that rewriting the manifest keeps it.
+    input_gate: dict = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict:
         data = dataclasses.asdict(self)
@@ -109,6 +112,7 @@ def parse_manifest(data: dict) -> Manifest:
         training=dict(data.get("training") or {}),
         metrics=data.get("metrics"),
         runtimes=dict(data.get("runtimes") or {}),
+        input_gate=dict(data.get("input_gate") or {}),
     )
 
 
