@@ -1,7 +1,7 @@
 """Fitting and measuring the input gate (shared/model/gate.py): ``xray-model gate``.
 
-The learned part is a multinomial logistic regression over the gate's image features (standardised),
-fitted on every example the rules let through, with classes weighted by their counts so that 1,000 X-rays
+The learned part is a multinomial logistic regression over the gate's image features (standardised) and
+their squares, fitted on every example the rules let through, with classes weighted by their counts so that 1,000 X-rays
 do not drown a dozen CT slices; and a one-class part, the Ledoit-Wolf Mahalanobis distance to the real and
 mildly varied chest X-rays. Their thresholds come from X-rays the fit did not see: an inner cross-validation
 by patient gives every X-ray and its mild variants a held-out probability and distance, and each threshold
@@ -30,7 +30,7 @@ from shared.model.gate_rules import RULES, refusal
 from training.gate_data import CHEST, OTHER, TRANSFORMED, VARIANT, Sample
 
 QUANTILE = 0.005  # the share of held-out real X-rays each learned threshold would refuse
-REGULARISATION = 1.0  # inverse strength of the logistic regression's L2 penalty (scikit-learn's C)
+REGULARISATION = 0.3  # inverse strength of the logistic regression's L2 penalty (scikit-learn's C)
 
 
 @dataclasses.dataclass
@@ -80,8 +80,8 @@ def _fit_parts(table: Table):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # lbfgs's convergence notes; max_iter is generous
         classifier = LogisticRegression(C=REGULARISATION, class_weight="balanced", max_iter=5000)
-        classifier.fit(standard, labels)
-    coefficients = np.zeros((len(CLASSES), len(FEATURE_NAMES)))
+        classifier.fit(np.hstack([standard, standard * standard]), labels)
+    coefficients = np.zeros((len(CLASSES), 2 * len(FEATURE_NAMES)))
     intercepts = np.full(len(CLASSES), -50.0)  # a class with no examples in this fold is never chosen
     coefficients[classifier.classes_], intercepts[classifier.classes_] = classifier.coef_, classifier.intercept_
     chest = LedoitWolf().fit(standard[labels == 0])
@@ -133,8 +133,9 @@ def fit_gate(table: Table, inner_folds: int = 5, seed: int = 0) -> Gate:
     """The gate fitted on every example of the table marked for fitting, its thresholds held out by patient."""
     fitted = [s for s, keep in zip(table.samples, table.passes_rules) if keep and s.fit]
     counts = collections.Counter(s.expected for s in fitted)
-    summary = {"method": "multinomial logistic regression (class-balanced, C=%g) and Ledoit-Wolf Mahalanobis distance "
-                         "to the chest X-rays, on standardised image features; each threshold at the %g quantile of "
+    summary = {"method": "multinomial logistic regression (class-balanced, C=%g) on standardised image features and "
+                         "their squares, and Ledoit-Wolf Mahalanobis distance to the chest X-rays on the features; "
+                         "each threshold at the %g quantile of "
                          "held-out real X-rays and their mild variants (%d folds by patient)"
                          % (REGULARISATION, QUANTILE, inner_folds),
                "examples": dict(sorted(counts.items())),

@@ -91,7 +91,7 @@ def transformed(grey: np.ndarray, kind: str, rng: np.random.Generator) -> np.nda
 def mild_variant(grey: np.ndarray, rng: np.random.Generator) -> bytes:
     """The same X-ray as another department might send it: other contrast, brightness and gamma (down to a
     washed-out grey), tilted up to 12°, framed tighter or looser and off-centre on a dark background (a child
-    in a large field), with a black border, mirrored, softer, or as a JPEG."""
+    in a large field), with a black border, mirrored, in a portrait or landscape frame, softer, or as a JPEG."""
     image = grey.astype(np.float32) / 255.0
     contrast = rng.uniform(0.55, 1.2)
     lift = rng.uniform(-0.08, 0.08) + max(0.0, 1.0 - contrast) * rng.uniform(0.0, 0.4)  # washed out: grey blacks
@@ -109,8 +109,18 @@ def mild_variant(grey: np.ndarray, rng: np.random.Generator) -> bytes:
                                    cv2.BORDER_CONSTANT, value=0.0)
     if rng.random() < 0.5:
         image = image[:, ::-1]
+    if rng.random() < 0.4:  # a portrait or landscape detector: the same chest in a narrower frame
+        keep = rng.uniform(0.8, 1.0)
+        if rng.random() < 0.7:
+            columns = round(width * keep)
+            left = int(rng.integers(0, width - columns + 1))
+            image = image[:, left:left + columns]
+        else:
+            rows = round(height * keep)
+            top = int(rng.integers(0, height - rows + 1))
+            image = image[top:top + rows]
     if rng.random() < 0.3:
-        image = cv2.GaussianBlur(image, (0, 0), rng.uniform(0.3, 0.9))
+        image = cv2.GaussianBlur(np.ascontiguousarray(image), (0, 0), rng.uniform(0.3, 0.9))
     pixels = np.round(image * 255).astype(np.uint8)
     return encoded(pixels, int(rng.integers(60, 96)) if rng.random() < 0.4 else None)
 
