@@ -63,6 +63,7 @@ class DicomFacts:
     pixel_spacing_mm: float | None  # row spacing at the detector (or the patient, if that is all there is)
     transfer_syntax: str  # its name, e.g. "JPEG 2000 Image Compression (Lossless Only)"
     photometric: str
+    body_part: str | None = None  # BodyPartExamined, upper-cased (CHEST, HAND, ...): the input gate reads it
 
     @property
     def frontal(self) -> bool | None:
@@ -188,9 +189,10 @@ def facts(ds: pydicom.Dataset) -> DicomFacts:
     except (TypeError, ValueError, IndexError):
         spacing_mm = None
     view = str(ds.get("ViewPosition", "") or "").strip().upper() or None
+    body_part = str(ds.get("BodyPartExamined", "") or "").strip().upper() or None
     syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
     return DicomFacts(str(ds.Modality).upper(), view, spacing_mm, syntax.name if syntax else "unknown",
-                      str(ds.PhotometricInterpretation))
+                      str(ds.PhotometricInterpretation), body_part)
 
 
 def decoded_bytes(ds: pydicom.Dataset) -> int:

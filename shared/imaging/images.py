@@ -11,6 +11,10 @@ greyscale (colour and alpha channels in the NIH files are an artefact of export)
 needs more than a few hundred pixels. Large JPEGs are decoded at 1/2, 1/4 or 1/8 scale directly (the
 format allows it), so a 6000² JPEG never occupies 6000² bytes. The memory a decode needs is known from
 the header (``ImageInfo.decoded_bytes``) and bounded before anything is decoded.
+``decode_image_and_colour`` also says how colourful the picture was before it became grey (the input gate,
+shared/model/gate.py, refuses colour photographs): measured on every few pixels of the colour decode, not on
+an averaged copy, which would blend colour noise to grey. A large colour JPEG is therefore decoded reduced in
+colour rather than reduced in grey; the grey it gives differs from libjpeg's own by at most one level.
 """
 from __future__ import annotations
 
@@ -26,6 +30,8 @@ from shared.imaging import codestreams, dicom_in
 FORMATS = {"PNG": ("png", "image/png"), "JPEG": ("jpg", "image/jpeg"), "DICOM": ("dcm", "application/dicom")}
 SIGNATURES = {"PNG": codestreams.PNG_SIGNATURE, "JPEG": b"\xff\xd8"}
 WORKING_SIDE = 1024  # decoded images are scaled to at most this many pixels on their long side
+COLOUR_SAMPLE_SIDE = 256  # colourfulness looks at about this many pixels along the long side (every n-th)
+GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
 # PNG colour type → channels as OpenCV decodes them (palette and grey+alpha come out as BGR(A)).
 PNG_CHANNELS = {0: 1, 2: 3, 3: 4, 4: 4, 6: 4}
 
@@ -49,6 +55,7 @@ class ImageInfo:
     height: int
     decoded_bytes: int  # memory a full decode takes (all channels, 8 or 16 bits each)
     dicom: dicom_in.DicomFacts | None = None  # view position, pixel spacing, ... of a DICOM file
+    colour: bool = False  # the file stores colour channels (Pillow's mode is not a grey one)
 
     @property
     def extension(self) -> str:
@@ -132,8 +139,8 @@ def inspect_image(data: bytes, max_pixels: int, max_decoded_bytes: int | None = 
         raise ImageError("the file is not a PNG, JPEG or DICOM image") from None
     if fmt not in FORMATS:
         raise ImageError(f"the file is a {fmt} image; only PNG, JPEG and DICOM are accepted")
-    return _check_size(ImageInfo(fmt, width, height, _decoded_bytes(data, fmt, mode, width, height)),
-                       max_pixels, max_decoded_bytes)
+    return _check_size(ImageInfo(fmt, width, height, _decoded_bytes(data, fmt, mode, width, height),
+                                 colour=mode not in GREY_MODES), max_pixels, max_decoded_bytes)
 
 
 def to_grey8(pixels: np.ndarray) -> np.ndarray:
@@ -158,13 +165,29 @@ def to_grey8(pixels: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(pixels)
 
 
+def colourfulness(pixels: np.ndarray) -> float:
+    """Mean |R-G| + |G-B| (0..510, in 8-bit levels) of a decoded BGR(A) array; 0 for grey ones. Every n-th pixel
+    is looked at, never an average of neighbours: averaging turns colour noise grey."""
+    if pixels.ndim < 3 or pixels.shape[2] < 3:
+        return 0.0
+    step = max(1, max(pixels.shape[:2]) // COLOUR_SAMPLE_SIDE)
+    sample = pixels[::step, ::step, :3].astype(np.float32)
+    if pixels.dtype == np.uint16:
+        sample /= 257.0
+    blue, green, red = sample[:, :, 0], sample[:, :, 1], sample[:, :, 2]
+    return float(np.mean(np.abs(red - green)) + np.mean(np.abs(green - blue)))
+
+
 REDUCED_JPEG = {8: cv2.IMREAD_REDUCED_GRAYSCALE_8, 4: cv2.IMREAD_REDUCED_GRAYSCALE_4, 2: cv2.IMREAD_REDUCED_GRAYSCALE_2}
+REDUCED_COLOUR_JPEG = {8: cv2.IMREAD_REDUCED_COLOR_8, 4: cv2.IMREAD_REDUCED_COLOR_4, 2: cv2.IMREAD_REDUCED_COLOR_2}
 
 
 def _read_flag(info: ImageInfo, working_side: int) -> int:
-    """JPEG can be decoded at 1/2, 1/4 or 1/8 scale: the largest reduction that keeps working_side."""
+    """JPEG can be decoded at 1/2, 1/4 or 1/8 scale: the largest reduction that keeps working_side, in colour
+    when the file has colour (so that its colourfulness can be measured)."""
     if info.format == "JPEG":
-        for factor, flag in REDUCED_JPEG.items():
+        flags = REDUCED_COLOUR_JPEG if info.colour else REDUCED_JPEG
+        for factor, flag in flags.items():
             if max(info.width, info.height) // factor >= working_side:
                 return flag
     return cv2.IMREAD_UNCHANGED
@@ -173,11 +196,18 @@ def _read_flag(info: ImageInfo, working_side: int) -> int:
 def decode_image(data: bytes, max_pixels: int, max_decoded_bytes: int | None = None,
                  working_side: int = WORKING_SIDE) -> np.ndarray:
     """8-bit grey pixels, at most working_side on the long side (aspect kept)."""
+    return decode_image_and_colour(data, max_pixels, max_decoded_bytes, working_side)[0]
+
+
+def decode_image_and_colour(data: bytes, max_pixels: int, max_decoded_bytes: int | None = None,
+                            working_side: int = WORKING_SIDE) -> tuple[np.ndarray, float]:
+    """``decode_image``'s grey pixels, and the colourfulness of the picture before it became grey (0 for grey
+    files and DICOM, which the service accepts only in MONOCHROME1/2)."""
     if dicom_in.looks_like_dicom(data):  # one parse of the file serves the checks and the pixels
         ds = _dicom_header(data, max_decoded_bytes)
         _inspect_dicom(ds, max_pixels, max_decoded_bytes)
         try:
-            return _fit(dicom_in.display_pixels(ds), working_side)
+            return _fit(dicom_in.display_pixels(ds), working_side), 0.0
         except ValueError as exc:
             raise ImageError(str(exc)) from None
     info = inspect_image(data, max_pixels, max_decoded_bytes)
@@ -193,9 +223,10 @@ def decode_image(data: bytes, max_pixels: int, max_decoded_bytes: int | None = N
         raise ImageError(f"the image could not be decoded ({exc.err or 'OpenCV error'})") from None
     if pixels is None:
         raise ImageError("the image could not be decoded: the file is damaged or truncated")
+    colour = colourfulness(pixels)
     grey = to_grey8(pixels)
     del pixels  # the full decode can be large; only the working copy lives on
-    return _fit(grey, working_side)
+    return _fit(grey, working_side), colour
 
 
 def _fit(grey: np.ndarray, working_side: int) -> np.ndarray:

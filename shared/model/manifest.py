@@ -51,6 +51,9 @@ class Manifest:
     # Per finding: how its threshold was chosen and its sensitivity and specificity with intervals on each
     # labelled set (training/operating_points.py); shown wherever a finding is read.
     operating_points: dict = dataclasses.field(default_factory=dict)
+    # The input gate beside the model (shared/model/gate.py, gate.json): its version, how it was fitted and its
+    # held-out figures, written by `xray-model gate`. Kept here so that rewriting the manifest keeps it.
+    input_gate: dict = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict:
         data = dataclasses.asdict(self)
@@ -113,6 +116,7 @@ def parse_manifest(data: dict) -> Manifest:
         metrics=data.get("metrics"),
         runtimes=dict(data.get("runtimes") or {}),
         operating_points=dict(data.get("operating_points") or {}),
+        input_gate=dict(data.get("input_gate") or {}),
     )
 
 

@@ -109,6 +109,14 @@ def test_deidentification_keeps_pixels_and_geometry_and_nothing_that_names_the_p
     assert a.StudyInstanceUID.startswith("2.25.") and pydicom.uid.UID(a.StudyInstanceUID).is_valid
 
 
+
+def test_the_body_part_examined_survives_deidentification_for_the_input_gate(xray):
+    ds = make_dataset(xray, view="LL")
+    ds.BodyPartExamined = "Hand "
+    info = inspect_image(deidentify.deidentified_bytes(_bytes(ds), KEY, "owner"), *LIMITS)
+    assert (info.dicom.body_part, info.dicom.view_position, info.dicom.frontal) == ("HAND", "LL", False)
+    assert inspect_image(make_dicom(xray), *LIMITS).dicom.body_part is None
+
 def validate(dataset: pydicom.Dataset, tmp_path) -> list[str]:
     """dciodvfy's errors for the object (dicom3tools; tests/run.sh installs it)."""
     if shutil.which("dciodvfy") is None:

@@ -139,3 +139,32 @@ def test_large_images_come_out_at_the_working_size_and_jpegs_are_decoded_reduced
             "print(g.shape[0], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)")
     out = subprocess.run([sys.executable, "-c", code], input=big.tobytes(), capture_output=True, check=True).stdout.split()
     assert int(out[0]) == WORKING_SIDE and int(out[1]) < 20_000  # KiB of peak growth, against 35,000 for a full decode
+
+
+def test_colourfulness_comes_with_the_grey_and_real_xrays_saved_in_rgb_or_rgba_score_zero():
+    from shared.imaging.images import decode_image_and_colour
+
+    for name, data in real_xray_bytes(6):  # RGB and RGBA PNGs, grey in content
+        grey, colour = decode_image_and_colour(data, LIMIT)
+        assert colour == 0.0 and np.array_equal(grey, decode_image(data, LIMIT)), name
+    noise = np.random.default_rng(0).integers(0, 256, (300, 400, 3), dtype=np.uint8)
+    ok, jpeg = cv2.imencode(".jpg", noise)
+    grey, colour = decode_image_and_colour(jpeg.tobytes(), LIMIT)
+    assert grey.shape == (300, 400) and colour > 30  # colour noise stays colourful: pixels are sampled, not averaged
+
+
+def test_a_large_colour_jpeg_is_measured_in_colour_and_gives_the_same_grey_within_one_level():
+    from shared.imaging.images import decode_image_and_colour
+
+    rng = np.random.default_rng(1)
+    tint = np.dstack([np.full((2048, 2048), value, np.uint8) for value in (60, 120, 200)])  # a sepia-like photo
+    tint = cv2.add(tint, rng.integers(0, 20, tint.shape, dtype=np.uint8))
+    ok, jpeg = cv2.imencode(".jpg", tint)
+    grey, colour = decode_image_and_colour(jpeg.tobytes(), 10**8)
+    assert grey.shape == (1024, 1024) and colour > 100
+    libjpeg_grey = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_REDUCED_GRAYSCALE_2)
+    assert np.abs(grey.astype(int) - libjpeg_grey.astype(int)).max() <= 1
+    ok, grey_jpeg = cv2.imencode(".jpg", tint[:, :, 1])  # a one-channel JPEG is decoded reduced in grey, as before
+    grey, colour = decode_image_and_colour(grey_jpeg.tobytes(), 10**8)
+    assert colour == 0.0 and np.array_equal(grey, cv2.imdecode(np.frombuffer(grey_jpeg, np.uint8),
+                                                               cv2.IMREAD_REDUCED_GRAYSCALE_2))

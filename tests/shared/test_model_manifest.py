@@ -59,3 +59,17 @@ def test_inconsistent_manifests_are_refused(tmp_path, tiny_model, changes, messa
     (target / "manifest.json").write_text("{not json")
     with pytest.raises(ArtifactError, match="not valid JSON"):
         read_manifest(target)
+
+
+def test_rewriting_a_manifest_keeps_its_input_gate(tmp_path, tiny_model):
+    """`xray-model optimize` rewrites the manifest; the gate's version and figures must stay beside the model."""
+    import dataclasses
+
+    from shared.model.manifest import write_manifest
+
+    target = _copy(tiny_model, tmp_path)
+    _edit(target, input_gate={"version": "gate-0123456789abcdef", "held_out": {"figures": {}}})
+    manifest = read_manifest(target)
+    write_manifest(target, dataclasses.replace(manifest, runtimes={"checked": True}))
+    again = read_manifest(target)
+    assert again.input_gate["version"] == "gate-0123456789abcdef" and again.runtimes == {"checked": True}

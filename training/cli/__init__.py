@@ -10,10 +10,11 @@
     xray-model export --tflite models/starter --images DIR
     xray-model operating-points models/starter --images DIR --labels CSV [--external-images DIR ...]
     xray-model optimize models/starter --images DIR
+    xray-model gate models/starter --images DIR --labels CSV [--external-images DIR --external-labels CSV]
 
 Each subcommand is a ``Command`` (its arguments and what it does) in the module of what it works on:
 training/cli/fitting.py (train, baseline), training/cli/scoring.py (predict, evaluate) and
-training/cli/artifacts.py (init, check, import-hobby, export, optimize). What a command says to the person
+training/cli/artifacts.py (init, check, import-hobby, export, optimize, gate). What a command says to the person
 goes through logging, as plain lines on standard output (training/console.py).
 """
 from __future__ import annotations
@@ -28,7 +29,7 @@ from training.data import DataError
 
 COMMANDS = {**artifacts.COMMANDS, **fitting.COMMANDS, **scoring.COMMANDS}
 ORDER = ("init", "train", "baseline", "predict", "evaluate", "operating-points", "import-hobby", "check", "export",
-         "optimize")
+         "optimize", "gate")
 
 
 def parser() -> argparse.ArgumentParser:

@@ -1,5 +1,5 @@
-"""``xray-model`` commands on artifact folders: init, check, import-hobby, export (TensorFlow Lite) and
-optimize (faster runtimes, each checked on real X-rays)."""
+"""``xray-model`` commands on artifact folders: init, check, import-hobby, export (TensorFlow Lite),
+optimize (faster runtimes, each checked on real X-rays) and gate (the input gate beside the model)."""
 from __future__ import annotations
 
 import argparse
@@ -141,6 +141,38 @@ def _optimize(args) -> None:
              "accepted")
 
 
+def _gate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", type=Path, help="the model artifact folder")
+    parser.add_argument("--images", type=Path, required=True,
+                        help="real frontal chest X-rays to fit on, e.g. ../shared/data/nih/nih1000-64px/images")
+    parser.add_argument("--labels", type=Path, required=True, help="their NIH label table (with Patient ID)")
+    parser.add_argument("--external-images", type=Path,
+                        help="X-rays never fitted on, only measured, e.g. ../shared/data/nih/nih-fullres-sample/images")
+    parser.add_argument("--external-labels", type=Path)
+    parser.add_argument("--folds", type=int, default=5, help="folds of the held-out measurement")
+    parser.add_argument("--limit", type=int, help="fit on at most this many of the X-rays (a quicker, weaker gate)")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def _gate(args) -> None:
+    from training.gate_artifact import GateSources, evaluate, report, write_gate
+
+    for folder in (args.images, args.external_images):
+        if folder is not None and not folder.is_dir():
+            raise DataError(f"no folder of X-rays at {folder}")
+    if (args.external_images is None) != (args.external_labels is None):
+        raise DataError("give --external-images and --external-labels together")
+    read_manifest(args.path)
+    if args.folds < 2:
+        raise DataError(f"--folds must be at least 2, received {args.folds}")
+    gate, summary = evaluate(GateSources(args.images, args.labels, args.external_images, args.external_labels,
+                                         limit=args.limit, seed=args.seed), folds=args.folds)
+    write_gate(args.path, gate, summary)
+    report(summary)
+    log.info(f"wrote {args.path / 'gate.json'} ({gate.version}) and its figures into {args.path / 'manifest.json'} "
+             "(input_gate); the model's version is unchanged")
+
+
 COMMANDS = {
     "init": Command("build an untrained model artifact", _init_arguments, _init),
     "check": Command("check an artifact folder the way a worker does at start", _check_arguments, _check),
@@ -162,4 +194,12 @@ COMMANDS = {
                     "float32 and bf16. Each is accepted only when, on the real X-rays given, every probability is "
                     "within 0.01 of float32 and every class's map correlates >= 0.99 with the float32 map; the "
                     "figures go into the manifest and the worker serves the fastest accepted one (XRAY_RUNTIME=auto)."),
+    "gate": Command(
+        "fit the input gate (is this a frontal chest X-ray?) beside an artifact, with held-out figures",
+        _gate_arguments, _gate,
+        description="Fit the input gate on real chest X-rays (--images, --labels), the same X-rays inverted, turned, "
+                    "cut and tinted, and pictures that are no X-ray (from scikit-image, matplotlib, scikit-learn, "
+                    "pydicom, and generated); measure it by grouped cross-validation (patients, sources and generated "
+                    "kinds held out whole) and on --external-images, never fitted on; write gate.json and the figures "
+                    "(manifest.json, input_gate). Needs the training extra (scikit-learn, scikit-image)."),
 }
