@@ -7,13 +7,13 @@
    full-resolution NIH X-rays are never fitted on. Prints the confusion table and the shares gated:
    real frontal chest X-rays (target at most 1%), pictures that are no radiograph (at least 95%),
    transformed X-rays (at least 80%).
-2. The committed gate (models/candidate-ensemble-64/gate.json) on the full-resolution X-rays and their
+2. The committed gate (models/starter/gate.json) on the full-resolution X-rays and their
    transforms: images it was never fitted on.
 3. Cost: ``Gate.check`` on decoded 1024² X-rays against the worker's time per image on the same images in
    the same run (decode, then the served model's batched forward pass with every class's map, via
-   worker.engine), for the current starter and the candidate ensemble. Target: under 5%.
+   worker.engine), for the served starter (the k-fold ensemble). Target: under 5%.
 
-    .venv/bin/python bench/input_gate.py [--folds 5] [--limit N] [--gate models/candidate-ensemble-64]
+    .venv/bin/python bench/input_gate.py [--folds 5] [--limit N] [--gate models/starter]
 """
 from __future__ import annotations
 
@@ -86,7 +86,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--limit", type=int, help="fit on at most this many of the 64-px X-rays (a quicker run)")
-    parser.add_argument("--gate", type=Path, default=REPO / "models" / "candidate-ensemble-64")
+    parser.add_argument("--gate", type=Path, default=REPO / "models" / "starter")
     args = parser.parse_args()
     missing = [str(path) for path in (FITTED / "images", FITTED / "labels.csv", FULL / "images", FULL / "labels.csv")
                if not path.exists()]
@@ -97,7 +97,7 @@ def main() -> None:
     print(f"input gate benchmark; {machine()}")
     external = held_out(args.folds, args.limit)
     committed(gate_dir, external)
-    cost(gate_dir, [REPO / "models" / "starter", REPO / "models" / "candidate-ensemble-64"])
+    cost(gate_dir, [REPO / "models" / "starter"])
 
 
 if __name__ == "__main__":

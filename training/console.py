@@ -28,5 +28,6 @@ def show_on_standard_output() -> None:
     """The ``training`` loggers' lines (INFO and up) on standard output, once per process."""
     logger = logging.getLogger("training")
     logger.setLevel(logging.INFO)
+    logger.propagate = False  # TensorFlow's converters configure the root logger: each line would show twice
     if not any(isinstance(handler, _StandardOutput) for handler in logger.handlers):
         logger.addHandler(_StandardOutput())

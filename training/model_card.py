@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from shared.model import gate_summary
 from shared.model.labels import LABELS
 from shared.model.manifest import read_manifest
 from training.report import fmt
@@ -33,6 +34,32 @@ def _table(metrics: dict, baseline: dict | None, ece: dict | None) -> list[str]:
 def _mean_row(metrics: dict) -> dict:
     low, high = metrics["mean_auroc_ci"] or (None, None)
     return {"auroc": metrics["mean_auroc"], "ci_low": low, "ci_high": high}
+
+
+def _input_gate(input_gate: dict | None) -> list[str]:
+    """The gate's version, how it was fitted and its figures against their targets (shared/model/gate_summary.py)."""
+    gate = gate_summary.summary(input_gate)
+    parts = ["## Input gate", "",
+             "Before any finding, each image is checked: is it a frontal chest radiograph? First rules, each with "
+             "its reason (too small, in colour, flat, a DICOM body part that is not the chest, a lateral or oblique "
+             "DICOM view), then "]
+    if gate is None:
+        parts[-1] += "nothing more: this model has no learned gate (`xray-model gate` fits one)."
+        return parts + [""]
+    parts[-1] += f"a learned check, `{gate['version']}` (gate.json): {gate['method']}."
+    parts += ["", f"{gate['held_out_how']}." if gate["held_out_how"] else "", ""]
+    for figures in gate["sets"]:
+        parts += [f"| {figures['name']} | gated | target |", "|---|---|---|"]
+        parts += [f"| {f['meaning']} | {f['gated']} of {f['of']} ({100 * f['share']:.1f}%) | "
+                  + (f"{f['target']}: {'met' if f['met'] else '**not met**'}" if f["target"] else "–") + " |"
+                  for f in figures["figures"]]
+        parts.append("")
+    confusion = gate["sets"][0]["confusion"]
+    parts += [f"What the gate said about each kind of picture ({gate['sets'][0]['name']}):", "",
+              "| kind | " + " | ".join(r.replace("_", " ") for r in confusion["results"]) + " |",
+              "|---|" + "---:|" * len(confusion["results"])]
+    parts += [f"| {row['kind']} | " + " | ".join(str(n) for n in row["counts"]) + " |" for row in confusion["rows"]]
+    return parts + [""]
 
 
 def _better_than_chance(row: dict) -> bool:
@@ -182,6 +209,7 @@ def write_model_card(artifact: Path) -> Path:
                       f"Not better than chance here: {', '.join(weak) if weak else 'none'}.", ""]
     parts += _operating_points(manifest)
     parts += _calibration(training)
+    parts += _input_gate(manifest.input_gate)
     parts += [
         "## Limitations", "",
         f"- Trained on {learnt} at {manifest.input_size[0]}×{manifest.input_size[1]}: little data at low "

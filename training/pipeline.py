@@ -210,6 +210,8 @@ def run_training(config: TrainConfig, *, out: Path, name: str = "starter", image
     write_report(Path(out), manifest, split, evaluations, baseline_results, fitted.histories)
     write_model_card(Path(out))
     log.info(f"\nwrote {out}: {manifest.name} {manifest.version}; report in {Path(out) / 'report.md'}")
+    log.info(f"it has no input gate yet (only the rules check its images): fit one with `xray-model gate {out} "
+             "--images ... --labels ...`")
     return {**{s: scored.result for s, scored in evaluations.items()},
             **{f"baseline_{s}": result for s, result in baseline_results.items()}}
 

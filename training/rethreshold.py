@@ -48,6 +48,21 @@ def _scored(model, manifest, records: list[Record]) -> tuple[np.ndarray, np.ndar
     return targets(records), predict_records(model, manifest, records), np.array([r.patient_id for r in records])
 
 
+REPORT_NOTE = "> **Thresholds re-chosen after this report was written**"
+
+
+def _note_in_report(report: Path, rule: str) -> None:
+    """report.md is the training run's record (its tables use the thresholds of that time): say at its top that
+    the served thresholds are others, and where their figures are. Replaces an earlier note."""
+    if not report.is_file():
+        return
+    lines = [line for line in report.read_text().splitlines() if not line.startswith(REPORT_NOTE)]
+    note = (f"{REPORT_NOTE} (`xray-model operating-points`): {rule}. The threshold, sensitivity and specificity "
+            "columns below are those of the training-time thresholds; the served thresholds and their figures are "
+            "in MODEL_CARD.md, under Operating points.")
+    report.write_text("\n".join([lines[0], "", note, *lines[1:]]).replace("\n\n\n", "\n\n") + "\n")
+
+
 def rethreshold(artifact_dir: Path, images: Path, labels: Path, *, specificity: float = operating_points.DEFAULT_SPECIFICITY,
                 external_images: Path | None = None, external_labels: Path | None = None,
                 fractions: tuple[float, float, float] = (0.7, 0.15, 0.15), bootstrap: int = 1000) -> dict:
@@ -75,6 +90,7 @@ def rethreshold(artifact_dir: Path, images: Path, labels: Path, *, specificity: 
     training = {**manifest.training, "threshold_rule": rule}
     write_manifest(artifact_dir, dataclasses.replace(manifest, thresholds=thresholds, training=training,
                                                      operating_points=points))
+    _note_in_report(artifact_dir / "report.md", rule)
     for name, figures in points["findings_per_image"].items():
         before = points["previous"]["findings_per_image"][name]["flagged"]
         log.info(f"{name}: {figures['flagged']:.2f} findings above threshold per image (before: {before:.2f}); "

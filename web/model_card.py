@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from shared.model import gate_summary
 from shared.model.labels import LABELS, NO_FINDING
 from shared.model.manifest import label_quality, reliability_set
 
@@ -67,5 +68,5 @@ def card(manifest: dict) -> dict:
         "points": {"rule": points.get("rule"), "chosen_on": points.get("chosen_on"),
                    "findings_per_image": points.get("findings_per_image") or {},
                    "previous": (points.get("previous") or {}).get("findings_per_image") or {}},
-        "gate": manifest.get("input_gate") or {},
+        "gate": gate_summary.summary(manifest.get("input_gate")),
     }

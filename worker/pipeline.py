@@ -63,6 +63,9 @@ class WorkerContext:
             self.decode_budget = DecodeBudget(self.settings.decode_budget_bytes)
         if self.gate is None:
             self.gate = Gate.load(self.settings.model_dir)
+            if self.gate.learned is None:  # e.g. a model retrained into its folder, which removes gate.json
+                log.warning("the model in %s has no learned input gate (gate.json): images meet the rules only; "
+                            "fit one with `xray-model gate`", self.settings.model_dir)
 
     @property
     def lease_seconds(self) -> float:

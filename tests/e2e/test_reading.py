@@ -50,7 +50,7 @@ def _analysed_job(pg_url, storage_dir, tiny_model, owner: str, probabilities: di
     findings = [lifecycle.FindingResult(label, probabilities.get(label, 0.02), 0.5,
                                         (not any(above.values())) if label == NO_FINDING else above.get(label, False))
                 for label in LABELS]
-    heat = {label: np.full((8, 8), 40 + i, np.uint8) for i, label in enumerate(LABELS) if label != NO_FINDING}
+    heat = {label: np.full((8, 8), 40 + i, np.uint8) for i, label in enumerate(LABELS)}  # stored for every output
     database = Database(pg_url)
     with database.session() as session:
         register(session, manifest)

@@ -18,7 +18,7 @@ from tests.dicom_factory import grey_from_png, make_dataset, make_dicom
 from tests.helpers import REPO, SHARED_DATA, full_size_xray, png_bytes, real_xray_bytes
 
 LIMIT = 50_000_000
-ARTIFACT = REPO / "models" / "candidate-ensemble-64"
+ARTIFACT = REPO / "models" / "starter"
 
 
 @pytest.fixture(scope="module")

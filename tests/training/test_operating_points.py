@@ -43,11 +43,16 @@ def test_no_finding_is_derived_and_its_operating_point_measures_that_decision():
 @pytest.mark.skipif(not (SHARED_DATA / "nih1000-64px").is_dir(), reason="needs ../shared/data/nih (the real NIH images)")
 @pytest.mark.slow  # loads the 10-member ensemble and scores 263 images
 def test_rethresholding_a_trained_artifact_on_its_own_test_patients_keeps_its_version(tmp_path):
-    from shared.model.manifest import read_manifest
+    import dataclasses
+
+    from shared.model.manifest import read_manifest, write_manifest
     from training.rethreshold import rethreshold
 
     artifact = tmp_path / "model"
     shutil.copytree("models/starter", artifact)
+    served = read_manifest(artifact)  # back to the thresholds it was trained with (Youden's J), as after `train`
+    youden = served.operating_points["previous"]["thresholds"]
+    write_manifest(artifact, dataclasses.replace(served, thresholds=youden, operating_points={}))
     before = read_manifest(artifact)
     points = rethreshold(artifact, SHARED_DATA / "nih1000-64px" / "images", SHARED_DATA / "nih1000-64px" / "labels.csv",
                          specificity=0.9, external_images=SHARED_DATA / "nih-fullres-sample" / "images",
@@ -58,3 +63,4 @@ def test_rethresholding_a_trained_artifact_on_its_own_test_patients_keeps_its_ve
         if label != NO_FINDING:
             assert points["per_label"][label]["test"]["specificity"] >= 0.9
     assert points["findings_per_image"]["external"]["flagged"] < points["previous"]["findings_per_image"]["external"]["flagged"]
+    assert points["previous"]["thresholds"] == youden and after.thresholds == served.thresholds  # reproduces the served

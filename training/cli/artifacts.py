@@ -169,6 +169,9 @@ def _gate(args) -> None:
                                          limit=args.limit, seed=args.seed), folds=args.folds)
     write_gate(args.path, gate, summary)
     report(summary)
+    if (args.path / "MODEL_CARD.md").is_file():  # the card shows the gate's figures: keep it true
+        from training.model_card import write_model_card
+        write_model_card(args.path)
     log.info(f"wrote {args.path / 'gate.json'} ({gate.version}) and its figures into {args.path / 'manifest.json'} "
              "(input_gate); the model's version is unchanged")
 
