@@ -182,7 +182,7 @@
     draw();
   }
   function step(delta) {
-    const options = [...controls.finding.options];
+    const options = [...controls.finding.options].filter((o) => o.value);  // the findings, not "none"
     const index = options.findIndex((o) => o.value === controls.finding.value);
     pick(options[(index + delta + options.length) % options.length].value);
   }
