@@ -3,6 +3,7 @@ X-ray shows the gate's reason and no findings until the owner asks; the viewer o
 reliable finding; unreliable findings are marked in the list, the batch rows, CSV/JSON and both PDFs;
 "No Finding" is never "yes" beside a finding."""
 import csv
+import datetime
 import io
 import json
 import subprocess
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 
 from shared.db.engine import Database
+from shared.db.models import ModelVersion
 from shared.imaging import maps
 from shared.jobs import lifecycle
 from shared.jobs.storage import LocalStorage, upload_key
@@ -54,6 +56,8 @@ def _analysed_job(pg_url, storage_dir, tiny_model, owner: str, probabilities: di
     database = Database(pg_url)
     with database.session() as session:
         register(session, manifest)
+        # seen long ago: the stack's workers' model stays the current one for the other tests sharing it
+        session.get(ModelVersion, manifest.version).last_seen_at = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
         batch = lifecycle.create_batch(session, ensure_user(session, owner).id,
                                        [lifecycle.NewJob(name, "0" * 64, len(data), image_key=key, content_type="image/png",
                                                          width=64, height=64, stored_bytes=len(data))])
