@@ -42,7 +42,7 @@ def cmd_submit(args, console: Console) -> int:
         files = collect(args.paths)
         if not files:
             raise ServiceError("no PNG, JPEG or DICOM images were found there")
-        state = submit.State.new(args.state, files, args.name, args.chunk)
+        state = submit.State.new(args.state, files, args.name, args.chunk, args.model)
         state.save()
     count = sum(len(c["files"]) for c in state.data["chunks"])
     console.print(f"{count} images in {len(state.data['chunks'])} upload(s); state in {args.state}")
@@ -101,6 +101,14 @@ def cmd_models(args, console: Console) -> int:
                   f"model card: {args.url or ''}{model['card_url']}", highlight=False)
     for warning in body.get("warnings", []):
         console.print(f"[yellow]warning[/yellow]: {warning}", highlight=False)
+    registry = _api(args).json("/api/v1/models")
+    if args.json:
+        console.print(json.dumps(registry, indent=1), highlight=False)
+        return 0
+    for version in registry["versions"]:
+        names = f" [{', '.join(version['aliases'])}]" if version["aliases"] else ""
+        console.print(f"{version['version'][:16]}  {version['status']:9}  {version['name']}{names}"
+                      + (f"  ({version['reason']})" if version["reason"] else ""), highlight=False)
     return 0
 
 
@@ -113,6 +121,7 @@ def parser() -> argparse.ArgumentParser:
     send.add_argument("paths", nargs="*")
     send.add_argument("--name", help="a name for the batch(es), shown in the history")
     send.add_argument("--chunk", type=int, default=50, help="images per upload (default 50)")
+    send.add_argument("--model", help="a model version or alias (e.g. candidate); default: the service's 'default'")
     send.add_argument("--resume", action="store_true", help="continue the interrupted run kept in --state")
     send.add_argument("--state", type=Path, default=STATE, help=f"where the run is kept (default {STATE})")
     send.add_argument("--wait", action="store_true", help="follow the analysis until every image is done")
@@ -123,7 +132,7 @@ def parser() -> argparse.ArgumentParser:
     results = commands.add_parser("results", help="a batch's results as CSV")
     results.add_argument("batch")
     results.add_argument("--out", type=Path)
-    models = commands.add_parser("models", help="the model the service serves")
+    models = commands.add_parser("models", help="the model new batches get, and every version in the registry")
     models.add_argument("--json", action="store_true")
     return top
 

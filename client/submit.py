@@ -31,10 +31,10 @@ class State:
         self.path, self.data = path, data
 
     @classmethod
-    def new(cls, path: Path, files: list[Path], name: str | None, chunk: int) -> "State":
+    def new(cls, path: Path, files: list[Path], name: str | None, chunk: int, model: str | None = None) -> "State":
         chunks = [{"files": [str(p) for p in files[i:i + chunk]], "key": None, "batch_id": None}
                   for i in range(0, len(files), chunk)]
-        return cls(path, {"run": secrets.token_hex(8), "name": name, "chunks": chunks})
+        return cls(path, {"run": secrets.token_hex(8), "name": name, "model": model, "chunks": chunks})
 
     @classmethod
     def load(cls, path: Path) -> "State":
@@ -93,6 +93,8 @@ def upload(api: Api, state: State, console) -> None:
                 return [("files", (p.name, ReadProgress(p, progress, task), mime(p))) for p in paths]
 
             data = {"name": state.data["name"]} if state.data["name"] else {}
+            if state.data.get("model"):  # every chunk on the same version or alias
+                data["model"] = state.data["model"]
             answer = api.request("POST", "/api/v1/batches", files_factory=files_factory, data=data,
                                  headers={"Idempotency-Key": chunk["key"]}).json()
             chunk["batch_id"] = answer["id"]

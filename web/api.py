@@ -88,10 +88,11 @@ def create_batch():
     """
     files = request.files.getlist("files") + request.files.getlist("file")
     name, callback = request.form.get("name"), request.form.get("callback_url")
+    model = (request.form.get("model") or "").strip() or None
     viewer, key = current_viewer(), request.headers.get("Idempotency-Key")
     if key is not None:
         try:
-            replay = idempotency.reserve(services().db, viewer.user_id, key, _fingerprint(files, name, callback))
+            replay = idempotency.reserve(services().db, viewer.user_id, key, _fingerprint(files, name, callback, model))
         except idempotency.IdempotencyError as exc:
             raise ApiError(exc.status, str(exc), headers={"Retry-After": "1"} if exc.status == 409 else None) from None
         if replay is not None:
@@ -100,7 +101,7 @@ def create_batch():
             response.headers["Idempotent-Replayed"] = "true"
             return response
     try:
-        batch_id = submit_batch(files, viewer, name, callback)
+        batch_id = submit_batch(files, viewer, name, callback, model)
         with services().db.session() as session:
             body = _with_model_notice(session, batch_json(queries.get_batch(session, viewer, batch_id)))
             if key is not None:
@@ -116,7 +117,7 @@ def create_batch():
     return response
 
 
-def _fingerprint(files, name: str | None, callback: str | None) -> str:
+def _fingerprint(files, name: str | None, callback: str | None, model: str | None = None) -> str:
     """What this upload sent: every file (field, name, content digest) and the text fields."""
     parts = []
     for file in files:
@@ -126,6 +127,8 @@ def _fingerprint(files, name: str | None, callback: str | None) -> str:
         file.stream.seek(0)
         parts.append(("file", file.filename or "", digest.digest()))
     parts += [("name", "", name or ""), ("callback_url", "", callback or "")]
+    if model:  # only when given, so keys recorded before the field existed still match
+        parts.append(("model", "", model))
     return idempotency.fingerprint(parts)
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import exists, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from shared.auth.accounts import Viewer
-from shared.db.models import Batch, Finding, Job, JobStatus, ModelVersion
+from shared.db.models import Batch, Finding, Job, JobStatus, ModelAlias, ModelVersion
 
 MAX_PAGE = 1_000_000  # beyond any real history; keeps OFFSET arithmetic in range
 
@@ -111,5 +111,10 @@ def owner_usage(session: Session, owner_id: uuid.UUID) -> tuple[int, int]:
 
 
 def current_model(session: Session) -> ModelVersion | None:
-    """The model a worker registered most recently: what new uploads will most likely be analysed with."""
-    return session.scalars(select(ModelVersion).order_by(ModelVersion.last_seen_at.desc()).limit(1)).one_or_none()
+    """What a new upload that names no model is analysed with: the registry's 'default' alias, else the model
+    a worker registered most recently (its own folder)."""
+    default = session.get(ModelAlias, "default")
+    if default is not None:
+        return session.get(ModelVersion, default.version)
+    return session.scalars(select(ModelVersion).where(ModelVersion.folder_sha256.is_(None))
+                           .order_by(ModelVersion.last_seen_at.desc()).limit(1)).one_or_none()

@@ -165,6 +165,9 @@ class Counts(Open):
 class Batch(Notice):
     id: str
     name: str | None
+    model_version: str | None = Field(description="The model version resolved when the batch was submitted (every "
+                                                  "job runs on it); null: the workers' own model folder")
+    model_ref: str | None = Field(description="The version or alias the submitter named, if any")
     callback_url: str | None = Field(description="Where the batch-finished webhook goes (the owner's default if unset)")
     webhooks_url: str
     created_at: dt.datetime | None
@@ -231,6 +234,9 @@ class Upload(BaseModel):
     callback_url: str | None = Field(None, pattern=HTTP_URL, max_length=2000,
                                      description="Called (signed POST) when the batch is finished; http(s), "
                                                  "public addresses only (checked when given: 400 otherwise)")
+    model: str | None = Field(None, max_length=80, description="A model version (or a unique prefix of 8 or more "
+                              "characters) or an alias such as 'candidate'; empty: the 'default' alias. Resolved "
+                              "once, at submit: the batch keeps that version even if the alias moves")
 
 
 class BatchQuery(BaseModel):
@@ -284,3 +290,66 @@ class WebhookSettingsIn(BaseModel):
     url: str | None = Field(None, pattern=HTTP_URL, max_length=2000,
                             description="A default callback URL (http(s), public addresses only: 400 otherwise); "
                                         "null removes it")
+
+
+class ModelVersionOut(Open):
+    """A model version in the registry."""
+
+    version: str = Field(description="The hash of its model file; results name it")
+    name: str
+    architecture: str
+    trained: bool
+    status: Literal["verifying", "ready", "rejected"] = Field(
+        description="'verifying' until a worker checked it on real X-rays; only 'ready' serves")
+    reason: str | None = Field(description="Why it was rejected")
+    stored: bool = Field(description="Pushed to the registry (false: a worker's own folder registered it)")
+    size_bytes: int | None
+    uploaded_at: dt.datetime | None
+    registered_at: dt.datetime | None
+    aliases: list[str]
+    jobs: int = Field(description="Results it produced")
+    card_url: str
+
+
+class ModelAliasOut(Open):
+    name: str
+    version: str
+    share: float | None = Field(description="The shadow alias only: the share of default traffic it also runs")
+    moved_at: dt.datetime
+
+
+class ModelRegistry(Open):
+    versions: list[ModelVersionOut]
+    aliases: list[ModelAliasOut]
+
+
+class ModelPush(BaseModel):
+    """multipart/form-data: the artifact folder as a tar archive (gzip allowed)."""
+
+    artifact: BaseFile = Field(description="model.keras, manifest.json and what sits beside them (runtimes, gate.json)")
+
+
+class ModelAliasIn(BaseModel):
+    version: str = Field(max_length=80, description="A version id (or unique prefix) or another alias")
+    share: float | None = Field(None, gt=0, le=1, description="The shadow alias only (default 0.1)")
+
+
+class CompareQuery(BaseModel):
+    served: str = Field(max_length=80, description="The version (or alias) whose results were served")
+    other: str = Field(max_length=80, description="The version (or alias) that ran beside it (shadow, rerun)")
+
+
+class FindingAgreement(Open):
+    finding: str
+    images: int
+    disagreement: float | None = Field(description="Share of images where the two threshold decisions differ")
+    correlation: float | None = Field(description="Pearson correlation of the two probabilities")
+    positive_served: float | None
+    positive_other: float | None
+
+
+class ModelAgreement(Open):
+    served: str
+    other: str
+    images: int
+    findings: list[FindingAgreement]

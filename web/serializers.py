@@ -171,6 +171,8 @@ def batch_json(batch: Batch, since: dt.datetime | None = None) -> dict:
     return {
         "id": str(batch.id),
         "name": batch.name,
+        "model_version": batch.model_version,
+        "model_ref": batch.model_ref,
         "callback_url": batch.callback_url,
         "webhooks_url": url_for("api.batch_webhooks", batch_id=batch.id),
         "created_at": iso(batch.created_at),

@@ -21,8 +21,9 @@ from shared.db.models import JobStatus
 from shared.imaging.deidentify import deidentified_bytes
 from shared.imaging.images import DamagedImage, ImageError, ImageTooLarge, inspect_image
 from shared.imaging.privacy import MetadataError, clean_filename, clean_text, strip_metadata
-from shared.jobs import lifecycle, webhooks
-from shared.jobs.queue import dispatch
+from shared.jobs import lifecycle, version_results, webhooks
+from shared.jobs.queue import VERSION_RESULT_TASK, dispatch, dispatch_by_version
+from shared.model import registry
 from shared.jobs.storage import StorageError, upload_key
 from shared.ops import metrics
 from web import queries
@@ -89,6 +90,19 @@ def _accept(file: FileStorage, owner: uuid.UUID) -> Upload:
                                    pixel_spacing_mm=facts.pixel_spacing_mm if facts else None))
 
 
+def _queue(settings, version: str | None) -> str | None:
+    queue = settings.queue_for(version)
+    return None if queue == settings.queue_name else queue
+
+
+def _shadow(session, job_ids: list[uuid.UUID], served: str | None) -> dict[uuid.UUID, str]:
+    """Default traffic: a share of its jobs also runs on the 'shadow' alias's version (never shown)."""
+    alias = registry.aliases(session).get(registry.SHADOW)
+    if alias is None or not job_ids or alias.version == served:
+        return {}
+    return version_results.add_shadow(session, job_ids, alias.version, alias.share or 0.0)
+
+
 def _check_quota(viewer: Viewer, files: int) -> None:
     settings = services().settings
     with services().db.session() as session:
@@ -114,11 +128,23 @@ def _remove_stored(uploads: list[Upload]) -> None:
                 pass
 
 
+def _resolve_model(model: str | None) -> tuple[str | None, str | None]:
+    """(version, reference) for a new batch: checked before any file is stored, resolved again on commit."""
+    with services().db.session() as session:
+        try:
+            row = registry.resolve_for_batch(session, model)
+        except registry.RegistryError as exc:
+            raise ApiError(exc.status if exc.status != 404 else 400, str(exc)) from None
+        return (row.version if row else None), (model or None)
+
+
 def submit_batch(files: list[FileStorage], viewer: Viewer, name: str | None = None,
-                 callback_url: str | None = None) -> uuid.UUID:
+                 callback_url: str | None = None, model: str | None = None) -> uuid.UUID:
     """Store, record and enqueue; returns the batch id. Raises ApiError when nothing can be accepted.
     ``name`` (optional) names the batch in the history; ``callback_url`` (optional) gets a signed POST
-    when the batch is finished (checked here: http(s), public addresses only)."""
+    when the batch is finished (checked here: http(s), public addresses only); ``model`` (optional) is a
+    model version or alias (shared/model/registry.py), else the 'default' alias serves it. The version is
+    resolved once, here: an alias moved while the batch runs does not split it."""
     if callback_url:
         try:
             webhooks.check_url(callback_url, services().settings.webhook_allow_private)
@@ -133,6 +159,7 @@ def submit_batch(files: list[FileStorage], viewer: Viewer, name: str | None = No
         rejected("too_many_files")
         raise ApiError(400, f"{len(files)} files were sent; a batch may hold at most {settings.max_files_per_batch}")
     _check_quota(viewer, len(files))
+    _resolve_model(model)  # a wrong model name is refused before any file is stored
     uploads: list[Upload] = []
     try:
         for file in files:
@@ -144,17 +171,30 @@ def submit_batch(files: list[FileStorage], viewer: Viewer, name: str | None = No
             summary = "; ".join(f"{d['filename']}: {d['error']}" for d in details[:5])
             raise ApiError(413 if too_large else 415, f"none of the files can be analysed ({summary})", details)
         with services().db.session() as session:
-            batch = lifecycle.create_batch(session, viewer.user_id, accepted, name=clean_text(name, 200) or None)
+            try:
+                resolved = registry.resolve_for_batch(session, model)
+            except registry.RegistryError as exc:  # the alias moved to something unusable meanwhile
+                raise ApiError(exc.status if exc.status != 404 else 400, str(exc)) from None
+            version = resolved.version if resolved else None
+            batch = lifecycle.create_batch(session, viewer.user_id, accepted, name=clean_text(name, 200) or None,
+                                           model_version=version, model_ref=model or None)
             batch.callback_url = callback_url or None
             batch_id = batch.id
             queued = [job.id for job in batch.jobs if job.status == JobStatus.QUEUED.value]
-            audit(session, "upload", "batch", batch_id, detail={"images": len(accepted), "queued": len(queued)})
+            shadow = _shadow(session, queued, version) if not model else {}
+            audit(session, "upload", "batch", batch_id, detail={"images": len(accepted), "queued": len(queued),
+                                                                "model_version": version, "shadow": len(shadow)})
     except BaseException:
         _remove_stored(uploads)
         raise
-    sent = dispatch(services().celery, queued)
+    settings = services().settings
+    sent = dispatch(services().celery, queued, queue=_queue(settings, version))
     with services().db.session() as session:
         lifecycle.mark_dispatched(session, sent)
+    if shadow:
+        sent_shadow = dispatch_by_version(services().celery, settings, shadow, task=VERSION_RESULT_TASK)
+        with services().db.session() as session:
+            version_results.mark_dispatched(session, sent_shadow)
     log.info("batch accepted: %d images, %d queued, %d sent to the workers", len(accepted), len(queued), len(sent),
              extra={"batch_id": str(batch_id)})
     return batch_id

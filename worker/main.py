@@ -15,7 +15,7 @@ import uuid
 from celery.signals import (celeryd_after_setup, setup_logging, task_postrun, task_prerun, worker_init,
                             worker_process_init)
 
-from shared.jobs.queue import ANALYSE_TASK, create_celery
+from shared.jobs.queue import ANALYSE_TASK, VERIFY_TASK, VERSION_RESULT_TASK, create_celery
 from shared.model.manifest import ArtifactError, read_manifest
 from shared.ops import logs, metrics_http
 from shared.ops.config import load_settings
@@ -25,7 +25,7 @@ prepare_environment()  # before worker.pipeline imports Keras and its backend
 settings = load_settings()
 logs.configure(settings, "worker", force=True)  # Celery configures it again with the --loglevel, later
 metrics_http.use_multiprocess_dir(settings, "worker")  # before worker.pipeline makes the metrics
-from worker import pipeline, runtime, telemetry  # noqa: E402
+from worker import pipeline, runtime, telemetry, verify, version_results  # noqa: E402
 
 log = logging.getLogger("worker")
 app = create_celery(settings)
@@ -89,3 +89,16 @@ def idle(**_):
 def analyse_job(job_id: str) -> None:
     with logs.ids(job_id=job_id):
         pipeline.process_job(runtime.get_context(settings), uuid.UUID(job_id))
+
+
+@app.task(name=VERSION_RESULT_TASK)
+def run_version_result(result_id: str) -> None:
+    """A job's image on another version (shadow traffic, a rerun); never the job's served answer."""
+    with logs.ids(job_id=result_id):
+        version_results.process(runtime.get_context(settings), uuid.UUID(result_id))
+
+
+@app.task(name=VERIFY_TASK)
+def verify_model(version: str) -> None:
+    """The arrival check of a pushed version (worker/verify.py)."""
+    verify.verify(runtime.get_context(settings), version)

@@ -34,12 +34,14 @@ from shared.jobs import lifecycle
 from shared.jobs.storage import LocalStorage, StorageError
 from shared.model.gate import Gate, InputCheck, Seen
 from shared.model.labels import LABELS, NO_FINDING
-from shared.model.manifest import Manifest
+from shared.model.manifest import ArtifactError, Manifest
+from shared.model.registry import RegistryError
 from shared.ops.config import Settings
 from worker import telemetry
 from worker.batching import claim_size
 from worker.budget import DecodeBudget
 from worker.engine import Analysis, InferenceEngine
+from worker.models import LoadedModels
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,7 @@ class WorkerContext:
     gate: Gate = dataclasses.field(default=None)  # the artifact's input gate (rules only without gate.json)
     pool: concurrent.futures.ThreadPoolExecutor = dataclasses.field(default=None)
     decode_budget: DecodeBudget = dataclasses.field(default=None)
+    models: LoadedModels | None = None  # the versions this process serves (worker/models.py)
 
     def __post_init__(self):
         if self.pool is None:
@@ -66,6 +69,15 @@ class WorkerContext:
             if self.gate.learned is None:  # e.g. a model retrained into its folder, which removes gate.json
                 log.warning("the model in %s has no learned input gate (gate.json): images meet the rules only; "
                             "fit one with `xray-model gate`", self.settings.model_dir)
+
+    def using(self, version: str | None) -> "WorkerContext":
+        """This context serving ``version`` (None: the worker's own folder), loading it on first use."""
+        if self.models is None:
+            return self
+        served = self.models.get(version)
+        if served.version == self.manifest.version:
+            return self
+        return dataclasses.replace(self, engine=served.engine, manifest=served.manifest, gate=served.gate)
 
     @property
     def lease_seconds(self) -> float:
@@ -109,13 +121,15 @@ def _in_transaction(ctx: WorkerContext, what: str, operation):
     return retry_on_disconnect(attempt, ctx.settings.db_retry_seconds, what)
 
 
-def _claim_group(ctx: WorkerContext, job_id: uuid.UUID) -> list[ImageWork]:
+def _claim_group(ctx: WorkerContext, job_id: uuid.UUID, version: str | None) -> list[ImageWork]:
+    """job_id, and other queued jobs of the same version (a forward pass never mixes models)."""
     def claim(session):
         job = lifecycle.claim(session, job_id, ctx.worker_name, ctx.lease_seconds)
         group = [] if job is None else [ImageWork.of(job)]
         if group and group[0].attempts > 1:
             return group  # a retry runs alone
-        more = lifecycle.claim_more(session, ctx.worker_name, ctx.lease_seconds, ctx.claim_limit - len(group))
+        more = lifecycle.claim_more(session, ctx.worker_name, ctx.lease_seconds, ctx.claim_limit - len(group),
+                                    version=version)
         return group + [ImageWork.of(j) for j in more]
 
     return _in_transaction(ctx, f"claim {job_id}", claim)
@@ -123,8 +137,25 @@ def _claim_group(ctx: WorkerContext, job_id: uuid.UUID) -> list[ImageWork]:
 
 def process_job(ctx: WorkerContext, job_id: uuid.UUID) -> str:
     """Run job_id (and the jobs claimed with it) to final states; returns job_id's outcome:
-    'succeeded', 'failed', 'lost' (reassigned meanwhile) or 'skipped' (not ours: already claimed or done)."""
-    group = _claim_group(ctx, job_id)
+    'succeeded', 'failed', 'lost' (reassigned meanwhile) or 'skipped' (not ours: already claimed or done,
+    or of a version this worker does not serve)."""
+    found, version = _in_transaction(ctx, f"look up {job_id}", lambda session: lifecycle.version_of(session, job_id))
+    if not found:
+        log.info("job %s is gone (deleted); skipping", job_id)
+        return "skipped"
+    if ctx.models is not None and not ctx.models.serves(version):
+        log.warning("job %s is for model version %s, which this worker does not serve: route that version to its "
+                    "pool's queue (XRAY_VERSION_QUEUES); leaving it queued", job_id, version)
+        return "skipped"
+    try:
+        ctx = ctx.using(version)  # the first job of a cold version waits here; the job is not claimed yet
+    except (ArtifactError, RegistryError, OSError, ValueError) as exc:
+        log.error("model version %s could not be loaded: %s", version, exc)
+        if _in_transaction(ctx, f"claim {job_id}", lambda session: lifecycle.claim(
+                session, job_id, ctx.worker_name, ctx.lease_seconds)) is None:
+            return "skipped"
+        return _fail(ctx, job_id, f"model version {version} could not be loaded on this worker: {exc}")
+    group = _claim_group(ctx, job_id, version)
     if not group or group[0].job_id != job_id:
         log.info("job %s is not queued (already claimed or finished); skipping", job_id)
         if group:  # it was taken, but other queued work was: do that instead of idling
@@ -148,7 +179,7 @@ def process_group(ctx: WorkerContext, group: list[ImageWork]) -> dict[uuid.UUID,
                                      f"{ctx.settings.task_soft_time_limit} s, {work.attempts} times")
             else:
                 work.outcome = _release(ctx, work.job_id)
-    telemetry.group_finished(group)
+    telemetry.group_finished(group, ctx.manifest.version)
     return {work.job_id: work.outcome for work in group}
 
 

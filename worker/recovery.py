@@ -18,8 +18,9 @@ from celery import Celery
 
 from shared.auth import audit, sessions
 from shared.db.engine import Database
-from shared.jobs import deletion, idempotency, lifecycle, webhooks
-from shared.jobs.queue import create_celery, dispatch
+from shared.jobs import deletion, idempotency, lifecycle, version_results, webhooks
+from shared.jobs.queue import VERSION_RESULT_TASK, create_celery, dispatch, dispatch_by_version, verify_model
+from shared.model import registry
 from shared.jobs.storage import LocalStorage
 from shared.ops import metrics, metrics_http
 from shared.ops.config import Settings
@@ -36,7 +37,9 @@ def recover_once(db: Database, celery: Celery, settings: Settings) -> dict[str, 
         log.warning("job %s failed after %d attempts", job_id, settings.max_attempts, extra={"job_id": str(job_id)})
     with db.session() as session:
         due = lifecycle.take_due_for_dispatch(session, settings.relay_after_seconds)
-    sent = dispatch(celery, due) if due else []
+        routes = lifecycle.versions_of(session, due) if due and settings.version_queues else {}
+    sent = (dispatch_by_version(celery, settings, {job_id: routes.get(job_id) for job_id in due}) if routes
+            else dispatch(celery, due) if due else [])
     unsent = [job_id for job_id in due if job_id not in set(sent)]
     if unsent:
         with db.session() as session:
@@ -45,6 +48,14 @@ def recover_once(db: Database, celery: Celery, settings: Settings) -> dict[str, 
     metrics.RECOVERY_REQUEUED.inc(len(requeued))
     metrics.RECOVERY_FAILED.inc(len(failed))
     metrics.RECOVERY_RELAYED.inc(len(sent))
+    with db.session() as session:
+        results = version_results.recover(session, settings.relay_after_seconds, settings.max_attempts)
+    if results:
+        counts["version results sent"] = len(dispatch_by_version(celery, settings, results, task=VERSION_RESULT_TASK))
+    with db.session() as session:
+        waiting = registry.awaiting_check(session, settings.relay_after_seconds)
+    for version in waiting:  # pushed while the broker was away, or the worker checking it died
+        verify_model(celery, version)
     for state, n in webhooks.deliver_due(db, settings).items():
         counts[f"webhooks {state}"] = n
     if any(counts.values()):

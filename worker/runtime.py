@@ -7,41 +7,48 @@ import socket
 
 from shared.db.engine import Database
 from shared.jobs.storage import LocalStorage
-from shared.model.gate import Gate
-from shared.model.manifest import register
 from shared.ops.config import Settings
+from worker.models import LoadedModels
 from worker.pipeline import WorkerContext
 
 log = logging.getLogger(__name__)
+VARIANT_TOLERANCE = 0.05  # |Δp| against float32 on the start-up sample; `optimize` accepted far less (manifest)
 _context: WorkerContext | None = None
 
 
 def build_context(settings: Settings, worker_name: str | None = None) -> WorkerContext:
+    """The process's context, serving its own folder's version (loaded now, when this worker serves it);
+    other versions load when their first job arrives (WorkerContext.using)."""
     from worker import backends
 
     backends.prepare_environment()
-    from worker.artifact import load_artifact  # imports Keras and its backend: only where a model is served
-
     backends.configure(settings.tf_threads)
-    model, manifest = load_artifact(settings.model_dir)
     db = Database(settings.database_url)
-    with db.session() as session:
-        register(session, manifest)
     name = worker_name or f"{socket.gethostname()}:{os.getpid()}"
-    engine = serving_engine(settings, model, manifest)
-    context = WorkerContext(settings, db, LocalStorage(settings.storage_dir), engine, manifest, name,
-                            gate=Gate.load(settings.model_dir))
+    models = LoadedModels(settings, db, lambda model, manifest, folder: serving_engine(settings, model, manifest,
+                                                                                        folder))
+    first = models.folder_version if models.serves(None) else sorted(settings.served_versions)[0]
+    served = models.get(first)
+    context = WorkerContext(settings, db, LocalStorage(settings.storage_dir), served.engine, served.manifest, name,
+                            gate=served.gate, models=models)
+    engine, manifest = served.engine, served.manifest
     log.info("worker %s serves %s %s with %s on %s; batches of up to %d (forward pass by batch shape: %s); "
-             "input gate %s (%s)%s", name, manifest.name, manifest.version, engine.runtime, backends.device_name(),
+             "input gate %s (%s)%s; %s", name, manifest.name, manifest.version, engine.runtime, backends.device_name(),
              context.claim_limit,
              ", ".join(f"{shape}: {seconds * 1000:.0f} ms" for shape, seconds in engine.bucket_seconds.items()),
-             context.gate.version, settings.input_gate, "" if manifest.trained else " (UNTRAINED: predictions are meaningless)")
+             context.gate.version, settings.input_gate, "" if manifest.trained else " (UNTRAINED: predictions are meaningless)",
+             "pinned to that version (XRAY_MODEL_DIR)" if settings.model_pinned else
+             f"versions {settings.model_versions} only" if settings.served_versions else
+             f"other registry versions on demand, at most {settings.max_loaded_models} loaded")
     return context
 
 
-def serving_engine(settings: Settings, model, manifest):
+def serving_engine(settings: Settings, model, manifest, folder=None):
     """The engine on the runtime XRAY_RUNTIME asks for; for "auto", the fastest of float32 and the variants
-    verified for this model, timed here at start (on this machine, under its current load)."""
+    verified for this model, timed here at start (on this machine, under its current load). A variant is
+    checked again here against float32 (this machine's instructions may differ from the one `optimize` ran
+    on): one whose probabilities stray by more than VARIANT_TOLERANCE is not served."""
+    folder = settings.model_dir if folder is None else folder
     import numpy as np
 
     from worker import backends, runtimes
@@ -49,15 +56,29 @@ def serving_engine(settings: Settings, model, manifest):
 
     setting = runtimes.FLOAT16 if settings.mixed_precision and settings.runtime == "auto" else settings.runtime
     names = runtimes.candidates(setting, manifest, gpu=backends.device_name() != "cpu")
-    forwards = {name: runtimes.build_forward(name, model, manifest, settings.model_dir) for name in names}
+    forwards = {name: runtimes.build_forward(name, model, manifest, folder) for name in names}
     chosen = names[0]
     if len(names) > 1:
         sample = np.random.default_rng(0).uniform(-1, 1, (settings.batch_size, *manifest.input_size, 3))
-        chosen, speeds = runtimes.fastest(forwards, sample.astype(np.float32))
+        sample = sample.astype(np.float32)
+        for name in [n for n in names if n != runtimes.FLOAT32 and runtimes.FLOAT32 in forwards]:
+            drift = float(np.max(np.abs(_probabilities(forwards[name], sample) -
+                                        _probabilities(forwards[runtimes.FLOAT32], sample))))
+            if drift > VARIANT_TOLERANCE:
+                log.warning("runtime %s of %s strays from float32 on this machine (|Δp| up to %.4f > %.2f): not "
+                            "served", name, manifest.version, drift, VARIANT_TOLERANCE)
+                forwards.pop(name)
+        chosen, speeds = runtimes.fastest(forwards, sample)
         log.info("runtimes timed at start: %s; serving %s", ", ".join(
             f"{name} {rate:.1f} images/s" for name, rate in speeds.items()), chosen)
     return InferenceEngine(model, manifest, max_batch=settings.batch_size, runtime=chosen, forward=forwards[chosen])
 
+
+def _probabilities(forward, batch):
+    import numpy as np
+
+    _, logits = forward(batch)
+    return 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
 
 
 def get_context(settings: Settings) -> WorkerContext:

@@ -84,11 +84,12 @@ def maps_timer():
     return metrics.STAGE_SECONDS.labels("maps").time()
 
 
-def group_finished(group) -> None:
+def group_finished(group, version: str | None = None) -> None:
     """Count each claimed job of the group by outcome and stage times, and log it (ids and figures only)."""
     for work in group:
         if work.outcome in metrics.OUTCOMES:
             metrics.JOBS.labels(work.outcome).inc()
+            metrics.MODEL_JOBS.labels(version or "unknown", work.outcome).inc()
         if work.outcome == "succeeded":
             metrics.STAGE_SECONDS.labels("decode").observe(work.decode_ms / 1000)
             metrics.STAGE_SECONDS.labels("model").observe(work.inference_ms / 1000)

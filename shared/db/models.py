@@ -53,6 +53,32 @@ class ModelVersion(Base):
     manifest: Mapped[dict] = mapped_column(JSON)
     registered_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_seen_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The registry (shared/model/registry.py): a pushed version is 'verifying' until a worker checked it on
+    # real X-rays, then 'ready' or 'rejected' (with the reason). A version a worker registered from its own
+    # folder is ready and not stored (folder_sha256 None): only workers holding that folder can serve it.
+    status: Mapped[str] = mapped_column(String(12), default="ready", server_default="ready")
+    reason: Mapped[str | None] = mapped_column(Text)
+    folder_sha256: Mapped[str | None] = mapped_column(String(64))
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    uploaded_by: Mapped[uuid.UUID | None] = mapped_column(Uuid)  # no foreign key: outlives users, like the audit
+    uploaded_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+    @property
+    def stored(self) -> bool:
+        return self.folder_sha256 is not None
+
+
+class ModelAlias(Base):
+    """A name for a version: 'default' (what a batch gets when it names none), 'shadow' (also run on a share of
+    default traffic, never shown as the answer) or any other. Moving one is a promotion or a rollback."""
+
+    __tablename__ = "model_aliases"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    version: Mapped[str] = mapped_column(ForeignKey("model_versions.version"))
+    share: Mapped[float | None] = mapped_column(Float)  # shadow only: the share of default jobs it also runs
+    moved_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    moved_by: Mapped[uuid.UUID | None] = mapped_column(Uuid)
 
 
 class Role(str, enum.Enum):
@@ -158,6 +184,10 @@ class Batch(Base):
     callback_url: Mapped[str | None] = mapped_column(String(2000))  # a webhook for this batch (else the owner's)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
     job_count: Mapped[int] = mapped_column(Integer)
+    # The version resolved when the batch was submitted (an alias move later does not split it); None: the
+    # workers' own model folder (no registry default). model_ref: what the submitter asked for, if anything.
+    model_version: Mapped[str | None] = mapped_column(ForeignKey("model_versions.version"))
+    model_ref: Mapped[str | None] = mapped_column(String(80))
 
     jobs: Mapped[list["Job"]] = relationship(
         back_populates="batch", order_by="Job.position", cascade="all, delete-orphan"
@@ -323,3 +353,32 @@ class PacsInstance(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class VersionResult(Base):
+    """A job's image analysed by another version than its batch's: shadow traffic (a share of default jobs
+    also runs on the 'shadow' alias) or a rerun. Kept beside the served result, never shown as the answer."""
+
+    __tablename__ = "version_results"
+    __table_args__ = (UniqueConstraint("job_id", "model_version", name="uq_version_results_job_version"),
+                      CheckConstraint("kind IN ('shadow', 'rerun')", name="ck_version_results_kind"),
+                      CheckConstraint("status IN ('queued', 'running', 'succeeded', 'failed')",
+                                      name="ck_version_results_status"))
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    model_version: Mapped[str] = mapped_column(ForeignKey("model_versions.version"), index=True)
+    kind: Mapped[str] = mapped_column(String(10))
+    status: Mapped[str] = mapped_column(String(20), default=JobStatus.QUEUED.value)
+    probabilities: Mapped[dict | None] = mapped_column(JSON)  # label -> probability
+    maps: Mapped[bytes | None] = mapped_column(LargeBinary)
+    runtime: Mapped[str | None] = mapped_column(String(40))
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    worker: Mapped[str | None] = mapped_column(String(200))
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    dispatched_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+    job: Mapped[Job] = relationship()

@@ -58,12 +58,15 @@ class Timings:
     overlay_ms: float | None = None  # workers drew overlays before maps were stored as data
 
 
-def create_batch(session: Session, owner_id: uuid.UUID, uploads: Sequence[NewJob], name: str | None = None) -> Batch:
-    """Record a batch and its jobs; jobs rejected at upload are failed at once, the rest queued."""
+def create_batch(session: Session, owner_id: uuid.UUID, uploads: Sequence[NewJob], name: str | None = None,
+                 model_version: str | None = None, model_ref: str | None = None) -> Batch:
+    """Record a batch and its jobs; jobs rejected at upload are failed at once, the rest queued.
+    ``model_version``: the version resolved for it now (None: the workers' own folder)."""
     if not uploads:
         raise ValueError("a batch needs at least one file")
     now = utcnow()
-    batch = Batch(owner_id=owner_id, job_count=len(uploads), created_at=now, name=name)
+    batch = Batch(owner_id=owner_id, job_count=len(uploads), created_at=now, name=name, model_version=model_version,
+                  model_ref=model_ref)
     for position, upload in enumerate(uploads):
         rejected = upload.error is not None
         batch.jobs.append(
@@ -110,6 +113,14 @@ def mark_undispatched(session: Session, job_ids: Iterable[uuid.UUID]) -> None:
             update(Job).where(Job.id.in_(ids), Job.status == JobStatus.QUEUED.value)
             .values(dispatched_at=None, dispatch_count=Job.dispatch_count - 1)
         )
+
+
+def versions_of(session: Session, job_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str | None]:
+    """Each job's resolved version (its batch's), to route it to its version's queue."""
+    if not job_ids:
+        return {}
+    return dict(session.execute(select(Job.id, Batch.model_version).join(Batch, Batch.id == Job.batch_id)
+                                .where(Job.id.in_(list(job_ids)))).all())
 
 
 def take_due_for_dispatch(session: Session, relay_after: float, limit: int = 500) -> list[uuid.UUID]:
@@ -188,20 +199,34 @@ def claim(session: Session, job_id: uuid.UUID, worker: str, lease_seconds: float
     return session.scalars(select(Job).where(Job.id == job_id).execution_options(populate_existing=True)).one()
 
 
-def claim_more(session: Session, worker: str, lease_seconds: float, limit: int) -> list[Job]:
+def version_of(session: Session, job_id: uuid.UUID) -> tuple[bool, str | None]:
+    """(the job exists, the model version its batch resolved at submit: None for the workers' own folder)."""
+    row = session.execute(select(Batch.model_version).join(Job, Job.batch_id == Batch.id)
+                          .where(Job.id == job_id)).one_or_none()
+    return (row is not None, row[0] if row is not None else None)
+
+
+_ANY = object()
+
+
+def claim_more(session: Session, worker: str, lease_seconds: float, limit: int, version=_ANY) -> list[Job]:
     """Up to ``limit`` more queued jobs, claimed for this worker in one statement, fairly across owners.
 
     Round robin: every owner's oldest queued job first, then every owner's second, and so on, so one
     owner's backlog of thousands delays another owner's single image by about one forward batch.
     Only first attempts are taken: a job that is being retried (its worker crashed or hung) runs alone,
-    so an image that crashes its worker never takes the images beside it down with it.
+    so an image that crashes its worker never takes the images beside it down with it. With ``version``, only
+    jobs whose batch resolved that version (None: none) are taken: one forward pass, one model.
     """
     if limit <= 0:
         return []
     now = utcnow()
     turn = func.row_number().over(partition_by=Batch.owner_id, order_by=(Job.created_at, Job.position)).label("turn")
     ranked = (select(Job.id, turn).join(Batch, Batch.id == Job.batch_id)
-              .where(Job.status == JobStatus.QUEUED.value, Job.attempts == 0)).subquery()
+              .where(Job.status == JobStatus.QUEUED.value, Job.attempts == 0))
+    if version is not _ANY:
+        ranked = ranked.where(Batch.model_version.is_(None) if version is None else Batch.model_version == version)
+    ranked = ranked.subquery()
     candidates = (select(Job.id).join(ranked, ranked.c.id == Job.id)
                   .order_by(ranked.c.turn, Job.created_at, Job.position).limit(limit))
     if session.get_bind().dialect.name == "postgresql":

@@ -11,6 +11,8 @@ from celery import Celery
 from shared.ops.config import Settings
 
 ANALYSE_TASK = "xray.analyse_job"
+VERSION_RESULT_TASK = "xray.version_result"  # a job's image under another version: shadow traffic, reruns
+VERIFY_TASK = "xray.verify_model"  # a pushed model version's arrival check
 log = logging.getLogger(__name__)
 
 
@@ -62,14 +64,38 @@ def create_celery(settings: Settings) -> Celery:
     return app
 
 
-def dispatch(app: Celery, job_ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:
-    """Enqueue jobs by id; returns those the broker accepted. The rest stay queued in the database."""
+def dispatch(app: Celery, job_ids: Iterable[uuid.UUID], queue: str | None = None,
+             task: str = ANALYSE_TASK) -> list[uuid.UUID]:
+    """Enqueue jobs by id (on ``queue``, default the settings' queue); returns those the broker accepted. The
+    rest stay queued in the database."""
     sent = []
     try:
         with app.producer_or_acquire() as producer:
             for job_id in job_ids:
-                app.send_task(ANALYSE_TASK, args=[str(job_id)], producer=producer)
+                app.send_task(task, args=[str(job_id)], producer=producer, **({"queue": queue} if queue else {}))
                 sent.append(job_id)
     except Exception as exc:  # broker down or slow: never fail the upload for it
         log.warning("could not enqueue jobs (%s); they stay queued in the database", exc)
     return sent
+
+
+def dispatch_by_version(app: Celery, settings: Settings, versions: dict[uuid.UUID, str | None],
+                        task: str = ANALYSE_TASK) -> list[uuid.UUID]:
+    """Enqueue each id on its version's queue (XRAY_VERSION_QUEUES: a pool of workers serves those versions)."""
+    queues: dict[str, list[uuid.UUID]] = {}
+    for item, version in versions.items():
+        queues.setdefault(settings.queue_for(version), []).append(item)
+    sent = []
+    for queue, items in queues.items():
+        sent += dispatch(app, items, queue=None if queue == settings.queue_name else queue, task=task)
+    return sent
+
+
+def verify_model(app: Celery, version: str) -> bool:
+    """Ask a worker to check a pushed version; False when the broker is away (the recovery loop asks again)."""
+    try:
+        app.send_task(VERIFY_TASK, args=[version])
+        return True
+    except Exception as exc:
+        log.warning("could not enqueue the check of model version %s (%s); the recovery loop will", version, exc)
+        return False

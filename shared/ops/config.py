@@ -89,6 +89,16 @@ class Settings:
     # (shared/model/gate.py): "flag" analyses it and hides the findings until the owner asks for them,
     # "refuse" fails the job with the gate's reason and stores no findings.
     input_gate: str = "flag"
+    # The model registry (shared/model/registry.py, worker/models.py). A worker serves the version each batch
+    # resolved, loading it from the registry's storage; batches that resolved none (no 'default' alias) get the
+    # worker's own folder, model_dir. model_pinned (XRAY_MODEL_DIR set, unless XRAY_MODEL_PINNED=0): the worker
+    # serves model_dir's version only (air-gapped sites, a fixed version).
+    model_pinned: bool = False
+    max_loaded_models: int = 2  # versions loaded at once per worker process (least recently used goes first)
+    model_versions: str = ""  # comma-separated versions this worker serves (a pool); empty: any
+    version_queues: str = ""  # "queue=version,version;queue2=version": jobs of those versions go to that queue
+    smoke_images_dir: str = ""  # real X-rays a pushed version must predict on; empty: the committed ones
+    max_model_bytes: int = 1024 * 1024 * 1024  # a pushed artifact, unpacked
     # Recovery (Postgres is the system of record; see worker/recovery.py).
     lease_seconds: int = 0  # 0: the hard time limit + 30 s; a running job past its lease is returned
     relay_after_seconds: float = 60.0  # a dispatched job still queued this long is sent again (then 2×, 4×, ...)
@@ -138,6 +148,15 @@ class Settings:
         if self.rate_limit_storage:
             return self.rate_limit_storage
         return self.broker_url if self.broker_url.startswith(("redis://", "rediss://")) else "memory://"
+
+    @property
+    def served_versions(self) -> frozenset[str]:
+        """The versions this worker serves (XRAY_MODEL_VERSIONS); empty: any."""
+        return frozenset(v.strip() for v in self.model_versions.split(",") if v.strip())
+
+    def queue_for(self, version: str | None) -> str:
+        """The queue a job of this version goes to (XRAY_VERSION_QUEUES), else the default queue."""
+        return parse_version_queues(self.version_queues).get(version or "", self.queue_name)
 
     def replace(self, **changes) -> "Settings":
         return dataclasses.replace(self, **changes)
@@ -200,6 +219,12 @@ ENVIRONMENT = {
     "metrics_host": "XRAY_METRICS_HOST",
     "metrics_dir": "XRAY_METRICS_DIR",
     "log_format": "XRAY_LOG_FORMAT",
+    "model_pinned": "XRAY_MODEL_PINNED",
+    "max_loaded_models": "XRAY_MAX_LOADED_MODELS",
+    "model_versions": "XRAY_MODEL_VERSIONS",
+    "version_queues": "XRAY_VERSION_QUEUES",
+    "smoke_images_dir": "XRAY_SMOKE_IMAGES",
+    "max_model_bytes": "XRAY_MAX_MODEL_BYTES",
 }
 
 
@@ -213,15 +238,31 @@ def load_settings(**overrides) -> Settings:
         # The starter model committed under models/ (see models/starter/MODEL_CARD.md).
         model_dir=Path(os.environ.get("XRAY_MODEL_DIR", REPO_ROOT / "models" / "starter")).resolve(),
         feature_cache_dir=Path(os.environ.get("XRAY_FEATURE_CACHE", Path.home() / ".cache" / "xray-features")),
+        model_pinned=bool(os.environ.get("XRAY_MODEL_DIR")),
     )
     for field, variable in ENVIRONMENT.items():
         raw = os.environ.get(variable)
         if raw is not None and raw != "":
             values[field] = _parse(variable, raw, type(getattr(Settings, field)))
+    if "model_dir" in overrides and "model_pinned" not in overrides:
+        overrides = {**overrides, "model_pinned": True}  # a folder named in code is a fixed version, like the variable
     values.update(overrides)
     settings = Settings(**values)
     check_time_limits(settings)
     return settings
+
+
+def parse_version_queues(raw: str) -> dict[str, str]:
+    """ "gpu=v1,v2;cpu=v3" -> {"v1": "gpu", "v2": "gpu", "v3": "cpu"}; a malformed value stops the process."""
+    routes: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in raw.split(";"))):
+        queue, _, versions = part.partition("=")
+        names = [v.strip() for v in versions.split(",") if v.strip()]
+        if not queue.strip() or not names:
+            raise ValueError(f"XRAY_VERSION_QUEUES must look like 'queue=version,version;queue2=version', got {raw!r}")
+        for name in names:
+            routes[name] = queue.strip()
+    return routes
 
 
 class ConfigError(RuntimeError):
@@ -284,5 +325,8 @@ def check_time_limits(settings: Settings) -> None:
         raise ValueError("XRAY_SESSION_IDLE_HOURS and XRAY_SESSION_MAX_HOURS must be above 0")
     if settings.input_gate not in ("flag", "refuse"):
         raise ValueError(f"XRAY_INPUT_GATE must be 'flag' or 'refuse', got {settings.input_gate!r}")
+    if settings.max_loaded_models < 1:
+        raise ValueError(f"XRAY_MAX_LOADED_MODELS must be at least 1, got {settings.max_loaded_models}")
+    parse_version_queues(settings.version_queues)
     if settings.max_attempts < 1:
         raise ValueError(f"XRAY_MAX_ATTEMPTS must be at least 1, got {settings.max_attempts}")

@@ -40,6 +40,16 @@ WORKER_INFO = Gauge("xray_worker_info", "The runtime (Keras backend) and model v
                     ["runtime", "model_version"], multiprocess_mode="livemax")
 WORKERS_ALIVE = Gauge("xray_workers_alive", "Pool processes alive with their model loaded",
                       multiprocess_mode="livesum")
+# The registry's versions in the workers (worker/models.py): loaded now (per pool process, summed), how long
+# a load took, and the jobs and shadow/rerun results each version produced.
+MODEL_LOADED = Gauge("xray_model_loaded", "Pool processes holding the model version loaded now", ["version"],
+                     multiprocess_mode="livesum")
+MODEL_LOAD_SECONDS = Histogram("xray_model_load_seconds", "Time to load a model version in a pool process",
+                               ["version"], buckets=(0.5, 1, 2.5, 5, 10, 20, 40, 80, 160))
+MODEL_JOBS = Counter("xray_model_jobs", "Jobs a worker brought to a final state, by model version and outcome",
+                     ["version", "outcome"])
+VERSION_RESULTS = Counter("xray_version_results", "Shadow and rerun results a worker finished, by kind and outcome",
+                          ["kind", "outcome"])
 
 # Recovery (worker/recovery.py).
 RECOVERY_REQUEUED = Counter("xray_recovery_requeued", "Jobs whose lease ran out, returned to the queue")
@@ -59,6 +69,7 @@ def _names(*metrics) -> frozenset[str]:
 # Each process serves its own: every process imports this module, so every process has every metric.
 SERVED_BY = {
     "web": _names(HTTP_REQUESTS, HTTP_SECONDS, UPLOAD_BYTES, UPLOADS_REJECTED),
-    "worker": _names(JOBS, INPUT_CHECKS, STAGE_SECONDS, BATCH_SIZE, BUSY_RATIO, WORKER_INFO, WORKERS_ALIVE),
+    "worker": _names(JOBS, INPUT_CHECKS, STAGE_SECONDS, BATCH_SIZE, BUSY_RATIO, WORKER_INFO, WORKERS_ALIVE,
+                     MODEL_LOADED, MODEL_LOAD_SECONDS, MODEL_JOBS, VERSION_RESULTS),
     "recovery": _names(RECOVERY_REQUEUED, RECOVERY_RELAYED, RECOVERY_FAILED, RECOVERY_LAST_RUN) | frozenset(QUEUE),
 }

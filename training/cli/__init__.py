@@ -14,7 +14,7 @@
 
 Each subcommand is a ``Command`` (its arguments and what it does) in the module of what it works on:
 training/cli/fitting.py (train, baseline), training/cli/scoring.py (predict, evaluate) and
-training/cli/artifacts.py (init, check, import-hobby, export, optimize, gate). What a command says to the person
+training/cli/artifacts.py (init, check, import-hobby, export, optimize, gate, push). What a command says to the person
 goes through logging, as plain lines on standard output (training/console.py).
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ from training.data import DataError
 
 COMMANDS = {**artifacts.COMMANDS, **fitting.COMMANDS, **scoring.COMMANDS}
 ORDER = ("init", "train", "baseline", "predict", "evaluate", "operating-points", "import-hobby", "check", "export",
-         "optimize", "gate")
+         "optimize", "gate", "push")
 
 
 def parser() -> argparse.ArgumentParser:

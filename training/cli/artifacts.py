@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import time
 from pathlib import Path
 
 from shared.model.manifest import ArtifactError, read_manifest
@@ -176,7 +178,56 @@ def _gate(args) -> None:
              "(input_gate); the model's version is unchanged")
 
 
+def _push_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", type=Path, help="the model artifact folder (model.keras, manifest.json, ...)")
+    parser.add_argument("--url", default=os.environ.get("XRAY_URL", "http://127.0.0.1:8000"),
+                        help="the service (default: XRAY_URL or http://127.0.0.1:8000)")
+    parser.add_argument("--token", default=os.environ.get("XRAY_TOKEN"), help="an admin's API token (default: XRAY_TOKEN)")
+    parser.add_argument("--wait", type=float, default=600.0,
+                        help="seconds to wait for a worker's arrival check (0: do not wait)")
+    parser.add_argument("--alias", help="once ready, point this alias at it (e.g. candidate, or default to promote)")
+
+
+def _push(args) -> None:
+    import httpx
+
+    from shared.model.registry import pack
+
+    read_manifest(args.path)  # the same check the service makes first: fail here, before sending anything
+    if not args.token:
+        raise DataError("give an admin's API token: --token or XRAY_TOKEN")
+    archive = pack(args.path)
+    with httpx.Client(base_url=args.url, headers={"Authorization": f"Bearer {args.token}"}, timeout=600) as client:
+        answer = client.post("/api/v1/models", files={"artifact": ("artifact.tar.gz", archive, "application/gzip")})
+        body = _answer(answer)
+        log.info(f"pushed {args.path} ({len(archive) / 1e6:.1f} MB packed): version {body['version']}, {body['status']}")
+        deadline = time.monotonic() + args.wait
+        while body["status"] == "verifying" and time.monotonic() < deadline:
+            time.sleep(1.0)
+            body = _answer(client.get(f"/api/v1/models/{body['version']}"))
+        if body["status"] == "rejected":
+            raise DataError(f"version {body['version']} was rejected: {body['reason']}")
+        log.info(f"version {body['version']} is {body['status']}")
+        if args.alias:
+            if body["status"] != "ready":
+                raise DataError(f"not moving alias {args.alias}: the version is still {body['status']}")
+            _answer(client.put(f"/api/v1/models/aliases/{args.alias}", json={"version": body["version"]}))
+            log.info(f"alias {args.alias} now points at {body['version']}")
+
+
+def _answer(response) -> dict:
+    if response.status_code >= 400:
+        try:
+            message = (response.json().get("error") or {}).get("message") or response.text
+        except ValueError:
+            message = response.text
+        raise DataError(f"the service answered {response.status_code}: {message}")
+    return response.json()
+
+
 COMMANDS = {
+    "push": Command("push an artifact folder to a service's model registry (checked there on real X-rays)",
+                    _push_arguments, _push),
     "init": Command("build an untrained model artifact", _init_arguments, _init),
     "check": Command("check an artifact folder the way a worker does at start", _check_arguments, _check),
     "import-hobby": Command("import a .keras file made by the original hobby notebook", _hobby_arguments,
