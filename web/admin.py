@@ -17,7 +17,7 @@ PAGE = 200
 
 
 @blueprint.before_request
-def _admins_only():
+def admins_only():
     if not current_user.is_authenticated:
         return login_manager.unauthorized()
     if not current_user.is_admin:

@@ -8,6 +8,7 @@ from flask import Blueprint, Flask, flash, redirect, render_template, request, u
 from flask_login import current_user
 
 from shared.db.models import ModelVersion
+from shared.model import registry
 from shared.model.labels import LABELS, NO_FINDING, display_name
 from shared.model.manifest import UNTRAINED_WARNING
 from web import page_params, queries
@@ -46,12 +47,24 @@ def register_template_globals(app: Flask) -> None:
 
 @blueprint.get("/")
 def upload_page():
-    return render_template("upload.html")
+    with services().db.session() as session:
+        return render_template("upload.html", model_choices=model_choices(session))
+
+
+def model_choices(session) -> list[dict]:
+    """The upload form's model select: each alias, then each ready version (the registry's, shared/model/registry.py)."""
+    aliases = registry.aliases(session)
+    choices = [{"value": name, "label": f"{name}: {alias.version[:19]}"} for name, alias in aliases.items()
+               if name != registry.SHADOW]
+    choices += [{"value": row.version, "label": f"{row.name} {row.version[:19]}"} for row in registry.versions(session)
+                if row.status == registry.READY and row.stored]
+    return choices
 
 
 @blueprint.post("/batches")
 def upload_form():
-    batch_id = submit_batch(request.files.getlist("files"), current_viewer(), request.form.get("name"))
+    batch_id = submit_batch(request.files.getlist("files"), current_viewer(), request.form.get("name"),
+                            model=(request.form.get("model") or "").strip() or None)
     with services().db.session() as session:
         batch = owned_batch(session, str(batch_id))
         if batch.job_count == 1:  # one image: straight to it

@@ -16,9 +16,10 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from shared.db.models import Batch, Job, VersionResult
+from shared.db.models import Job, VersionResult
 from shared.model.registry import pack
 from tests.conftest import serve
+from tests.e2e.conftest import browser  # noqa: F401, F811 (the fixture, for the page checks)
 from tests.helpers import (REDIS_URL, REPO, TEST_SECRET_KEY, WorkerProcess, api_token, forget_queue, real_xray_bytes,
                            service_env, wait_until)
 
@@ -194,7 +195,13 @@ def test_push_check_promote_rollback_and_per_batch_choice(registry_stack, tmp_pa
         assert client.get(f"/api/v1/batches/{first['id']}").status_code == 404
 
 
-def test_shadow_results_are_stored_beside_and_compared(registry_stack, tmp_path):
+@pytest.mark.browser
+def test_shadow_results_compared_and_the_registry_pages(registry_stack, tmp_path, browser):  # noqa: F811
+    """Shadow traffic is stored beside the served results and compared; the admin's models page lists the
+    versions, moves an alias and shows the shadow's agreement with the numbers the API gives; a member's
+    upload page offers the versions and a batch sent with one runs on it."""
+    from tests.e2e.conftest import sign_in
+
     stack = registry_stack
     served = _settled(stack, _push(stack, _model(tmp_path, "served"))["version"])
     shadow = _settled(stack, _push(stack, STARTER)["version"], timeout=300)  # the real starter, checked on X-rays
@@ -224,3 +231,34 @@ def test_shadow_results_are_stored_beside_and_compared(registry_stack, tmp_path)
         assert finding["images"] == 4 and 0.0 <= finding["disagreement"] <= 1.0
     with _client(stack, "alice") as client:
         assert client.get("/api/v1/models/compare", params={"served": "default", "other": "shadow"}).status_code == 403
+
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    sign_in(page, stack["base"], "root", stack["db"])
+    page.goto(stack["base"] + "/admin/models")
+    table = page.inner_text("table.models")
+    assert served["version"][:19] in table and shadow["version"][:19] in table and "default" in table
+    agreement = page.inner_text("table.agreement")
+    first = compared["findings"][0]
+    assert f"{first['disagreement'] * 100:.1f}%" in agreement.split("\n")[1]
+    page.select_option("#version", shadow["version"])
+    page.fill("#alias", "candidate")
+    page.click("form[action$='/admin/models/aliases'] button[type=submit]")
+    assert "Alias candidate now points at" in page.inner_text("body")
+    (REPO / "test-artifacts").mkdir(exist_ok=True)
+    page.screenshot(path=str(REPO / "test-artifacts" / "models-admin.png"), full_page=True)
+
+    member = browser.new_page(viewport={"width": 1200, "height": 900})
+    sign_in(member, stack["base"], "alice", stack["db"])
+    options = member.eval_on_selector_all("#batch-model option", "els => els.map(e => e.value)")
+    assert "candidate" in options and shadow["version"] in options and "shadow" not in options
+    member.select_option("#batch-model", "candidate")
+    picture = tmp_path / "one.png"
+    picture.write_bytes(real_xray_bytes(1)[0][1])
+    member.set_input_files("#files", str(picture))
+    member.click("#upload-form button[type=submit]")
+    member.wait_for_url("**/jobs/**")
+    job_id = member.url.rstrip("/").split("/")[-1].split("?")[0]
+    with _client(stack, "alice") as client:
+        job = wait_until(lambda: (lambda j: j if j["status"] == "succeeded" else None)(
+            client.get(f"/api/v1/jobs/{job_id}").json()), 300, message="the page's upload")
+    assert job["model"]["version"] == shadow["version"]
