@@ -10,6 +10,8 @@ right after jobs are claimed) and is switched on by an environment variable of t
   hard limit replaces the process, the new one holds its first group too), so held jobs never finish
   in this worker. N jobs done while more are certainly queued or still arriving means a hold is
   certain; the test kills the worker once it logs one.
+- ``XRAY_TEST_HOLD_LOAD=1``: loading a registry version (not the worker's own folder) never ends: the pool
+  process logs the version and sleeps until it is killed, as a worker killed while it loads a model.
 - ``XRAY_TEST_GATE=PATH``: every group waits, claimed, until the file PATH exists, so a test can act
   (stop Postgres, send SIGTERM) while the worker certainly holds unfinished jobs.
 
@@ -29,7 +31,7 @@ from shared.db.models import Job, JobStatus
 
 # isort: off
 from worker.main import app  # noqa: F401  (first: it sets up the worker, metrics included, before the rest)
-from worker import pipeline  # noqa: E402
+from worker import models, pipeline  # noqa: E402
 # isort: on
 
 log = logging.getLogger("worker.test-hooks")
@@ -77,3 +79,19 @@ def process_group(ctx, group):
 
 
 pipeline.process_group = process_group
+
+_real_load = models.LoadedModels._load
+
+
+def load(self, version):
+    if os.environ.get("XRAY_TEST_HOLD_LOAD") and version != self.folder_version:
+        log.warning("test hook: loading %s in %d until killed", version, os.getpid())
+        while True:
+            try:
+                time.sleep(0.1)
+            except SoftTimeLimitExceeded:
+                pass
+    return _real_load(self, version)
+
+
+models.LoadedModels._load = load

@@ -42,11 +42,12 @@ class Stack:
         self.engine = sa.create_engine(database_url, pool_pre_ping=True)
         from web import create_app
 
-        self.client = TokenClient(create_app({
+        self.app = create_app({
             "database_url": database_url, "broker_url": broker_url, "queue_name": self.queue,
             "var_dir": workdir, "storage_dir": self.storage, "model_dir": model_dir, "publish_timeout": 1.0,
             "secret_key": TEST_SECRET_KEY, "upload_rate_limit": "10000 per minute",
-        }).test_client(), api_token(database_url, "fault-tester"))
+        })
+        self.client = TokenClient(self.app.test_client(), api_token(database_url, "fault-tester"))
 
     def start_worker(self, wait: bool = True, **hooks: str) -> WorkerProcess:
         """A real worker process with the test hooks of tests/faults/hooked_worker.py (env ``hooks``)."""
