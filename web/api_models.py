@@ -87,7 +87,7 @@ def push_model():
     return response
 
 
-@routes.get("/models/<version>")
+@routes.get("/models/versions/<version>")
 @route((200, schemas.ModelVersionOut), errors=(400, 401, 404, 429), tags=["models"])
 def get_model(version: str):
     """One version (or the version an alias names): status, the reason it was rejected, its aliases."""
@@ -99,7 +99,7 @@ def get_model(version: str):
         return jsonify(version_json(row, registry.aliases(session), registry.served_counts(session).get(row.version, 0)))
 
 
-@routes.delete("/models/<version>")
+@routes.delete("/models/versions/<version>")
 @route((204, None), errors=(400, 401, 403, 404, 409, 429), tags=["models"])
 def delete_model(version: str):
     """Delete a version nothing uses; one that produced results, or that an alias names, is kept (409)."""

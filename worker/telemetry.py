@@ -64,6 +64,10 @@ def pool_process_ready(runtime: str, model_version: str) -> None:
         metrics.JOBS.labels(outcome)
     for stage in metrics.STAGES:
         metrics.STAGE_SECONDS.labels(stage)
+    for kind in ("shadow", "rerun"):
+        for outcome in metrics.OUTCOMES:
+            metrics.VERSION_RESULTS.labels(kind, outcome)
+    metrics.MODEL_JOBS.labels(model_version, "succeeded")
     metrics.WORKER_INFO.labels(runtime, model_version).set(1)
     metrics.WORKERS_ALIVE.set(1)
     metrics.BUSY_RATIO.set(0)

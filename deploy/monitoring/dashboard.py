@@ -49,6 +49,18 @@ PANELS = [
         ("avg(xray_worker_busy_ratio)", "mean"),
         ("max(xray_worker_busy_ratio)", "busiest worker"),
     ], "Share of the last minute the pool processes spent on jobs. Near 1: add workers."),
+    ("Jobs by model version", "ops", [
+        (f'sum by (version) (rate(xray_model_jobs_total[{RATE}]))', "{{version}}"),
+    ], "Jobs finished per second by the registry version that produced them: a promotion shows as one "
+       "version taking over from another (README, \"Models\")."),
+    ("Model versions loaded", "short", [
+        ("sum by (version) (xray_model_loaded)", "{{version}}"),
+        (f'histogram_quantile(0.95, sum by (le) (rate(xray_model_load_seconds_bucket[{RATE}])))', "load time p95 (s)"),
+    ], "Pool processes holding each version (at most XRAY_MAX_LOADED_MODELS each), and how long a cold load takes: "
+       "the first job of a cold version waits for it."),
+    ("Shadow and rerun results", "ops", [
+        (f'sum by (kind, outcome) (rate(xray_version_results_total[{RATE}]))', "{{kind}} {{outcome}}"),
+    ], "Images also analysed by another version (the shadow alias's share of default traffic, reruns)."),
     ("Workers alive", "short", [
         ("sum(xray_workers_alive)", "pool processes"),
     ], "Pool processes with their model loaded."),

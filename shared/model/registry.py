@@ -185,8 +185,9 @@ def aliases(session: Session) -> dict[str, ModelAlias]:
 def lookup(session: Session, reference: str) -> ModelVersion:
     """An alias or a version id (or a unique prefix of at least 8 characters) → the version; 404 otherwise."""
     reference = (reference or "").strip()
-    if not REFERENCE.match(reference):
-        raise RegistryError("a model is named by an alias (letters, digits, '-' and '_') or a version id", 400)
+    if not REFERENCE.match(reference):  # nothing can be named so: as unknown as any other name
+        raise RegistryError("no model version or alias is named so (an alias is letters, digits, '-' and '_'; a "
+                            "version id is as `xray models` lists it)", 404)
     alias = session.get(ModelAlias, reference)
     if alias is not None:
         return session.get(ModelVersion, alias.version)

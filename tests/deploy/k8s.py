@@ -19,7 +19,7 @@ import yaml
 from tests.helpers import REPO
 
 K8S = REPO / "deploy" / "k8s"
-OVERLAYS = ("cpu", "gpu")
+OVERLAYS = ("cpu", "gpu", "pinned")
 # The oldest Kubernetes the manifests are meant for (HPA autoscaling/v2 and PDB policy/v1 are GA since
 # 1.23 and 1.21; the namespace label kubernetes.io/metadata.name since 1.22) and the newest schemas shipped.
 KUBE_VERSIONS = ("1.30", kubernetes_validate.latest_version())

@@ -40,8 +40,8 @@ def test_web_and_workers_see_the_same_storage_and_model():
         assert mount(service, "/data") == ["data:/data"]
     env = SERVICES["worker"]["environment"]
     assert env["XRAY_STORAGE_DIR"].startswith("/data/")
-    # The worker image carries the committed starter model at the path the environment names.
-    assert env["XRAY_MODEL_DIR"] == "/app/models/starter" and "COPY models models" in DOCKERFILE
+    # The registry decides which model serves; the starter in the image is the fallback (the default model_dir).
+    assert "XRAY_MODEL_DIR" not in env and "COPY models models" in DOCKERFILE
     assert (REPO / "models" / "starter" / "manifest.json").exists()
     assert set(COMPOSE["volumes"]) == {"data", "pgdata", "redisdata", "orthancdata", "promdata"}
 

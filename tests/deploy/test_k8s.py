@@ -91,6 +91,16 @@ def test_the_configuration_is_one_the_service_accepts(overlay, monkeypatch):
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
+def test_workers_follow_the_registry_unless_the_pinned_overlay_fixes_a_version(overlay, monkeypatch):
+    monkeypatch.delenv("XRAY_MODEL_DIR", raising=False)
+    for name, value in config(render(overlay)).items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings()
+    assert settings.model_pinned == (overlay == "pinned")
+    assert str(settings.model_dir).endswith("models/starter")  # the image's starter: fallback, or the pinned one
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_pod_runs_non_root_read_only_with_resources(overlay):
     pods = list(pod_specs(render(overlay)))
     assert {name for name, _, _ in pods} == {*APPS, "xray-migrate"}  # every workload is checked, none is missing

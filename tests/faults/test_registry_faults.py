@@ -37,7 +37,7 @@ def _push_ready(stack, folder) -> str:
     assert answer.status_code == 202, answer.get_json()
     version = answer.get_json()["version"]
     status = wait_until(lambda: (lambda s: s if s != "verifying" else None)(
-        admin.get(f"/api/v1/models/{version}").get_json()["status"]), 180, message=f"the check of {version}")
+        admin.get(f"/api/v1/models/versions/{version}").get_json()["status"]), 180, message=f"the check of {version}")
     assert status == "ready"
     return version
 

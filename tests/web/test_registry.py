@@ -72,7 +72,7 @@ def _push(stack, folder) -> dict:
 def _settled(stack, version, timeout=180) -> dict:
     with _client(stack, "admin") as client:
         return wait_until(lambda: (lambda b: b if b["status"] != "verifying" else None)(
-            client.get(f"/api/v1/models/{version}").json()), timeout, interval=0.3, message=f"check of {version}")
+            client.get(f"/api/v1/models/versions/{version}").json()), timeout, interval=0.3, message=f"check of {version}")
 
 
 def _submit(stack, who="alice", model=None, count=2) -> dict:
@@ -160,6 +160,18 @@ def test_push_check_promote_rollback_and_per_batch_choice(registry_stack, tmp_pa
     on_b = _submit(stack, model="candidate")
     by_prefix = _submit(stack, model=version_b["version"][:12])
     assert on_b["model_version"] == by_prefix["model_version"] == version_b["version"]
+    # xray submit --model: every chunk on the named alias's version.
+    for name, data in real_xray_bytes(2):
+        (tmp_path / name).write_bytes(data)
+    client_env = {**service_env(), "XRAY_URL": stack["base"], "XRAY_TOKEN": stack["alice"], "COLUMNS": "200"}
+    sent = subprocess.run([sys.executable, "-m", "client.cli", "submit", *[n for n, _ in real_xray_bytes(2)],
+                           "--model", "candidate", "--chunk", "1", "--wait"], cwd=tmp_path, env=client_env,
+                          capture_output=True, text=True, timeout=300)
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    cli_batches = (sent.stdout + sent.stderr).split("batches: ")[1].splitlines()[0].split(", ")
+    assert len(cli_batches) == 2
+    for batch_id in cli_batches:
+        assert _versions_of_jobs(stack, batch_id.strip()) == {version_b["version"]}
     before = _finished(stack, first["id"])
     for batch in (first, on_b, by_prefix):
         _finished(stack, batch["id"])
@@ -181,6 +193,22 @@ def test_push_check_promote_rollback_and_per_batch_choice(registry_stack, tmp_pa
     assert _versions_of_jobs(stack, rolled["id"]) == {version_a["version"]}
     print(f"promote: alias moved -> first new batch (1 image) finished on it in {promote_seconds:.2f} s")
 
+    # Every result names its version: the API, the CSV and JSON exports, the DICOM SR.
+    with _client(stack, "alice") as client:
+        job_id = promoted["jobs"][0]["id"]
+        assert client.get(f"/api/v1/jobs/{job_id}").json()["model"]["version"] == version_b["version"]
+        assert version_b["version"] in client.get(f"/api/v1/batches/{promoted['id']}/export.csv").text
+        exported = client.get(f"/api/v1/batches/{promoted['id']}/export.json").json()
+        assert version_b["version"] in json.dumps(exported)
+        from tests.dicom_factory import grey_from_png, make_dicom
+
+        dicom = make_dicom(grey_from_png(real_xray_bytes(1)[0][1]))
+        sent_dicom = client.post("/api/v1/batches", data={"model": "candidate"},
+                                 files=[("files", ("scan.dcm", dicom, "application/dicom"))]).json()
+        done = _finished(stack, sent_dicom["id"])
+        report = client.get(f"/api/v1/jobs/{done['jobs'][0]['id']}/dicom/report")
+        assert report.status_code == 200 and version_b["version"].encode() in report.content  # the SR's version
+
     # The worker's own folder version is a third version: with at most two loaded, one was unloaded.
     folder = _submit(stack, model=stack["worker"].log().split(" serves ")[1].split()[1][:12], count=1)
     _finished(stack, folder["id"])
@@ -188,9 +216,9 @@ def test_push_check_promote_rollback_and_per_batch_choice(registry_stack, tmp_pa
 
     # A version that produced results cannot be deleted; an unused one can; bob sees none of alice's batches.
     with _client(stack, "admin") as client:
-        assert client.delete(f"/api/v1/models/{version_a['version']}").status_code == 409
-        assert client.delete(f"/api/v1/models/{rejected['version']}").status_code == 204
-        assert client.get(f"/api/v1/models/{rejected['version']}").status_code == 404
+        assert client.delete(f"/api/v1/models/versions/{version_a['version']}").status_code == 409
+        assert client.delete(f"/api/v1/models/versions/{rejected['version']}").status_code == 204
+        assert client.get(f"/api/v1/models/versions/{rejected['version']}").status_code == 404
     with _client(stack, "bob") as client:
         assert client.get(f"/api/v1/batches/{first['id']}").status_code == 404
 
@@ -262,3 +290,5 @@ def test_shadow_results_compared_and_the_registry_pages(registry_stack, tmp_path
         job = wait_until(lambda: (lambda j: j if j["status"] == "succeeded" else None)(
             client.get(f"/api/v1/jobs/{job_id}").json()), 300, message="the page's upload")
     assert job["model"]["version"] == shadow["version"]
+    member.reload()
+    assert shadow["version"] in member.inner_text("main")  # the viewer names the version that answered

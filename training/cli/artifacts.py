@@ -204,7 +204,7 @@ def _push(args) -> None:
         deadline = time.monotonic() + args.wait
         while body["status"] == "verifying" and time.monotonic() < deadline:
             time.sleep(1.0)
-            body = _answer(client.get(f"/api/v1/models/{body['version']}"))
+            body = _answer(client.get(f"/api/v1/models/versions/{body['version']}"))
         if body["status"] == "rejected":
             raise DataError(f"version {body['version']} was rejected: {body['reason']}")
         log.info(f"version {body['version']} is {body['status']}")
