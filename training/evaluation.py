@@ -13,7 +13,7 @@ import numpy as np
 
 from shared.model.labels import LABELS
 from training.data import DataError, Record, read_label_table
-from training.metrics import evaluate
+from shared.stats.metrics import evaluate
 from training.predictions import PredictionTable, read_csv
 from training.report import metrics_table
 

@@ -17,13 +17,13 @@ from shared.model.labels import LABELS
 from training.architectures import LOGITS_LAYER, build_ensemble
 from training.baseline import DESCRIPTION as BASELINE
 from training.baseline import pixels, train_baseline
-from training.calibration import calibration_summary, fit_scaling
+from shared.stats.calibration import calibration_summary, fit_scaling
 from training.crossval import cross_validate
 from training.data import DataError, Record, kaggle_dataset, local_dataset
 from training.export import export_artifact
 from training.inputs import targets
 from training import operating_points
-from training.metrics import evaluate, mean_difference
+from shared.stats.metrics import evaluate, mean_difference
 from training.model_card import write_model_card
 from training.report import comparison_table, history_plot, metrics_table, roc_plot
 from training.splits import describe, label_counts, patient_split

@@ -1,5 +1,11 @@
 """Honest scores: AUROC and ROC curves (scikit-learn), patient-level bootstrap intervals, thresholds chosen
-on held-out predictions."""
+on held-out predictions. One home for both the training CLI (``xray-model evaluate``) and the service's batch
+evaluations (shared/stats/evaluation.py), so the two print the same figures for the same predictions.
+
+The bootstrap resamples whole patients and is vectorised: a round is a vector of how often each patient was
+drawn, each image weighs as often as its patient, and every round's AUROC is the weighted Mann-Whitney
+statistic computed for all rounds at once (the same number scikit-learn gives on the repeated images). That
+is what makes 1,000 rounds × 15 findings on 500 images take a fraction of a second instead of ten."""
 from __future__ import annotations
 
 import math
@@ -46,22 +52,81 @@ def sensitivity_specificity(y_true: np.ndarray, scores: np.ndarray, threshold: f
     return sensitivity, specificity
 
 
+def _first_seen_codes(groups: np.ndarray) -> tuple[np.ndarray, int]:
+    """Patients numbered in order of first appearance, so a resample depends on the images' order and who
+    belongs together, never on what the patient keys are (the service keys patients by an HMAC, the CLI by
+    the NIH Patient ID: the same images in the same order resample the same patients)."""
+    _, first, inverse = np.unique(np.asarray(groups), return_index=True, return_inverse=True)
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
+    return rank[inverse.ravel()], len(first)
+
+
 def bootstrap_indices(groups: np.ndarray, rounds: int, seed: int):
     """Resample whole patients (clusters), not images: images of one patient are not independent."""
+    codes, patients = _first_seen_codes(groups)
     rng = np.random.default_rng(seed)
-    unique, inverse = np.unique(groups, return_inverse=True)
-    members = [np.flatnonzero(inverse == g) for g in range(len(unique))]
+    members = [np.flatnonzero(codes == g) for g in range(patients)]
     for _ in range(rounds):
-        chosen = rng.integers(0, len(unique), len(unique))
+        chosen = rng.integers(0, patients, patients)
         yield np.concatenate([members[g] for g in chosen])
+
+
+def bootstrap_weights(groups: np.ndarray, rounds: int, seed: int, chunk_cells: int = 4_000_000):
+    """The same patient-level resampling as weights: yields blocks of rows [rounds in block, images], each
+    image weighted by how often its patient was drawn in that round. Blocks keep memory bounded."""
+    codes, patients = _first_seen_codes(groups)
+    rng = np.random.default_rng(seed)
+    block = max(1, chunk_cells // max(1, max(patients, len(codes))))
+    done = 0
+    while done < rounds:
+        size = min(block, rounds - done)
+        draws = rng.integers(0, patients, (size, patients))
+        counts = np.bincount((np.arange(size)[:, None] * patients + draws).ravel(),
+                             minlength=size * patients).reshape(size, patients)
+        yield counts[:, codes].astype(np.float64)
+        done += size
+
+
+def weighted_aurocs(y_true: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """AUROC of one label under each row of weights [rounds, images] (ties count half); NaN for a row
+    without both classes."""
+    y_true = np.asarray(y_true).astype(bool).ravel()
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    order = np.argsort(scores, kind="mergesort")
+    ordered, positive, w = scores[order], y_true[order], weights[:, order]
+    if len(ordered) == 0:
+        return np.full(len(weights), math.nan)
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])  # tie groups
+    pos = np.add.reduceat(w * positive, starts, axis=1)
+    neg = np.add.reduceat(w * ~positive, starts, axis=1)
+    below = np.cumsum(neg, axis=1) - neg
+    numerator = (pos * (below + 0.5 * neg)).sum(axis=1)
+    denominator = pos.sum(axis=1) * neg.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, numerator / np.where(denominator > 0, denominator, 1), math.nan)
+
+
+def interval(samples: np.ndarray) -> tuple[float, float]:
+    """The 95% percentile interval of the finite samples; NaN when ten or fewer rounds could be scored."""
+    finite = np.asarray(samples, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    if len(finite) <= 10:
+        return math.nan, math.nan
+    low, high = np.percentile(finite, [2.5, 97.5])
+    return float(low), float(high)
 
 
 def evaluate(y_true: np.ndarray, probabilities: np.ndarray, thresholds: dict[str, float],
              groups: np.ndarray | None = None, rounds: int = 1000, seed: int = 0, progress: bool = False,
-             labels: tuple[str, ...] = LABELS, keep_rounds: bool = False) -> dict:
+             labels: tuple[str, ...] = LABELS, keep_rounds: bool = False, known: np.ndarray | None = None,
+             min_positives: int = 1) -> dict:
     """Per-label AUROC with a 95% patient-level bootstrap interval, sensitivity and specificity at the
     given thresholds, and the mean AUROC over labels that have positives. The columns of y_true and
     probabilities are ``labels`` (fewer than LABELS when scoring a system that predicts fewer).
+    known: [images, labels] booleans, False where the truth is unsure (that image is left out of that
+    label only). min_positives: a label with fewer positives is not scored (AUROC NaN; named in
+    ``labels_too_few``): an AUROC on two positives says nothing.
     keep_rounds: also return every bootstrap round's mean (``mean_auroc_rounds``), what mean_difference
     pairs; left out otherwise (a thousand numbers nobody reads in a JSON report)."""
     y_true = np.asarray(y_true).astype(bool)
@@ -69,20 +134,29 @@ def evaluate(y_true: np.ndarray, probabilities: np.ndarray, thresholds: dict[str
     if y_true.shape != probabilities.shape or y_true.shape[1:] != (len(labels),):
         raise ValueError(f"expected targets and probabilities of shape [images, {len(labels)}], "
                          f"received {y_true.shape} and {probabilities.shape}")
+    known = np.ones_like(y_true) if known is None else np.asarray(known).astype(bool)
+    if known.shape != y_true.shape:
+        raise ValueError(f"expected known of shape {y_true.shape}, received {known.shape}")
     groups = np.arange(len(y_true)) if groups is None else np.asarray(groups)
-    point = np.array([auroc(y_true[:, c], probabilities[:, c]) for c in range(len(labels))])
-    samples = []
-    for index in tqdm(bootstrap_indices(groups, rounds, seed), total=rounds, desc="bootstrap", disable=not progress):
-        samples.append([auroc(y_true[index, c], probabilities[index, c]) for c in range(len(labels))])
-    samples = np.array(samples).reshape(-1, len(labels))
+    positives = np.array([int((y_true[:, c] & known[:, c]).sum()) for c in range(len(labels))])
+    too_few = positives < max(1, min_positives)
+    point = np.array([math.nan if too_few[c] else
+                      auroc(y_true[known[:, c], c], probabilities[known[:, c], c]) for c in range(len(labels))])
+    blocks = []
+    for weights in tqdm(bootstrap_weights(groups, rounds, seed), desc="bootstrap", disable=not progress):
+        block = np.full((len(weights), len(labels)), math.nan)
+        for c in np.flatnonzero(~too_few):
+            block[:, c] = weighted_aurocs(y_true[:, c], probabilities[:, c], weights * known[:, c])
+        blocks.append(block)
+    samples = np.concatenate(blocks) if blocks else np.empty((0, len(labels)))
     per_label = {}
     for c, label in enumerate(labels):
-        finite = samples[:, c][np.isfinite(samples[:, c])]
-        low, high = (np.percentile(finite, [2.5, 97.5]) if len(finite) > 10 else (math.nan, math.nan))
-        sensitivity, specificity = sensitivity_specificity(y_true[:, c], probabilities[:, c], thresholds[label])
+        low, high = interval(samples[:, c])
+        sensitivity, specificity = sensitivity_specificity(y_true[known[:, c], c], probabilities[known[:, c], c],
+                                                           thresholds[label])
         per_label[label] = {
-            "auroc": point[c], "ci_low": float(low), "ci_high": float(high),
-            "positives": int(y_true[:, c].sum()), "threshold": thresholds[label],
+            "auroc": point[c], "ci_low": low, "ci_high": high,
+            "positives": int(positives[c]), "threshold": thresholds[label],
             "sensitivity": sensitivity, "specificity": specificity,
         }
     scored = np.isfinite(point)
@@ -98,6 +172,9 @@ def evaluate(y_true: np.ndarray, probabilities: np.ndarray, thresholds: dict[str
         "per_label": per_label,
         "bootstrap": {"rounds": rounds, "unit": "patient", "seed": seed},
     }
+    if min_positives > 1:
+        result["min_positives"] = min_positives
+        result["labels_too_few"] = [label for label, few in zip(labels, too_few) if few]
     if keep_rounds:
         # Every round's mean (NaN where a round scored nothing): two systems evaluated on the same targets,
         # groups and seed resample the same patients round by round, so their difference has an interval too.
