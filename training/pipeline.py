@@ -243,11 +243,13 @@ def write_report(out: Path, manifest, split, evaluations: dict[str, Scored], bas
         roc_plot(scored.y, scored.probabilities, out / f"roc_{name}.png", f"{manifest.name}: ROC on the {name} set")
         ece = calibration[name]
         before = f"{ece['mean_ece_before']:.3f} before, " if ece["mean_ece_before"] is not None else ""
+        # None: no finding has both classes in this set (a tiny one, e.g. a reader's few labelled images).
+        after = "n/a" if ece["mean_ece_after"] is None else f"{ece['mean_ece_after']:.3f}"
         parts += [f"## {name.capitalize()} set ({result['images']} images, {result['patients']} patients)", "",
                   "95% intervals: patient-level bootstrap, "
                   f"{result['bootstrap']['rounds']} rounds.", "", metrics_table(result), "",
                   "The model beside the baseline (AUROC, 95% interval):", "",
                   comparison_table(result, baseline_results[name]), "",
-                  f"Mean expected calibration error ({before}{ece['mean_ece_after']:.3f} as served).", "",
+                  f"Mean expected calibration error ({before}{after} as served).", "",
                   f"![ROC curves](roc_{name}.png)", ""]
     (out / "report.md").write_text("\n".join(parts))

@@ -24,6 +24,21 @@ def owned_job(session, job_id: str):
     return job
 
 
+def readable_batch(session, batch_id: str):
+    """The batch for reading and labelling: its owner's, an admin's, or a granted reader's."""
+    batch = queries.get_readable_batch(session, current_viewer(), parse_id(batch_id, "batch"))
+    if batch is None:
+        raise not_found("batch", batch_id)
+    return batch
+
+
+def readable_job(session, job_id: str):
+    job = queries.get_readable_job(session, current_viewer(), parse_id(job_id, "job"))
+    if job is None:
+        raise not_found("job", job_id)
+    return job
+
+
 def delete_owned_batch(batch_id: str) -> deletion.Removed:
     """Rows (audited) in one transaction, then the files."""
     with services().db.session() as session:

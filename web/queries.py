@@ -10,13 +10,35 @@ from sqlalchemy import exists, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from shared.auth.accounts import Viewer
-from shared.db.models import Batch, Finding, Job, JobStatus, ModelVersion
+from shared.db.models import Batch, BatchReader, Finding, Job, JobStatus, ModelVersion
 
 MAX_PAGE = 1_000_000  # beyond any real history; keeps OFFSET arithmetic in range
 
 
 def _visible(query, viewer: Viewer):
     return query if viewer.is_admin else query.where(Batch.owner_id == viewer.user_id)
+
+
+def _readable(query, viewer: Viewer):
+    """Owner, admin, or a reader the batch was granted to (shared/truth/store.grant): read and label only."""
+    if viewer.is_admin:
+        return query
+    granted = select(BatchReader.batch_id).where(BatchReader.user_id == viewer.user_id)
+    return query.where(or_(Batch.owner_id == viewer.user_id, Batch.id.in_(granted)))
+
+
+def get_readable_batch(session: Session, viewer: Viewer, batch_id: uuid.UUID) -> Batch | None:
+    return session.scalars(
+        _readable(select(Batch).where(Batch.id == batch_id), viewer)
+        .options(selectinload(Batch.jobs).selectinload(Job.findings), selectinload(Batch.jobs).selectinload(Job.model))
+    ).one_or_none()
+
+
+def get_readable_job(session: Session, viewer: Viewer, job_id: uuid.UUID) -> Job | None:
+    return session.scalars(
+        _readable(select(Job).join(Batch).where(Job.id == job_id), viewer)
+        .options(selectinload(Job.findings), selectinload(Job.model), selectinload(Job.batch))
+    ).one_or_none()
 
 
 def get_batch(session: Session, viewer: Viewer, batch_id: uuid.UUID) -> Batch | None:
