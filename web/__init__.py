@@ -45,7 +45,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     )
 
     from web import (admin, api, api_dicom, api_files, api_labels, api_webhooks, auth, contract, errors, metrics, multipart,
-                     pages, security)
+                     pages, pages_evaluation, security)
 
     multipart.install()  # one bad byte in one file name must not empty the whole form (web/multipart.py)
 
@@ -55,6 +55,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     auth.init_app(app)
     app.register_blueprint(pages.blueprint)
     app.register_blueprint(admin.blueprint)
+    app.register_blueprint(pages_evaluation.blueprint)
     api_blueprint = api.make_blueprint(api_files.routes, api_dicom.routes, api_webhooks.routes, api_labels.routes)
     app.register_blueprint(api_blueprint, url_prefix="/api/v1")
     app.register_blueprint(contract.blueprint, url_prefix="/api/v1")
