@@ -98,10 +98,16 @@ def weighted_aurocs(y_true: np.ndarray, scores: np.ndarray, weights: np.ndarray)
     if len(ordered) == 0:
         return np.full(len(weights), math.nan)
     starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])  # tie groups
-    pos = np.add.reduceat(w * positive, starts, axis=1)
-    neg = np.add.reduceat(w * ~positive, starts, axis=1)
-    below = np.cumsum(neg, axis=1) - neg
-    numerator = (pos * (below + 0.5 * neg)).sum(axis=1)
+    pos, neg = w * positive, w * ~positive
+    below_or_at = np.cumsum(neg, axis=1)  # negative weight at or below each image's score
+    if len(starts) == len(ordered):  # no ties: each positive beats the negatives strictly below it
+        numerator = (pos * (below_or_at - neg)).sum(axis=1)
+    else:  # ties count half: per tie group, the negative weight below it and within it
+        ends = np.r_[starts[1:], len(ordered)] - 1
+        group = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(ordered)]))
+        below = below_or_at[:, starts] - neg[:, starts]
+        within = below_or_at[:, ends] - below
+        numerator = (pos * (below + 0.5 * within)[:, group]).sum(axis=1)
     denominator = pos.sum(axis=1) * neg.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(denominator > 0, numerator / np.where(denominator > 0, denominator, 1), math.nan)
