@@ -12,7 +12,6 @@ evaluation (target: under 5 s), and in the same run the same figures with the bo
 from __future__ import annotations
 
 import argparse
-import csv
 import tempfile
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ def build(database_url: str, count: int):
     from shared.auth.accounts import create_user
     from shared.db.engine import Database
     from shared.db.migrate import upgrade
-    from shared.db.models import Job, JobStatus, ModelVersion, Role
+    from shared.db.models import JobStatus, ModelVersion, Role
     from shared.jobs import lifecycle
     from shared.model.labels import LABELS
     from shared.truth import labelfile, store

@@ -47,7 +47,7 @@ def labelled_batch(live_server, page, pg_url):
                 seen.add(row["Patient ID"])
                 rows.append(row)
                 count -= 1
-    status, headers, body = post_images(f"{live_server}/api/v1/batches",
+    status, _, body = post_images(f"{live_server}/api/v1/batches",
                                         [(r["Image Index"], (SMALL / "images" / r["Image Index"]).read_bytes()) for r in rows],
                                         token=token)
     assert status == 202

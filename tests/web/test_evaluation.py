@@ -9,7 +9,7 @@ import json
 import pytest
 
 from shared.model.labels import LABELS
-from tests.helpers import SHARED_DATA, api_token, multipart, submit_and_wait, wait_until
+from tests.helpers import SHARED_DATA, api_token, multipart, wait_until
 
 FULLRES = SHARED_DATA / "nih-fullres-sample"
 SMALL = SHARED_DATA / "nih1000-64px"
