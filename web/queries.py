@@ -27,30 +27,17 @@ def _readable(query, viewer: Viewer):
     return query.where(or_(Batch.owner_id == viewer.user_id, Batch.id.in_(granted)))
 
 
-def get_readable_batch(session: Session, viewer: Viewer, batch_id: uuid.UUID) -> Batch | None:
+def get_batch(session: Session, viewer: Viewer, batch_id: uuid.UUID, readers: bool = False) -> Batch | None:
+    """readers: also a batch the viewer was granted as a reader (for reading and labelling only)."""
     return session.scalars(
-        _readable(select(Batch).where(Batch.id == batch_id), viewer)
+        (_readable if readers else _visible)(select(Batch).where(Batch.id == batch_id), viewer)
         .options(selectinload(Batch.jobs).selectinload(Job.findings), selectinload(Batch.jobs).selectinload(Job.model))
     ).one_or_none()
 
 
-def get_readable_job(session: Session, viewer: Viewer, job_id: uuid.UUID) -> Job | None:
+def get_job(session: Session, viewer: Viewer, job_id: uuid.UUID, readers: bool = False) -> Job | None:
     return session.scalars(
-        _readable(select(Job).join(Batch).where(Job.id == job_id), viewer)
-        .options(selectinload(Job.findings), selectinload(Job.model), selectinload(Job.batch))
-    ).one_or_none()
-
-
-def get_batch(session: Session, viewer: Viewer, batch_id: uuid.UUID) -> Batch | None:
-    return session.scalars(
-        _visible(select(Batch).where(Batch.id == batch_id), viewer)
-        .options(selectinload(Batch.jobs).selectinload(Job.findings), selectinload(Batch.jobs).selectinload(Job.model))
-    ).one_or_none()
-
-
-def get_job(session: Session, viewer: Viewer, job_id: uuid.UUID) -> Job | None:
-    return session.scalars(
-        _visible(select(Job).join(Batch).where(Job.id == job_id), viewer)
+        (_readable if readers else _visible)(select(Job).join(Batch).where(Job.id == job_id), viewer)
         .options(selectinload(Job.findings), selectinload(Job.model), selectinload(Job.batch))
     ).one_or_none()
 
