@@ -121,13 +121,13 @@ def reader_labels_csv(batch_id: str):
     one reader's, one row per image."""
     with services().db.session() as session:
         batch = readable_batch(session, batch_id)
-        reader_id = None
-        if request.args.get("reader"):
-            user = find_user(session, request.args["reader"][:80])
-            if user is None:
-                raise ApiError(400, "no such reader")
-            reader_id = user.id
-        labels = store.reader_labels(session, batch_id=batch.id, reader_id=reader_id)
+        labels = store.reader_labels(session, batch_id=batch.id)
+        reader = request.args.get("reader")
+        if reader:  # a name that labelled nothing here (or no one's) gives no rows
+            if len(reader) > 80:
+                raise ApiError(400, "'reader' is a username: at most 80 characters")
+            user = _user(session, reader)
+            labels = [r for r in labels if user is not None and r.reader_id == user.id]
         truth = {t.job_id: t for t in session.scalars(select(TruthLabel).where(TruthLabel.batch_id == batch.id))}
         names = {u.id: u.username for u in session.scalars(select(User).where(User.id.in_({r.reader_id for r in labels})))}
         audit_access(session, "download", "reader_labels", batch.id, batch.owner_id)
@@ -161,7 +161,7 @@ def get_job_labels(job_id: str):
 
 
 @routes.put("/jobs/<job_id>/labels")
-@route((200, schemas.JobLabels), errors=(400, 401, 403, 404, 429), json=schemas.JobLabelsIn, tags=["evaluation"])
+@route((200, schemas.JobLabels), errors=(400, 401, 403, 404, 409, 429), json=schemas.JobLabelsIn, tags=["evaluation"])
 def put_job_labels(job_id: str):
     """Your answers for some or all findings of this image: present, absent or unsure; ``blind``: you read
     it without the model's answer. Stored with the time and the model version you saw."""
@@ -172,8 +172,8 @@ def put_job_labels(job_id: str):
         raise ApiError(400, 'send JSON like {"answers": {"Effusion": "present", "Mass": "absent"}, "blind": false}')
     with services().db.session() as session:
         job = readable_job(session, job_id)
-        if job.status != "succeeded":
-            raise ApiError(400, f"this image has no result to label yet (status {job.status})")
+        if job.status != "succeeded":  # 409: the image's state, not the request, is the problem
+            raise ApiError(409, f"this image has no result to label yet (status {job.status})")
         try:
             store.set_reader_labels(session, job, current_viewer().user_id, answers, body.get("blind", False),
                                     job.model_version)
@@ -182,6 +182,11 @@ def put_job_labels(job_id: str):
         audit(session, "label", "job", job.id, detail={"findings": len(answers), "blind": body.get("blind", False)})
         session.flush()
         return jsonify(_job_labels_json(session, job))
+
+
+def _user(session, username: str):
+    """The user of that name, or None (also for what no username can be: Postgres text holds no NUL)."""
+    return None if len(username) > 80 or "\x00" in username else find_user(session, username)
 
 
 def _admin_only():
@@ -206,7 +211,7 @@ def grant_reader(batch_id: str, username: str):
     _admin_only()
     with services().db.session() as session:
         batch = owned_batch(session, batch_id)
-        user = find_user(session, username[:80])
+        user = _user(session, username)
         if user is None or not user.active:
             raise ApiError(404, "there is no such active user")
         if store.grant(session, batch, user.id, current_viewer().user_id):
@@ -223,7 +228,7 @@ def revoke_reader(batch_id: str, username: str):
     _admin_only()
     with services().db.session() as session:
         batch = owned_batch(session, batch_id)
-        user = find_user(session, username[:80])
+        user = _user(session, username)
         if user is None or not store.revoke(session, batch, user.id):
             raise ApiError(404, "that user is not a reader of this batch")
         audit(session, "reader_revoke", "batch", batch.id, detail={"reader_id": str(user.id)})

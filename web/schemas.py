@@ -346,9 +346,14 @@ class JobLabels(Open):
     truth: list[str] | None = Field(None, description="The truth file's findings (owner and admins only)")
 
 
+# The labels as a type, so the contract lists them (tests/shared/test_truth.py checks it equals LABELS).
+FindingName = Literal["Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Effusion", "Emphysema", "Fibrosis", "Hernia",
+                      "Infiltration", "Mass", "Nodule", "Pleural_Thickening", "Pneumonia", "Pneumothorax", "No Finding"]
+
+
 class JobLabelsIn(BaseModel):
-    answers: dict[str, Literal["present", "absent", "unsure"]] = Field(
-        description="Finding → present, absent or unsure (one or more findings)")
+    answers: dict[FindingName, Literal["present", "absent", "unsure"]] = Field(
+        min_length=1, description="Finding → present, absent or unsure (one or more findings)")
     blind: bool = Field(False, description="You read the image without the model's answer")
 
 

@@ -65,3 +65,11 @@ def test_label_files_are_read_or_refused_with_the_line_and_the_reason():
                        (b"Image Index,Finding Labels\n", "no rows")):
         with pytest.raises(labelfile.LabelFileError, match=said):
             labelfile.parse(data)
+
+
+def test_the_contract_names_exactly_the_service_labels():
+    from typing import get_args
+
+    from web.schemas import FindingName
+
+    assert get_args(FindingName) == LABELS
