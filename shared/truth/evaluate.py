@@ -63,7 +63,9 @@ def _version_figures(jobs: list[Job], truth: dict[uuid.UUID, TruthLabel]) -> dic
         return None
     y = np.array([[label in truth[job.id].labels for label in LABELS] for job in scored])
     by_label = [{f.label: f for f in job.findings} for job in scored]
-    probabilities = np.array([[found[label].probability for label in LABELS] for found in by_label])
+    # As every export writes them (6 decimals), so the figures are those of the predictions a user downloads
+    # and scores with `xray-model evaluate` (near-equal scores of an untrained model would tie there, not here).
+    probabilities = np.array([[round(found[label].probability, 6) for label in LABELS] for found in by_label])
     thresholds = {label: by_label[0][label].threshold for label in LABELS}
     groups = np.array([truth[job.id].patient_key or f"image:{job.id}" for job in scored])
     subgroups = {"sex": [truth[job.id].sex for job in scored],
