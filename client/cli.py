@@ -5,6 +5,10 @@
     xray status BATCH
     xray results BATCH --out results.csv
     xray models
+    xray submit PATH... --labels labels.csv    # with their ground truth (NIH-style CSV)
+    xray labels BATCH labels.csv               # attach (or replace) a batch's ground truth; --remove drops it
+    xray labels BATCH --readers-out r.csv      # readers' labels as an NIH-style CSV (xray-model train --labels)
+    xray evaluate BATCH [--json] [--out evaluation.csv]
 
 The service and token: --url/--token, or XRAY_URL/XRAY_TOKEN, or ~/.config/xray/config.toml.
 Research and education only: not a medical device, not for diagnosis.
@@ -18,7 +22,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from client import config, submit
+from client import config, evaluation, submit
 from client.files import collect
 from client.service import Api, ServiceError
 
@@ -42,13 +46,19 @@ def cmd_submit(args, console: Console) -> int:
         files = collect(args.paths)
         if not files:
             raise ServiceError("no PNG, JPEG or DICOM images were found there")
-        state = submit.State.new(args.state, files, args.name, args.chunk, args.model)
+        if args.labels and not args.labels.is_file():
+            raise ServiceError(f"label file {args.labels} does not exist")
+        state = submit.State.new(args.state, files, args.name, args.chunk, args.labels, args.model)
         state.save()
     count = sum(len(c["files"]) for c in state.data["chunks"])
     console.print(f"{count} images in {len(state.data['chunks'])} upload(s); state in {args.state}")
     submit.upload(api, state, console)
     batch_ids = [c["batch_id"] for c in state.data["chunks"]]
     console.print("batches: " + ", ".join(batch_ids))
+    if state.data.get("labels"):
+        labelled = sum(c.get("labelled", 0) for c in state.data["chunks"])
+        console.print(f"ground truth: {labelled} of {count} images matched a row of {state.data['labels']}; "
+                      "`xray evaluate BATCH` shows the evaluation once the batch is done")
     if not (args.wait or args.out or args.heatmaps):
         return 0
     submit.wait(api, batch_ids, console)
@@ -90,6 +100,38 @@ def cmd_results(args, console: Console) -> int:
     return 1 if submit.failures(rows) else 0
 
 
+def cmd_labels(args, console: Console) -> int:
+    api = _api(args)
+    if args.remove:
+        api.request("DELETE", f"/api/v1/batches/{args.batch}/labels")
+        console.print("removed the batch's labels")
+    if args.file:
+        console.print(evaluation.report_line(evaluation.put_labels(api, args.batch, args.file)), highlight=False)
+    if args.readers_out:
+        query = {"reader": args.reader} if args.reader else {}
+        data = api.request("GET", f"/api/v1/batches/{args.batch}/reader-labels.csv", params=query).content
+        args.readers_out.write_bytes(data)
+        rows = max(0, len(data.splitlines()) - 1)
+        console.print(f"wrote {args.readers_out}: {rows} row(s)")
+    if not (args.remove or args.file or args.readers_out):
+        raise ServiceError("give a label file to attach, --remove, or --readers-out FILE")
+    return 0
+
+
+def cmd_evaluate(args, console: Console) -> int:
+    api = _api(args)
+    if args.out:
+        args.out.write_bytes(api.request("GET", f"/api/v1/batches/{args.batch}/evaluation.csv").content)
+        console.print(f"wrote {args.out}")
+    body = api.json(f"/api/v1/batches/{args.batch}/evaluation")
+    if args.json:
+        print(json.dumps(body, indent=1))
+    else:
+        for line in evaluation.evaluation_lines(body):
+            print(line)
+    return 0
+
+
 def cmd_models(args, console: Console) -> int:
     body = _api(args).json("/api/v1/models/current")
     model = body.get("model")
@@ -127,6 +169,17 @@ def parser() -> argparse.ArgumentParser:
     send.add_argument("--wait", action="store_true", help="follow the analysis until every image is done")
     send.add_argument("--out", type=Path, help="write a CSV of all 15 probabilities per image (implies --wait)")
     send.add_argument("--heatmaps", type=Path, help="save the heatmaps of findings above threshold here (implies --wait)")
+    send.add_argument("--labels", type=Path, help="their ground truth, an NIH-style label CSV, sent with each upload")
+    labels = commands.add_parser("labels", help="attach a batch's ground truth, or download readers' labels")
+    labels.add_argument("batch")
+    labels.add_argument("file", nargs="?", type=Path, help="NIH-style CSV: Image Index, Finding Labels (joined by |), ...")
+    labels.add_argument("--remove", action="store_true", help="remove the batch's ground truth")
+    labels.add_argument("--readers-out", type=Path, help="write readers' labels here as an NIH-style CSV")
+    labels.add_argument("--reader", help="with --readers-out: only this reader's labels")
+    evaluate = commands.add_parser("evaluate", help="a batch's evaluation against its labels")
+    evaluate.add_argument("batch")
+    evaluate.add_argument("--json", action="store_true", help="print the whole evaluation as JSON")
+    evaluate.add_argument("--out", type=Path, help="also write the evaluation CSV (one row per finding) here")
     status = commands.add_parser("status", help="how far a batch is")
     status.add_argument("batch")
     results = commands.add_parser("results", help="a batch's results as CSV")
@@ -137,7 +190,8 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-COMMANDS = {"submit": cmd_submit, "status": cmd_status, "results": cmd_results, "models": cmd_models}
+COMMANDS = {"submit": cmd_submit, "status": cmd_status, "results": cmd_results, "models": cmd_models,
+            "labels": cmd_labels, "evaluate": cmd_evaluate}
 
 
 def main(argv: list[str] | None = None) -> None:

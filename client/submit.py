@@ -31,10 +31,14 @@ class State:
         self.path, self.data = path, data
 
     @classmethod
-    def new(cls, path: Path, files: list[Path], name: str | None, chunk: int, model: str | None = None) -> "State":
+    def new(cls, path: Path, files: list[Path], name: str | None, chunk: int, labels: Path | None = None,
+            model: str | None = None) -> "State":
         chunks = [{"files": [str(p) for p in files[i:i + chunk]], "key": None, "batch_id": None}
                   for i in range(0, len(files), chunk)]
-        return cls(path, {"run": secrets.token_hex(8), "name": name, "model": model, "chunks": chunks})
+        data = {"run": secrets.token_hex(8), "name": name, "model": model, "chunks": chunks}
+        if labels is not None:  # the ground truth goes with every chunk; each batch keeps the rows it matches
+            data["labels"] = str(labels)
+        return cls(path, data)
 
     @classmethod
     def load(cls, path: Path) -> "State":
@@ -90,7 +94,10 @@ def upload(api: Api, state: State, console) -> None:
             paths = [Path(f) for f in chunk["files"]]
 
             def files_factory():
-                return [("files", (p.name, ReadProgress(p, progress, task), mime(p))) for p in paths]
+                files = [("files", (p.name, ReadProgress(p, progress, task), mime(p))) for p in paths]
+                if state.data.get("labels"):
+                    files.append(("labels", ("labels.csv", Path(state.data["labels"]).read_bytes(), "text/csv")))
+                return files
 
             data = {"name": state.data["name"]} if state.data["name"] else {}
             if state.data.get("model"):  # every chunk on the same version or alias
@@ -98,6 +105,8 @@ def upload(api: Api, state: State, console) -> None:
             answer = api.request("POST", "/api/v1/batches", files_factory=files_factory, data=data,
                                  headers={"Idempotency-Key": chunk["key"]}).json()
             chunk["batch_id"] = answer["id"]
+            if "labels" in answer:
+                chunk["labelled"] = answer["labels"]["images_labelled"]
             state.save()
 
 

@@ -83,7 +83,7 @@ def build_small_cnn(input_size: int = 128, num_labels: int = len(LABELS), width:
 def build_ensemble(members: list[keras.Model], temperatures: np.ndarray | None = None,
                    offsets: np.ndarray | None = None, cam_layer: str = SMALL_CNN_CAM_LAYER) -> keras.Model:
     """One model whose logits are the mean of the members' logits, divided by each label's temperature
-    plus its offset (training/calibration.py), and whose maps still come from one pass.
+    plus its offset (shared/stats/calibration.py), and whose maps still come from one pass.
 
     Every member ends GAP → Dense(W_k, b_k) on its features f_k. The mean of their logits equals
     Dense(concat_k W_k / K, mean_k b_k) applied to GAP(concat_k f_k), since pooling commutes with

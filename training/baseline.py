@@ -67,7 +67,7 @@ def run_baseline(*, images: Path, labels: Path, external_images: Path | None = N
                  bootstrap: int = 1000) -> dict:
     """``xray-model baseline``: fit on the training patients of the pipeline's patient split (train and
     validation: a baseline needs no validation), print and return the test (and external) results."""
-    from training.metrics import evaluate
+    from shared.stats.metrics import evaluate
     from training.report import metrics_table
     from training.splits import patient_split
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from shared.model.labels import LABELS
 from training.data import DataError, Record, read_label_table
-from training.metrics import evaluate
+from shared.stats.metrics import evaluate
 from training.predictions import PredictionTable, read_csv
 from training.report import metrics_table
 
@@ -32,11 +32,13 @@ def _model_predictions(model: Path, images: Path, table: dict[str, Record]) -> t
 
 def evaluate_command(*, labels: Path, predictions: Path | None = None, model: Path | None = None,
                      images: Path | None = None, threshold: float = 0.5, bootstrap: int = 1000,
-                     progress: bool = True) -> dict:
+                     progress: bool = True, min_positives: int = 1) -> dict:
     """Score ``predictions`` (a CSV) or ``model`` on ``images`` against the label CSV ``labels``; print a
     summary and the per-label table and return the result in JSON types. Labels the predictions have no
     column for are named in ``labels_missing`` and left out of the table and the mean, since a system
-    cannot be scored on what it does not predict. ``threshold`` applies to a CSV; a model uses its own."""
+    cannot be scored on what it does not predict. ``threshold`` applies to a CSV; a model uses its own.
+    ``min_positives``: labels with fewer positives are named in ``labels_too_few`` and not scored (the service's
+    batch evaluations use shared.stats.evaluation.MIN_POSITIVES)."""
     table = read_label_table(labels)
     if predictions:
         predicted = read_csv(predictions)
@@ -54,7 +56,7 @@ def evaluate_command(*, labels: Path, predictions: Path | None = None, model: Pa
     columns = [LABELS.index(label) for label in predicted.labels]
     y = np.stack([table[n].target() for n in names])[:, columns]
     result = evaluate(y, predicted.probabilities, thresholds, groups=np.array([table[n].patient_id for n in names]),
-                      rounds=bootstrap, progress=progress, labels=predicted.labels)
+                      rounds=bootstrap, progress=progress, labels=predicted.labels, min_positives=min_positives)
     result["labels_missing"] = list(predicted.missing_labels)
     result["columns_ignored"] = list(predicted.ignored_columns)
     log.info(f"{what} on {len(names)} images ({result['patients']} patients): mean AUROC {result['mean_auroc']:.3f} "
@@ -62,6 +64,8 @@ def evaluate_command(*, labels: Path, predictions: Path | None = None, model: Pa
     if predicted.missing_labels:
         log.info(f"not scored (no prob_<Label> column in the predictions): {', '.join(predicted.missing_labels)}; "
               f"scored {len(predicted.labels)} of {len(LABELS)} labels")
+    if result.get("labels_too_few"):
+        log.info(f"not scored (fewer than {min_positives} positives): {', '.join(result['labels_too_few'])}")
     if predicted.ignored_columns:
         log.info(f"ignored column(s), neither 'Image Index' nor prob_<Label> for a known label: "
               f"{', '.join(predicted.ignored_columns)}")

@@ -15,7 +15,7 @@ import math
 import numpy as np
 
 from shared.model.labels import LABELS, NO_FINDING
-from training.metrics import bootstrap_indices
+from shared.stats.metrics import bootstrap_indices
 
 DEFAULT_SPECIFICITY = 0.90
 EDGE = 1e-6  # thresholds stay strictly inside (0, 1), as the manifest requires

@@ -17,13 +17,13 @@ from shared.model.labels import LABELS
 from training.architectures import LOGITS_LAYER, build_ensemble
 from training.baseline import DESCRIPTION as BASELINE
 from training.baseline import pixels, train_baseline
-from training.calibration import calibration_summary, fit_scaling
+from shared.stats.calibration import calibration_summary, fit_scaling
 from training.crossval import cross_validate
 from training.data import DataError, Record, kaggle_dataset, local_dataset
 from training.export import export_artifact
 from training.inputs import targets
 from training import operating_points
-from training.metrics import evaluate, mean_difference
+from shared.stats.metrics import evaluate, mean_difference
 from training.model_card import write_model_card
 from training.report import comparison_table, history_plot, metrics_table, roc_plot
 from training.splits import describe, label_counts, patient_split
@@ -243,11 +243,13 @@ def write_report(out: Path, manifest, split, evaluations: dict[str, Scored], bas
         roc_plot(scored.y, scored.probabilities, out / f"roc_{name}.png", f"{manifest.name}: ROC on the {name} set")
         ece = calibration[name]
         before = f"{ece['mean_ece_before']:.3f} before, " if ece["mean_ece_before"] is not None else ""
+        # None: no finding has both classes in this set (a tiny one, e.g. a reader's few labelled images).
+        after = "n/a" if ece["mean_ece_after"] is None else f"{ece['mean_ece_after']:.3f}"
         parts += [f"## {name.capitalize()} set ({result['images']} images, {result['patients']} patients)", "",
                   "95% intervals: patient-level bootstrap, "
                   f"{result['bootstrap']['rounds']} rounds.", "", metrics_table(result), "",
                   "The model beside the baseline (AUROC, 95% interval):", "",
                   comparison_table(result, baseline_results[name]), "",
-                  f"Mean expected calibration error ({before}{ece['mean_ece_after']:.3f} as served).", "",
+                  f"Mean expected calibration error ({before}{after} as served).", "",
                   f"![ROC curves](roc_{name}.png)", ""]
     (out / "report.md").write_text("\n".join(parts))

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from shared.model.labels import LABELS
-from training.metrics import mean_difference, roc_curve
+from shared.stats.metrics import mean_difference, roc_curve
 
 
 def _pyplot():

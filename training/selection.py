@@ -13,7 +13,7 @@ from shared.model.labels import LABELS
 from training.baseline import PixelBaseline, pixels
 from training.crossval import cross_validate
 from training.inputs import targets
-from training.metrics import auroc
+from shared.stats.metrics import auroc
 from training.splits import patient_split
 from training.train import TrainConfig, mean_auroc, patient_weights
 

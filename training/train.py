@@ -16,7 +16,7 @@ from training.architectures import ARCHITECTURES, LOGITS_LAYER, build_small_cnn,
 from training.data import Record
 from training.features import backbone, cached_features
 from training.inputs import make_dataset, targets
-from training.metrics import auroc
+from shared.stats.metrics import auroc
 
 log = logging.getLogger(__name__)
 

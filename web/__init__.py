@@ -44,8 +44,8 @@ def create_app(test_config: dict | None = None) -> Flask:
         celery=create_celery(settings),
     )
 
-    from web import (admin, admin_models, api, api_dicom, api_files, api_models, api_webhooks, auth, contract, errors,
-                     metrics, multipart, pages, security)
+    from web import (admin, admin_models, api, api_dicom, api_files, api_labels, api_models, api_webhooks, auth,
+                     contract, errors, metrics, multipart, pages, pages_evaluation, security)
 
     multipart.install()  # one bad byte in one file name must not empty the whole form (web/multipart.py)
 
@@ -56,7 +56,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(pages.blueprint)
     app.register_blueprint(admin.blueprint)
     app.register_blueprint(admin_models.blueprint)
-    api_blueprint = api.make_blueprint(api_files.routes, api_dicom.routes, api_webhooks.routes, api_models.routes)
+    app.register_blueprint(pages_evaluation.blueprint)
+    api_blueprint = api.make_blueprint(api_files.routes, api_dicom.routes, api_webhooks.routes, api_models.routes,
+                                       api_labels.routes)
     app.register_blueprint(api_blueprint, url_prefix="/api/v1")
     app.register_blueprint(contract.blueprint, url_prefix="/api/v1")
     app.add_url_rule("/healthz", view_func=api.healthz)  # where load balancers look by convention

@@ -81,12 +81,14 @@ def _page_args() -> tuple[int, int]:
 @route((202, schemas.Batch), (200, schemas.Batch), errors=(400, 401, 403, 409, 413, 415, 422, 429),
        form=schemas.Upload, headers=schemas.UploadHeaders, tags=["batches"])
 def create_batch():
-    """Multipart upload: one or many files in the 'files' field (or 'file'). Answers 202 with the new batch.
+    """Multipart upload: one or many files in the 'files' field (or 'file'), and optionally their ground truth as
+    an NIH-style CSV in 'labels' (the answer's ``labels`` says what matched). Answers 202 with the new batch.
 
     With an ``Idempotency-Key`` header, a retry (same key, same files and fields, within 24 h) answers 200
     with the first answer's body instead of making a second batch; the same key with anything else is 422.
     """
     files = request.files.getlist("files") + request.files.getlist("file")
+    truth = _label_file()
     name, callback = request.form.get("name"), request.form.get("callback_url")
     model = (request.form.get("model") or "").strip() or None
     viewer, key = current_viewer(), request.headers.get("Idempotency-Key")
@@ -103,7 +105,12 @@ def create_batch():
     try:
         batch_id = submit_batch(files, viewer, name, callback, model)
         with services().db.session() as session:
-            body = _with_model_notice(session, batch_json(queries.get_batch(session, viewer, batch_id)))
+            batch = queries.get_batch(session, viewer, batch_id)
+            body = _with_model_notice(session, batch_json(batch))
+            if truth is not None:  # the label file that came with the upload (web/api_labels.py)
+                from web.api_labels import attach_labels
+
+                body["labels"] = attach_labels(session, batch, truth)
             if key is not None:
                 idempotency.complete(session, viewer.user_id, key, batch_id, body)
     except BaseException:
@@ -115,6 +122,16 @@ def create_batch():
     response.status_code = 202
     response.headers["Location"] = url_for("api.get_batch", batch_id=batch_id)
     return response
+
+
+def _label_file():
+    """An upload's optional label file ('labels' field): read before anything is stored, so a bad file
+    refuses the upload with a 400 that says which line and why."""
+    if "labels" not in request.files:
+        return None
+    from web.api_labels import read_label_upload
+
+    return read_label_upload()
 
 
 def _fingerprint(files, name: str | None, callback: str | None, model: str | None = None) -> str:

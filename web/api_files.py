@@ -15,7 +15,7 @@ from web.api import PRIVATE
 from web.audit import audit_access
 from web.contract import route
 from web.errors import ApiError
-from web.owned import owned_batch, owned_job
+from web.owned import owned_batch, owned_job, readable_job
 from web.serializers import DISCLAIMER
 from web.routes import Routes
 from web.services import services
@@ -58,7 +58,7 @@ def _send_stored(key: str, mimetype: str):
 def job_image(job_id: str):
     """The image as stored (PNG or JPEG); a DICOM upload as PNG of its display pixels (window applied)."""
     with services().db.session() as session:
-        job = owned_job(session, job_id)
+        job = readable_job(session, job_id)  # a granted reader labels it
         audit_access(session, "download", "job", job.id, job.batch.owner_id)
     if not job.image_key:
         raise ApiError(404, "this job has no stored image (the upload was rejected)")

@@ -10,18 +10,27 @@ from web.security import current_viewer
 from web.services import services
 
 
-def owned_batch(session, batch_id: str):
-    batch = queries.get_batch(session, current_viewer(), parse_id(batch_id, "batch"))
+def owned_batch(session, batch_id: str, readers: bool = False):
+    batch = queries.get_batch(session, current_viewer(), parse_id(batch_id, "batch"), readers)
     if batch is None:
         raise not_found("batch", batch_id)
     return batch
 
 
-def owned_job(session, job_id: str):
-    job = queries.get_job(session, current_viewer(), parse_id(job_id, "job"))
+def owned_job(session, job_id: str, readers: bool = False):
+    job = queries.get_job(session, current_viewer(), parse_id(job_id, "job"), readers)
     if job is None:
         raise not_found("job", job_id)
     return job
+
+
+def readable_batch(session, batch_id: str):
+    """The batch for reading and labelling: its owner's, an admin's, or a granted reader's."""
+    return owned_batch(session, batch_id, readers=True)
+
+
+def readable_job(session, job_id: str):
+    return owned_job(session, job_id, readers=True)
 
 
 def delete_owned_batch(batch_id: str) -> deletion.Removed:

@@ -10,7 +10,7 @@ from sqlalchemy import exists, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from shared.auth.accounts import Viewer
-from shared.db.models import Batch, Finding, Job, JobStatus, ModelAlias, ModelVersion
+from shared.db.models import Batch, BatchReader, Finding, Job, JobStatus, ModelAlias, ModelVersion
 
 MAX_PAGE = 1_000_000  # beyond any real history; keeps OFFSET arithmetic in range
 
@@ -19,16 +19,25 @@ def _visible(query, viewer: Viewer):
     return query if viewer.is_admin else query.where(Batch.owner_id == viewer.user_id)
 
 
-def get_batch(session: Session, viewer: Viewer, batch_id: uuid.UUID) -> Batch | None:
+def _readable(query, viewer: Viewer):
+    """Owner, admin, or a reader the batch was granted to (shared/truth/store.grant): read and label only."""
+    if viewer.is_admin:
+        return query
+    granted = select(BatchReader.batch_id).where(BatchReader.user_id == viewer.user_id)
+    return query.where(or_(Batch.owner_id == viewer.user_id, Batch.id.in_(granted)))
+
+
+def get_batch(session: Session, viewer: Viewer, batch_id: uuid.UUID, readers: bool = False) -> Batch | None:
+    """readers: also a batch the viewer was granted as a reader (for reading and labelling only)."""
     return session.scalars(
-        _visible(select(Batch).where(Batch.id == batch_id), viewer)
+        (_readable if readers else _visible)(select(Batch).where(Batch.id == batch_id), viewer)
         .options(selectinload(Batch.jobs).selectinload(Job.findings), selectinload(Batch.jobs).selectinload(Job.model))
     ).one_or_none()
 
 
-def get_job(session: Session, viewer: Viewer, job_id: uuid.UUID) -> Job | None:
+def get_job(session: Session, viewer: Viewer, job_id: uuid.UUID, readers: bool = False) -> Job | None:
     return session.scalars(
-        _visible(select(Job).join(Batch).where(Job.id == job_id), viewer)
+        (_readable if readers else _visible)(select(Job).join(Batch).where(Job.id == job_id), viewer)
         .options(selectinload(Job.findings), selectinload(Job.model), selectinload(Job.batch))
     ).one_or_none()
 

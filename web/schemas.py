@@ -237,6 +237,8 @@ class Upload(BaseModel):
     model: str | None = Field(None, max_length=80, description="A model version (or a unique prefix of 8 or more "
                               "characters) or an alias such as 'candidate'; empty: the 'default' alias. Resolved "
                               "once, at submit: the batch keeps that version even if the alias moves")
+    labels: BaseFile | None = Field(None, description="Ground truth: an NIH-style label CSV matched to the files by "
+                                                      "name (see PUT /batches/{batch_id}/labels)")
 
 
 class BatchQuery(BaseModel):
@@ -353,3 +355,82 @@ class ModelAgreement(Open):
     other: str
     images: int
     findings: list[FindingAgreement]
+
+
+class LabelUpload(BaseModel):
+    """multipart/form-data: an NIH-style label CSV."""
+
+    labels: BaseFile = Field(description="CSV with 'Image Index' and 'Finding Labels' (joined by '|'); optional "
+                                         "'Patient ID', 'Patient Age', 'Patient Gender', 'View Position'")
+
+
+class LabelReport(Open):
+    batch_id: str | None = None
+    images_labelled: int
+    rows: int
+    unmatched_rows: int
+    unmatched_images: int
+    unmatched_row_names: list[str] = Field(description="Up to 20 names of rows no image matched (not stored)")
+    unmatched_image_names: list[str] = Field(description="Up to 20 images no row matched (not stored)")
+
+
+class EvaluationVersion(Open):
+    model_version: str
+    model_name: str | None
+    computed_at: str | None
+    seconds: float | None
+    figures: dict = Field(description="images, patients, mean_auroc (+ci), per_label {auroc, ci_low, ci_high, status "
+                                      "(scored | too_few), positives, negatives, threshold, sensitivity / specificity / "
+                                      "ppv / npv {value, ci_low, ci_high}, confusion, roc, calibration, ece}, subgroups")
+
+
+class Evaluation(Open):
+    batch_id: str
+    state: Literal["no_labels", "waiting_for_jobs", "due", "ready"]
+    truth: dict | None
+    evaluated_at: str | None
+    versions: list[EvaluationVersion]
+    readers: dict | None = Field(description="Readers, their Cohen's κ per finding with each other and with the truth")
+
+
+class ReaderQuery(BaseModel):
+    reader: str | None = Field(None, max_length=80, description="Only this reader's labels (a username)")
+
+
+class ReaderAnswer(Open):
+    reader: str | None
+    label: str
+    answer: Literal["present", "absent", "unsure"]
+    model_missed: bool
+    model_version: str | None
+    blind: bool
+    at: str
+
+
+class JobLabels(Open):
+    job_id: str
+    labels: list[str]
+    mine: dict[str, str]
+    readers: list[ReaderAnswer]
+    truth: list[str] | None = Field(None, description="The truth file's findings (owner and admins only)")
+
+
+# The labels as a type, so the contract lists them (tests/shared/test_truth.py checks it equals LABELS).
+FindingName = Literal["Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Effusion", "Emphysema", "Fibrosis", "Hernia",
+                      "Infiltration", "Mass", "Nodule", "Pleural_Thickening", "Pneumonia", "Pneumothorax", "No Finding"]
+
+
+class JobLabelsIn(BaseModel):
+    answers: dict[FindingName, Literal["present", "absent", "unsure"]] = Field(
+        min_length=1, description="Finding → present, absent or unsure (one or more findings)")
+    blind: bool = Field(False, description="You read the image without the model's answer")
+
+
+class Reader(Open):
+    username: str
+    granted_at: str
+
+
+class Readers(Open):
+    batch_id: str
+    readers: list[Reader]

@@ -37,6 +37,7 @@ from shared.model.labels import LABELS, NO_FINDING
 from shared.model.manifest import ArtifactError, Manifest
 from shared.model.registry import RegistryError
 from shared.ops.config import Settings
+from shared.truth.evaluate import evaluate_due
 from worker import telemetry
 from worker.batching import claim_size
 from worker.budget import DecodeBudget
@@ -180,7 +181,21 @@ def process_group(ctx: WorkerContext, group: list[ImageWork]) -> dict[uuid.UUID,
             else:
                 work.outcome = _release(ctx, work.job_id)
     telemetry.group_finished(group, ctx.manifest.version)
+    _evaluate_finished_batches(ctx, group)
     return {work.job_id: work.outcome for work in group}
+
+
+def _evaluate_finished_batches(ctx: WorkerContext, group: list[ImageWork]) -> None:
+    """A labelled batch whose last image this group finished is evaluated now, right here, so its evaluation
+    is ready seconds after its last result (shared/truth/evaluate.py; batches without labels cost one query).
+    A failure here leaves the batch due: the recovery loop evaluates it."""
+    batch_ids = sorted({work.batch_id for work in group if work.batch_id and work.outcome in ("succeeded", "failed")})
+    if not batch_ids:
+        return
+    try:
+        evaluate_due(ctx.db, batch_ids)
+    except Exception:
+        log.exception("evaluating %d finished batch(es) failed; the recovery loop will", len(batch_ids))
 
 
 def _release(ctx: WorkerContext, job_id: uuid.UUID) -> str:

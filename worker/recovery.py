@@ -1,5 +1,6 @@
 """The recovery loop: return jobs whose lease ran out, (re)send jobs that sit queued in Postgres, deliver
-"batch finished" webhooks (shared/jobs/webhooks.py), delete batches past the retention limit
+"batch finished" webhooks (shared/jobs/webhooks.py), evaluate labelled batches whose labels changed
+(shared/truth/evaluate.py), delete batches past the retention limit
 (``XRAY_RETENTION_DAYS``) with their files, and forget idempotency keys older than a day and browser
 sessions that have ended.
 
@@ -25,6 +26,7 @@ from shared.jobs.storage import LocalStorage
 from shared.ops import metrics, metrics_http
 from shared.ops.config import Settings
 from shared.ops.loops import run_until_stopped
+from shared.truth.evaluate import evaluate_due
 from worker.queue_metrics import QueueCollector
 
 log = logging.getLogger("recovery")
@@ -58,6 +60,8 @@ def recover_once(db: Database, celery: Celery, settings: Settings) -> dict[str, 
         verify_model(celery, version)
     for state, n in webhooks.deliver_due(db, settings).items():
         counts[f"webhooks {state}"] = n
+    # Labelled batches left due (labels added after the last job, or a worker that could not evaluate).
+    counts["evaluated"] = len(evaluate_due(db))
     if any(counts.values()):
         log.info("recovery: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
     return counts

@@ -188,6 +188,11 @@ class Batch(Base):
     # workers' own model folder (no registry default). model_ref: what the submitter asked for, if anything.
     model_version: Mapped[str | None] = mapped_column(ForeignKey("model_versions.version"))
     model_ref: Mapped[str | None] = mapped_column(String(80))
+    # Ground truth (shared/truth): what the label file matched, when the evaluation was last computed, and
+    # whether labels changed since (the worker or the recovery loop computes it again; never a web request).
+    truth_summary: Mapped[dict | None] = mapped_column(JSON)
+    evaluated_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    evaluation_due: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0", index=True)
 
     jobs: Mapped[list["Job"]] = relationship(
         back_populates="batch", order_by="Job.position", cascade="all, delete-orphan"
@@ -382,3 +387,68 @@ class VersionResult(Base):
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
     job: Mapped[Job] = relationship()
+
+
+class TruthLabel(Base):
+    """One image's ground truth from a batch's label file. The patient is kept only as an HMAC of the
+    file's Patient ID with the service's secret (enough to resample patients, not to name one)."""
+
+    __tablename__ = "truth_labels"
+
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    batch_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"), index=True)
+    labels: Mapped[list] = mapped_column(JSON)  # the findings present (LABELS names); ["No Finding"] when none
+    patient_key: Mapped[str | None] = mapped_column(String(64))
+    age: Mapped[int | None] = mapped_column(Integer)
+    sex: Mapped[str | None] = mapped_column(String(1))  # M or F
+    view: Mapped[str | None] = mapped_column(String(8))  # PA, AP, ...
+
+
+class ReaderLabel(Base):
+    """A reader's word on one finding of one image: present, absent or unsure, whether the model missed it
+    (present while the model said no), the model version the reader saw and whether they read blind."""
+
+    __tablename__ = "reader_labels"
+    __table_args__ = (
+        CheckConstraint("answer IN ('present', 'absent', 'unsure')", name="ck_reader_labels_answer"),
+        UniqueConstraint("job_id", "reader_id", "label", name="uq_reader_labels_job_reader_label"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    batch_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"), index=True)
+    reader_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    label: Mapped[str] = mapped_column(String(50))
+    answer: Mapped[str] = mapped_column(String(8))
+    model_missed: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    model_version: Mapped[str | None] = mapped_column(String(80))
+    blind: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    reader: Mapped[User] = relationship()
+
+
+class BatchReader(Base):
+    """A reader role on one batch, granted by an admin: read and label it, never delete it."""
+
+    __tablename__ = "batch_readers"
+
+    batch_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    granted_by: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    granted_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    user: Mapped[User] = relationship()
+
+
+class BatchEvaluation(Base):
+    """A batch's evaluation against its labels for one model version (figures from
+    shared.stats.evaluation); the row with model_version "readers" holds the readers' agreement."""
+
+    __tablename__ = "batch_evaluations"
+
+    batch_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"), primary_key=True)
+    model_version: Mapped[str] = mapped_column(String(80), primary_key=True)
+    figures: Mapped[dict] = mapped_column(JSON)
+    computed_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    seconds: Mapped[float | None] = mapped_column(Float)

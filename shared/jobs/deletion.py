@@ -57,6 +57,8 @@ def delete_job(session: Session, job: Job) -> Removed:
     removed = _files_of([job])
     removed.batch_id = batch.id
     batch.job_count -= 1
+    if batch.evaluated_at is not None:  # its evaluation counted this image: computed again without it
+        batch.evaluation_due = True
     session.delete(job)
     session.flush()
     return removed

@@ -142,3 +142,32 @@ def test_submit_takes_dicom_files_from_a_folder(live_server, pg_url, tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "out.csv")))
     assert [row["path"].rsplit("/", 1)[-1] for row in rows] == ["image-0.dcm", "image-1.dcm"]
     assert all(row["status"] == "succeeded" for row in rows)
+
+
+def test_submit_with_labels_then_evaluate_and_relabel(live_server, pg_url, tmp_path):
+    """`xray submit --labels` sends the ground truth with the upload: the worker evaluates the batch when its
+    last image is done and `xray evaluate` prints it; `xray labels` replaces it and downloads readers' labels."""
+    paths = sorted((FIXTURES / "nih64").glob("*.png"))
+    truth = SHARED_DATA / "nih1000-64px" / "labels.csv"
+    if not truth.is_file():
+        pytest.skip("needs ../shared/data/nih/nih1000-64px")
+    lines = [line for line in truth.read_text().splitlines() if line.split(",")[0] in {p.name for p in paths}]
+    labels = tmp_path / "labels.csv"
+    labels.write_text(truth.read_text().splitlines()[0] + "\n" + "\n".join(lines) + "\nnot-here.png,Mass,0,1,50,F,PA\n")
+    token = api_token(pg_url, "cli-evaluator")
+    run = xray(live_server, token, "submit", *map(str, paths), "--labels", str(labels), "--wait", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert f"ground truth: {len(lines)} of {len(paths)} images matched" in run.stderr
+    batch_id = run.stderr.split("batches: ")[1].split()[0]
+    printed = wait_until(lambda: (r := xray(live_server, token, "evaluate", batch_id, cwd=tmp_path)).returncode == 0
+                         and "evaluation: ready" in r.stdout and r.stdout, 30, message="the evaluation")
+    assert "model tiny-test-model" in printed and "No Finding" in printed and "too few positives" in printed
+    as_json = json.loads(xray(live_server, token, "evaluate", batch_id, "--json", cwd=tmp_path).stdout)
+    assert as_json["truth"]["images_labelled"] == len(lines) and as_json["truth"]["unmatched_rows"] == 1
+    relabel = xray(live_server, token, "labels", batch_id, str(labels), cwd=tmp_path)
+    assert relabel.returncode == 0 and "1 row(s) matched no image" in relabel.stderr and "not-here.png" in relabel.stderr
+    out = tmp_path / "readers.csv"
+    readers = xray(live_server, token, "labels", batch_id, "--readers-out", str(out), cwd=tmp_path)
+    assert readers.returncode == 0 and out.read_text().startswith("Image Index,Finding Labels,Patient ID")
+    bad = xray(live_server, token, "labels", batch_id, str(tmp_path / "missing.csv"), cwd=tmp_path)
+    assert bad.returncode == 2 and "does not exist" in bad.stderr

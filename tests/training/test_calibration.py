@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from training.calibration import calibration_summary, expected_calibration_error, fit_scaling, logit
+from shared.stats.calibration import calibration_summary, expected_calibration_error, fit_scaling, logit
 
 
 def test_a_known_overconfidence_and_shift_are_undone():

@@ -4,7 +4,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.metrics import roc_curve as sk_roc_curve
 
 from shared.model.labels import LABELS
-from training.metrics import auroc, evaluate, mean_difference, roc_curve, sensitivity_specificity, youden_threshold
+from shared.stats.metrics import auroc, evaluate, mean_difference, roc_curve, sensitivity_specificity, youden_threshold
 
 
 @pytest.mark.parametrize("seed", range(5))

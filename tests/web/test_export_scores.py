@@ -18,7 +18,7 @@ def test_a_batch_csv_is_scored_by_xray_model_evaluate_as_it_is(pg_client, tmp_pa
     from training.cli import main
     from training.data import local_dataset
     from training.inputs import targets
-    from training.metrics import evaluate
+    from shared.stats.metrics import evaluate
 
     images = sorted((FULLRES / "images").glob("*.png"))
     batch = submit_and_wait(pg_client, [(p.name, p.read_bytes()) for p in images], timeout=300)

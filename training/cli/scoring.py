@@ -36,6 +36,8 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", type=Path, help="folder of images for --model")
     parser.add_argument("--threshold", type=float, default=0.5, help="for a CSV; a model uses its own")
     parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument("--min-positives", type=int, default=1,
+                        help="labels with fewer positives are named and not scored (the service uses 5)")
     parser.add_argument("--json", type=Path, help="also write the result as JSON")
 
 
@@ -43,7 +45,8 @@ def _evaluate(args) -> None:
     from training.evaluation import evaluate_command  # no Keras: scoring a CSV starts in a second
 
     result = evaluate_command(labels=args.labels, predictions=args.predictions, model=args.model, images=args.images,
-                              threshold=args.threshold, bootstrap=args.bootstrap)
+                              threshold=args.threshold, bootstrap=args.bootstrap,
+                              min_positives=args.min_positives)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
 

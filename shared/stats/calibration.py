@@ -58,3 +58,12 @@ def calibration_summary(y: np.ndarray, probabilities: np.ndarray, labels: tuple[
 def logit(probabilities: np.ndarray) -> np.ndarray:
     p = np.clip(np.asarray(probabilities, np.float64), 1e-7, 1 - 1e-7)
     return np.log(p) - np.log1p(-p)
+
+
+def reliability_curve(y: np.ndarray, probabilities: np.ndarray, bins: int = BINS) -> list[dict]:
+    """The points of a calibration plot of one label: per non-empty equal-width bin, the mean predicted
+    probability, the observed rate and how many images fell in it."""
+    y, p = np.asarray(y, np.float64).ravel(), np.asarray(probabilities, np.float64).ravel()
+    index = np.minimum((p * bins).astype(int), bins - 1)
+    return [{"predicted": float(p[index == b].mean()), "observed": float(y[index == b].mean()),
+             "images": int((index == b).sum())} for b in range(bins) if (index == b).any()]
