@@ -6,13 +6,15 @@ from __future__ import annotations
 from flask import jsonify, request, url_for
 
 from shared.db.models import ModelVersion
-from shared.jobs.queue import verify_model
+from shared.jobs import version_results
+from shared.jobs.queue import VERSION_RESULT_TASK, dispatch_by_version, verify_model
 from shared.model import registry
 from web import schemas
 from web.audit import audit
 from web.comparison import agreement
 from web.contract import route
 from web.errors import ApiError
+from web.owned import owned_batch
 from web.routes import Routes
 from web.security import current_viewer
 from web.services import services
@@ -166,3 +168,44 @@ def compare_models():
         except registry.RegistryError as exc:
             raise _refused(exc) from None
         return jsonify(agreement(session, a, b))
+
+
+@routes.post("/batches/<batch_id>/reruns")
+@route((202, schemas.RerunOut), errors=(400, 401, 404, 409, 429), json=schemas.RerunIn, tags=["models"])
+def rerun_batch(batch_id: str):
+    """Analyse the batch's images again under another version (a ready one, or an alias), without uploading them
+    again. The results are kept beside the served ones; a labelled batch's evaluation then shows both versions."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+        raise ApiError(400, 'send JSON like {"model": "<version or alias>"}')
+    with services().db.session() as session:
+        batch = owned_batch(session, batch_id)
+        try:
+            queued, version = queue_rerun(session, batch, body["model"])
+        except registry.RegistryError as exc:
+            raise _refused(exc) from None
+        answer = {"batch_id": str(batch.id), "model_version": version, "queued": len(queued),
+                  "evaluation_url": url_for("api.get_evaluation", batch_id=batch.id)}
+    dispatch_queued_reruns(queued)
+    response = jsonify(answer)
+    response.status_code = 202
+    return response
+
+
+def queue_rerun(session, batch, reference: str) -> tuple[dict, str]:
+    """Record the rerun of the batch's analysed images under ``reference`` (audited); returns ({result id:
+    version}, the version). The caller sends them once the transaction is committed."""
+    row = registry.lookup(session, reference)
+    if row.status != registry.READY:
+        raise registry.RegistryError(f"version {row.version} is {row.status}; only a ready version can run", 409)
+    queued = version_results.rerun_batch(session, batch, row.version)
+    audit(session, "rerun", "batch", batch.id, detail={"model_version": row.version, "images": len(queued)})
+    return queued, row.version
+
+
+def dispatch_queued_reruns(queued: dict) -> None:
+    if not queued:
+        return
+    sent = dispatch_by_version(services().celery, services().settings, queued, task=VERSION_RESULT_TASK)
+    with services().db.session() as session:
+        version_results.mark_dispatched(session, sent)

@@ -14,7 +14,7 @@ from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table
 
 from shared.db.models import Batch, ReaderLabel, TruthLabel, as_utc
 from shared.model.labels import LABELS, NO_FINDING
-from shared.truth.evaluate import READERS, stored
+from shared.truth.evaluate import READERS, pending, stored
 from web.exports import _cell
 from web.reports import GRID
 
@@ -30,7 +30,7 @@ def evaluation_json(session, batch: Batch) -> dict:
     versions = [{"model_version": version, "model_name": row.figures.get("model_name"),
                  "computed_at": _iso(row.computed_at), "seconds": row.seconds, "figures": row.figures}
                 for version, row in rows.items() if version != READERS]
-    unfinished = sum(1 for job in batch.jobs if job.status in ("queued", "running"))
+    unfinished = pending(session, batch.id)
     state = ("no_labels" if batch.truth_summary is None and READERS not in rows and not batch.evaluation_due
              else "waiting_for_jobs" if unfinished else "due" if batch.evaluation_due else "ready")
     return {"batch_id": str(batch.id), "state": state, "truth": batch.truth_summary,

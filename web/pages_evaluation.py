@@ -3,15 +3,16 @@ figures; nothing is computed in the request) and the label room, where a reader 
 one keystroke per finding. Both follow the reader rule: owner, admin, or a reader granted the batch."""
 from __future__ import annotations
 
-from flask import Blueprint, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
+from shared.model import registry
 from shared.model.labels import LABELS, display_name
 from shared.truth import store
 from web.audit import audit_access
 from web.auth import login_manager
 from web.evaluation_views import evaluation_json
-from web.owned import readable_batch
+from web.owned import owned_batch, readable_batch
 from web.security import current_viewer
 from web.services import services
 
@@ -49,8 +50,9 @@ def evaluation_page(batch_id: str):
         audit_access(session, "view", "evaluation", batch.id, batch.owner_id)
         body = evaluation_json(session, batch)
         mine = batch.owner_id == current_viewer().user_id or current_viewer().is_admin
+        choices = [row for row in registry.versions(session) if row.status == registry.READY] if mine else []
         return render_template("evaluation.html", batch=batch, body=body, labels=LABELS, points=_points, fmt=_fmt,
-                               interval=_interval, plot=PLOT, owner=mine,
+                               interval=_interval, plot=PLOT, owner=mine, rerun_choices=choices,
                                api=url_for("api.get_evaluation", batch_id=batch.id))
 
 
@@ -70,3 +72,22 @@ def label_room(batch_id: str):
         findings = [{"label": label, "name": display_name(label), "key": key} for label, key in zip(LABELS, KEYS)]
         return render_template("label_room.html", batch=batch, images=images, start=start, findings=findings,
                                blind=request.args.get("blind") == "1")
+
+
+@blueprint.post("/batches/<batch_id>/rerun")
+def rerun_form(batch_id: str):
+    """The evaluation page's "rerun with version X" (the owner's): the same images, another version."""
+    from web.api_models import dispatch_queued_reruns, queue_rerun
+
+    with services().db.session() as session:
+        batch = owned_batch(session, batch_id)
+        try:
+            queued, version = queue_rerun(session, batch, (request.form.get("model") or "").strip())
+            flash(f"{len(queued)} image(s) queued under version {version}; its figures appear here once they are done.",
+                  "info")
+        except registry.RegistryError as exc:
+            queued = {}
+            flash(f"Not rerun: {exc}", "error")
+        target = url_for("evaluation.evaluation_page", batch_id=batch.id)
+    dispatch_queued_reruns(queued)
+    return redirect(target, code=303)

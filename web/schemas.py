@@ -434,3 +434,14 @@ class Reader(Open):
 class Readers(Open):
     batch_id: str
     readers: list[Reader]
+
+
+class RerunIn(BaseModel):
+    model: str = Field(max_length=80, description="The version (or alias) to analyse the batch's images with again")
+
+
+class RerunOut(Open):
+    batch_id: str
+    model_version: str
+    queued: int = Field(description="Images queued under that version (those it has not analysed yet)")
+    evaluation_url: str

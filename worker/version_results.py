@@ -9,6 +9,7 @@ from shared.imaging import maps
 from shared.jobs import version_results
 from shared.model.labels import LABELS
 from shared.ops import metrics
+from shared.truth.evaluate import evaluate_due
 
 log = logging.getLogger(__name__)
 
@@ -18,12 +19,12 @@ def process(ctx, result_id: uuid.UUID) -> str:
 
     def claim(session):
         row = version_results.claim(session, result_id, ctx.worker_name, ctx.lease_seconds)
-        return None if row is None else (row.model_version, row.kind, version_results.image_of(session, row))
+        return None if row is None else (row.model_version, row.kind, *version_results.image_of(session, row))
 
     claimed = _in_transaction(ctx, f"claim version result {result_id}", claim)
     if claimed is None:
         return "skipped"
-    version, kind, image_key = claimed
+    version, kind, image_key, batch_id = claimed
     outcome = "failed"
     try:
         served = ctx.using(version)
@@ -40,4 +41,8 @@ def process(ctx, result_id: uuid.UUID) -> str:
         _in_transaction(ctx, f"record version result {result_id}", lambda session: version_results.fail(
             session, result_id, ctx.worker_name, message))
     metrics.VERSION_RESULTS.labels(kind, outcome).inc()
+    try:  # the last rerun of a labelled batch: its evaluation, now (one query when nothing is due)
+        evaluate_due(ctx.db, [batch_id])
+    except Exception:
+        log.exception("evaluating the batch of version result %s failed; the recovery loop will", result_id)
     return outcome

@@ -34,6 +34,16 @@ def add_rerun(session: Session, job_ids: Iterable[uuid.UUID], version: str) -> d
     return _add(session, [j for j in job_ids if j not in have], version, RERUN)
 
 
+def rerun_batch(session: Session, batch, version: str) -> dict[uuid.UUID, str]:
+    """The batch's analysed images again under ``version`` (a ready one; the caller checks), without a new
+    upload; its evaluation is computed again once they are done (shared/truth/evaluate.py)."""
+    job_ids = [job.id for job in batch.jobs if job.status == SUCCEEDED and job.model_version != version]
+    added = add_rerun(session, job_ids, version)
+    if added:
+        batch.evaluation_due = True
+    return added
+
+
 def _add(session: Session, job_ids: list[uuid.UUID], version: str, kind: str) -> dict[uuid.UUID, str]:
     now = utcnow()
     rows = [VersionResult(id=uuid.uuid4(), job_id=job_id, model_version=version, kind=kind, status=QUEUED,
@@ -61,8 +71,9 @@ def claim(session: Session, result_id: uuid.UUID, worker: str, lease_seconds: fl
                            .execution_options(populate_existing=True)).one()
 
 
-def image_of(session: Session, result: VersionResult) -> str | None:
-    return session.scalar(select(Job.image_key).where(Job.id == result.job_id))
+def image_of(session: Session, result: VersionResult) -> tuple[str | None, uuid.UUID]:
+    """The stored image of the result's job, and its batch."""
+    return session.execute(select(Job.image_key, Job.batch_id).where(Job.id == result.job_id)).one()
 
 
 def succeed(session: Session, result_id: uuid.UUID, worker: str, probabilities: dict[str, float], maps: bytes,

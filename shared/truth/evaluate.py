@@ -7,6 +7,7 @@ The figures come from shared.stats.evaluation, the same code ``xray-model evalua
 scored here and its CSV export scored by the CLI agree."""
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import logging
@@ -18,7 +19,8 @@ from sqlalchemy import delete, exists, select
 from sqlalchemy.orm import Session, selectinload
 
 from shared.db.engine import Database
-from shared.db.models import Batch, BatchEvaluation, Job, JobStatus, ReaderLabel, TruthLabel, User, utcnow
+from shared.db.models import (Batch, BatchEvaluation, Job, JobStatus, ModelVersion, ReaderLabel, TruthLabel, User,
+                              VersionResult, utcnow)
 from shared.model.labels import LABELS
 from shared.stats.agreement import cohen_kappa
 from shared.stats.evaluation import age_band, evaluate_labelled
@@ -29,9 +31,19 @@ ROUNDS = 1000
 SEED = 0
 
 
+ACTIVE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
+
+
 def _unfinished(batch_id):
-    return exists(select(Job.id).where(Job.batch_id == batch_id,
-                                       Job.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value])))
+    """A job of the batch, or a result of it under another version (a rerun, shadow traffic), still to come."""
+    return (exists(select(Job.id).where(Job.batch_id == batch_id, Job.status.in_(ACTIVE)))
+            | exists(select(VersionResult.id).join(Job, Job.id == VersionResult.job_id)
+                     .where(Job.batch_id == batch_id, VersionResult.status.in_(ACTIVE))))
+
+
+def pending(session: Session, batch_id: uuid.UUID) -> bool:
+    """Whether results of the batch (its jobs, or reruns and shadow results of them) are still to come."""
+    return bool(session.scalar(select(_unfinished(batch_id))))
 
 
 def due_batches(session: Session, batch_ids: list[uuid.UUID] | None = None, limit: int = 20) -> list[uuid.UUID]:
@@ -57,24 +69,63 @@ def _jsonable(value):
     return value
 
 
-def _version_figures(jobs: list[Job], truth: dict[uuid.UUID, TruthLabel]) -> dict | None:
-    scored = [job for job in jobs if job.id in truth and len(job.findings) == len(LABELS)]
+@dataclasses.dataclass(frozen=True)
+class Predicted:
+    """One image's probabilities under one version: the served result (its findings) or a result of the same
+    image under another version (shared/jobs/version_results.py)."""
+
+    job: Job
+    probabilities: dict[str, float]
+
+
+def _served(job: Job) -> Predicted | None:
+    if len(job.findings) != len(LABELS):
+        return None
+    return Predicted(job, {f.label: f.probability for f in job.findings})
+
+
+def _version_figures(predicted: list[Predicted], truth: dict[uuid.UUID, TruthLabel], thresholds: dict[str, float],
+                     model_name: str | None) -> dict | None:
+    scored = [p for p in predicted if p.job.id in truth and all(label in p.probabilities for label in LABELS)]
     if not scored:
         return None
-    y = np.array([[label in truth[job.id].labels for label in LABELS] for job in scored])
-    by_label = [{f.label: f for f in job.findings} for job in scored]
+    y = np.array([[label in truth[p.job.id].labels for label in LABELS] for p in scored])
     # As every export writes them (6 decimals), so the figures are those of the predictions a user downloads
     # and scores with `xray-model evaluate` (near-equal scores of an untrained model would tie there, not here).
-    probabilities = np.array([[round(found[label].probability, 6) for label in LABELS] for found in by_label])
-    thresholds = {label: by_label[0][label].threshold for label in LABELS}
-    groups = np.array([truth[job.id].patient_key or f"image:{job.id}" for job in scored])
-    subgroups = {"sex": [truth[job.id].sex for job in scored],
-                 "age_band": [age_band(truth[job.id].age) for job in scored],
-                 "view": [truth[job.id].view or job.view_position for job in scored]}
+    probabilities = np.array([[round(p.probabilities[label], 6) for label in LABELS] for p in scored])
+    groups = np.array([truth[p.job.id].patient_key or f"image:{p.job.id}" for p in scored])
+    subgroups = {"sex": [truth[p.job.id].sex for p in scored],
+                 "age_band": [age_band(truth[p.job.id].age) for p in scored],
+                 "view": [truth[p.job.id].view or p.job.view_position for p in scored]}
     figures = evaluate_labelled(y, probabilities, thresholds, groups, subgroups=subgroups, rounds=ROUNDS, seed=SEED)
-    figures["model_name"] = scored[0].model.name if scored[0].model else None
-    figures["unlabelled_images"] = len([job for job in jobs if job.id not in truth])
+    figures["model_name"] = model_name
+    figures["unlabelled_images"] = len([p for p in predicted if p.job.id not in truth])
     return figures
+
+
+def _by_version(session: Session, batch: Batch) -> dict[str, tuple[list[Predicted], dict, str | None]]:
+    """Per version that ran on the batch: its predictions, thresholds and model name. The served results first,
+    then the results of other versions on the same images (reruns, shadow traffic)."""
+    out: dict[str, tuple[list[Predicted], dict, str | None]] = {}
+    for job in batch.jobs:
+        predicted = _served(job) if job.status == JobStatus.SUCCEEDED.value and job.model_version else None
+        if predicted is not None:
+            if job.model_version not in out:
+                out[job.model_version] = ([], {f.label: f.threshold for f in job.findings},
+                                          job.model.name if job.model else None)
+            out[job.model_version][0].append(predicted)
+    jobs = {job.id: job for job in batch.jobs}
+    others = session.execute(select(VersionResult, ModelVersion).join(ModelVersion)
+                             .where(VersionResult.job_id.in_(list(jobs)),
+                                    VersionResult.status == JobStatus.SUCCEEDED.value)).all()
+    served = set(out)
+    for result, model in others:
+        if result.model_version in served:
+            continue  # a version that served some of the batch's jobs is scored on those
+        if result.model_version not in out:
+            out[result.model_version] = ([], dict((model.manifest or {}).get("thresholds", {})), model.name)
+        out[result.model_version][0].append(Predicted(jobs[result.job_id], result.probabilities or {}))
+    return out
 
 
 def _as_bool(answer: str) -> bool | None:
@@ -116,14 +167,10 @@ def evaluate_batch(session: Session, batch_id: uuid.UUID) -> dict[str, dict]:
         selectinload(Batch.jobs).selectinload(Job.findings), selectinload(Batch.jobs).selectinload(Job.model))).one()
     started = time.perf_counter()
     truth = {t.job_id: t for t in session.scalars(select(TruthLabel).where(TruthLabel.batch_id == batch_id))}
-    by_version: dict[str, list[Job]] = {}
-    for job in batch.jobs:
-        if job.status == JobStatus.SUCCEEDED.value and job.model_version:
-            by_version.setdefault(job.model_version, []).append(job)
     results = {}
     if truth:
-        for version, jobs in by_version.items():
-            figures = _version_figures(jobs, truth)
+        for version, (predicted, thresholds, name) in _by_version(session, batch).items():
+            figures = _version_figures(predicted, truth, thresholds, name)
             if figures is not None:
                 results[version] = figures
     reader_figures = _reader_figures(session, batch, truth)

@@ -223,6 +223,40 @@ def test_push_check_promote_rollback_and_per_batch_choice(registry_stack, tmp_pa
         assert client.get(f"/api/v1/batches/{first['id']}").status_code == 404
 
 
+def test_a_labelled_batch_rerun_with_another_version_is_evaluated_for_both(registry_stack, tmp_path):
+    """"Rerun this batch with version X": the same images, no new upload; the evaluation then has both versions."""
+    from tests.helpers import FIXTURES
+
+    stack = registry_stack
+    first = _settled(stack, _push(stack, _model(tmp_path, "first"))["version"])
+    second = _settled(stack, _push(stack, _model(tmp_path, "second"))["version"])
+    _alias(stack, "default", first["version"])
+    with _client(stack, "alice") as client:
+        sent = client.post("/api/v1/batches", files=[("files", (n, b, "image/png")) for n, b in real_xray_bytes(4)]
+                           + [("labels", ("labels.csv", (FIXTURES / "nih64" / "labels.csv").read_bytes(), "text/csv"))])
+        assert sent.status_code == 202, sent.text
+        batch_id = sent.json()["id"]
+        _finished(stack, batch_id)
+
+        def evaluated(count):
+            body = client.get(f"/api/v1/batches/{batch_id}/evaluation").json()
+            return body if body["state"] == "ready" and len(body["versions"]) == count else None
+
+        wait_until(lambda: evaluated(1), 120, message="the first evaluation")
+        with _client(stack, "bob") as other:
+            assert other.post(f"/api/v1/batches/{batch_id}/reruns", json={"model": "candidate"}).status_code == 404
+        assert client.post(f"/api/v1/batches/{batch_id}/reruns", json={"model": "no-such"}).status_code == 404
+        rerun = client.post(f"/api/v1/batches/{batch_id}/reruns", json={"model": second["version"]})
+        assert rerun.status_code == 202 and rerun.json()["queued"] == 4, rerun.text
+        body = wait_until(lambda: evaluated(2), 180, message="the evaluation of both versions")
+        assert {v["model_version"] for v in body["versions"]} == {first["version"], second["version"]}
+        assert all(v["figures"]["images"] == 4 for v in body["versions"])
+        # The served answers stay the first version's; the rerun is beside them, not instead.
+        assert _versions_of_jobs(stack, batch_id) == {first["version"]}
+        again = client.post(f"/api/v1/batches/{batch_id}/reruns", json={"model": second["version"]}).json()
+        assert again["queued"] == 0  # nothing twice
+
+
 @pytest.mark.browser
 def test_shadow_results_compared_and_the_registry_pages(registry_stack, tmp_path, browser):  # noqa: F811
     """Shadow traffic is stored beside the served results and compared; the admin's models page lists the
