@@ -129,6 +129,7 @@ def job_json(job: Job, detail: bool = False) -> dict:
         body["opening_label"] = reading.opening_label
         body["reliability_set"] = reading.reliability_set
         body["maps_url"] = url_for("api.job_maps", job_id=job.id) if job.maps is not None else None
+        body["values_url"] = url_for("api.job_values", job_id=job.id) if job.image_key else None
         body["timings_ms"] = {"decode": job.decode_ms, "inference": job.inference_ms}
         body["runtime"] = job.runtime
         body["created_at"] = iso(job.created_at)

@@ -135,7 +135,37 @@
       rows.appendChild(row);
     }
   }
-  [status, finding, minimum, sortBy].forEach((input) => input.addEventListener("input", applyFilters));
+  // The filters and the sort live in the address (?status=&finding=&min=&sort=), so a reload or a shared
+  // link shows the same rows; a value the page does not offer is ignored.
+  const inAddress = { status: status, finding: finding, min: minimum, sort: sortBy };
+  function restoreFilters() {
+    const q = new URL(window.location.href).searchParams;
+    for (const [key, input] of Object.entries(inAddress)) {
+      const value = q.get(key);
+      if (value === null) continue;
+      if (input.tagName === "SELECT") {
+        if ([...input.options].some((o) => (o.value || o.textContent) === value)) input.value = value;
+      } else {
+        const n = Number(value);
+        if (value !== "" && Number.isFinite(n) && n >= 0 && n <= 100) input.value = n;
+      }
+    }
+  }
+  function rememberFilters() {
+    const url = new URL(window.location.href);
+    const defaults = { status: "", finding: "", min: "0", sort: "position" };
+    for (const [key, input] of Object.entries(inAddress)) {
+      if (String(input.value) === defaults[key] || input.value === "") url.searchParams.delete(key);
+      else url.searchParams.set(key, input.value);
+    }
+    if (url.href !== window.location.href) history.replaceState(null, "", url.href);
+  }
+  [status, finding, minimum, sortBy].forEach((input) => input.addEventListener("input", () => {
+    applyFilters();
+    rememberFilters();
+  }));
+  restoreFilters();
+  applyFilters();
   if (root.dataset.finished === "true") {
     document.title = "Done: " + baseTitle;
   } else {
