@@ -10,7 +10,7 @@ from flask_login import current_user
 from shared.db.models import ModelVersion
 from shared.model.labels import LABELS, NO_FINDING, display_name
 from shared.model.manifest import UNTRAINED_WARNING
-from web import page_params, queries
+from web import batch_actions, page_params, queries
 from web.audit import audit_access
 from web.auth import login_manager
 from web.ids import not_found
@@ -89,6 +89,22 @@ def model_card(version: str):
         if model is None:
             raise not_found("model", version)
         return render_template("model_card.html", model=model, manifest=model.manifest, card=card_figures(model.manifest))
+
+
+@blueprint.post("/batches/<batch_id>/cancel")
+def cancel_batch(batch_id: str):
+    stopped = batch_actions.cancel(batch_id)
+    flash(f"Cancelled: {stopped} queued image(s) will not be analysed (retry them to analyse them); "
+          "images already running finish.", "info")
+    return redirect(url_for("pages.batch_page", batch_id=batch_id), code=303)
+
+
+@blueprint.post("/batches/<batch_id>/retry")
+def retry_batch(batch_id: str):
+    """The batch's failed images (or the one named by the form's ``job``) are queued again."""
+    queued = batch_actions.retry(batch_id, (request.form.get("job") or "").strip() or None)
+    flash(f"Queued {queued} failed image(s) again." if queued else "There was no failed image to retry.", "info")
+    return redirect(url_for("pages.batch_page", batch_id=batch_id), code=303)
 
 
 @blueprint.get("/batches/<batch_id>/delete")

@@ -133,6 +133,10 @@ class JobSummary(Open):
     warnings: list[str] = Field(description="About this image, e.g. a lateral view")
     finished_at: dt.datetime | None
     updated_at: dt.datetime | None
+    received_at: dt.datetime | None = Field(None, description="When the upload was received")
+    queue_seconds: float | None = Field(None, description="From received to started (the last attempt's start)")
+    run_seconds: float | None = Field(None, description="From started to finished")
+    worker: str | None = Field(None, description="The worker that ran (or runs) the last attempt")
 
 
 class Notice(Open):

@@ -22,7 +22,7 @@ from shared.db.models import AuditEvent, utcnow
 
 ACTIONS = ("sign_in", "sign_in_failed", "sign_out", "password_change", "token_create", "token_revoke",
            "token_use", "upload", "view", "download", "delete", "admin_access", "retention_purge", "user_create",
-           "password_reset", "user_disable", "user_enable", "webhook_change")
+           "password_reset", "user_disable", "user_enable", "webhook_change", "cancel", "retry")
 REPEAT_SECONDS = 600.0
 EXPORT_COLUMNS = ("id", "at", "actor", "actor_id", "action", "target_type", "target_id", "ip", "detail")
 

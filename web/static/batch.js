@@ -49,9 +49,12 @@
       caption.textContent = job.thumbnail.display_name + (job.thumbnail.above_threshold ? "" : " (below threshold)");
       thumb.appendChild(caption);
     }
-    cell(tr, link(job.page_url, job.filename));
-    cell(tr, job.status, "status");
+    cell(tr, link(job.page_url, job.filename), "name").dataset.label = "Image";
+    const state = cell(tr, job.status, "status");
+    state.dataset.label = "Status";
+    if (job.status === "failed" && job.image_url) state.appendChild(retryForm(job));
     const result = cell(tr, job.status === "failed" ? job.error : job.summary, job.status === "failed" ? "result error" : "result");
+    result.dataset.label = "Findings";
     if (job.dicom && job.dicom.frontal === false) {
       const flag = document.createElement("span");
       flag.className = "view-flag";
@@ -59,10 +62,46 @@
       flag.textContent = " not a frontal view (" + job.dicom.view_position + ")";
       result.appendChild(flag);
     }
+    const timing = cell(tr, "", "timing");
+    timing.dataset.label = "Timing";
+    const parts = [];
+    if (job.received_at) parts.push(["t", "received " + job.received_at.slice(11, 19)]);
+    if (job.queue_seconds !== null && job.queue_seconds !== undefined) parts.push(["t", "waited " + job.queue_seconds.toFixed(1) + " s"]);
+    if (job.run_seconds !== null && job.run_seconds !== undefined) parts.push(["t", "ran " + job.run_seconds.toFixed(1) + " s"]);
+    if (job.attempts) parts.push(["t", "attempt " + job.attempts]);
+    if (job.worker) parts.push(["t worker", job.worker]);
+    parts.forEach(([className, text], i) => {
+      if (i) timing.appendChild(document.createTextNode(" "));
+      const span = document.createElement("span");
+      span.className = className;
+      span.textContent = text;
+      timing.appendChild(span);
+    });
     const model = cell(tr, job.model ? job.model.name + " " + job.model.version.slice(0, 15) : "",
                        "model" + (job.model && !job.model.trained ? " untrained" : ""));
+    model.dataset.label = "Model";
     if (job.model && !job.model.trained) model.title = job.model.warning;
     return tr;
+  }
+  function retryForm(job) {  // the same form as templates/_job_row.html
+    const form = document.createElement("form");
+    form.className = "inline retry";
+    form.method = "post";
+    form.action = root.dataset.retryUrl;
+    for (const [name, value] of [["csrf_token", root.dataset.csrf], ["job", job.id]]) {
+      const input = document.createElement("input");
+      input.type = "hidden";
+      input.name = name;
+      input.value = value;
+      form.appendChild(input);
+    }
+    const button = document.createElement("button");
+    button.type = "submit";
+    button.className = "secondary small-button";
+    button.textContent = "Retry";
+    button.setAttribute("aria-label", "Retry " + job.filename);
+    form.appendChild(button);
+    return form;
   }
   function duration(seconds) {
     if (seconds < 90) return Math.round(seconds) + " s";
@@ -86,6 +125,8 @@
     }
     cursor = batch.cursor;
     root.dataset.finished = batch.finished ? "true" : "false";
+    document.getElementById("cancel-form").hidden = batch.finished;
+    document.getElementById("retry-form").hidden = !c.failed;
     applyFilters();
   }
   function schedule() {
