@@ -10,15 +10,15 @@ from flask_login import current_user
 from shared.db.models import ModelVersion
 from shared.model.labels import LABELS, NO_FINDING, display_name
 from shared.model.manifest import UNTRAINED_WARNING
-from web import batch_actions, page_params, queries
+from web import batch_actions, batch_rows, page_params, queries
 from web.audit import audit_access
 from web.auth import login_manager
-from web.ids import not_found
+from web.ids import not_found, parse_id
 from web.model_card import card as card_figures
 from web.owned import delete_owned_batch, delete_owned_job, owned_batch, owned_job
 from web.queries import HistoryFilter
 from web.security import current_viewer
-from web.serializers import DISCLAIMER, batch_json, counts_json, job_json
+from web.serializers import DISCLAIMER, counts_json, iso, job_json
 from web.services import services
 from web.uploads import submit_batch
 
@@ -61,11 +61,27 @@ def upload_form():
 
 @blueprint.get("/batches/<batch_id>")
 def batch_page(batch_id: str):
-    """Every row rendered here (the page works without JavaScript); batch.js then polls for changes."""
+    """One page of rows, narrowed and sorted by the database (?q=&status=&finding=&min=&sort=&page=), rendered
+    here (the page works without JavaScript); batch.js then polls for changes to them."""
+    params = page_params.parse(page_params.BatchParams)
+    narrowed = batch_rows.RowFilter(text=params.q, status=params.status, finding=params.finding,
+                                    minimum=(params.min or 0) / 100, sort=params.sort or "position")
+    per_page = services().settings.batch_page_size
     with services().db.session() as session:
-        batch = owned_batch(session, batch_id)
+        batch = batch_rows.head(session, current_viewer(), parse_id(batch_id, "batch"))
+        if batch is None:
+            raise not_found("batch", batch_id)
         audit_access(session, "view", "batch", batch.id, batch.owner_id)
-        return render_template("batch.html", batch=batch, view=batch_json(batch))
+        jobs, matching = batch_rows.page_of_jobs(session, batch.id, narrowed, params.page, per_page)
+        counts = counts_json(queries.status_counts(session, [batch.id])[batch.id], batch.job_count)
+        view = {**counts, "url": url_for("api.get_batch", batch_id=batch.id), "jobs": [job_json(j) for j in jobs],
+                "cursor": iso(batch_rows.cursor(session, batch.id) or batch.created_at),
+                "downloads": {kind: url_for("api.batch_export", batch_id=batch.id, kind=kind) for kind in ("csv", "json", "pdf")}}
+        pages = max(1, math.ceil(matching / per_page))
+        page = min(params.page, pages)
+        query = {k: v for k, v in request.args.items() if k in ("q", "status", "finding", "min", "sort") and v}
+        return render_template("batch.html", batch=batch, view=view, page=page, pages=pages, first=(page - 1) * per_page + 1,
+                               matching=matching, query=query, params=params, refresh=not counts["finished"])
 
 
 @blueprint.get("/jobs/<job_id>")

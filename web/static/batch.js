@@ -1,11 +1,10 @@
 // The batch page's rows are rendered by the server; this keeps them current. It asks only for what
 // changed since its last answer (?since=cursor, and If-None-Match: unchanged is a bodiless 304), stops
 // when every image is done, pauses while the tab is hidden, shows images/s and the time left, and puts
-// the progress in the tab's title. Sorting and filtering work on the rows in the page.
+// the progress in the tab's title. The server narrows, sorts and pages the rows.
 (function () {
   const root = document.getElementById("batch");
   if (!root) return;
-  const rows = document.getElementById("job-rows");
   const bar = document.getElementById("batch-progress");
   const summary = document.getElementById("batch-summary");
   const baseTitle = root.dataset.title + " · Chest X-ray analysis";
@@ -119,15 +118,13 @@
     summary.textContent = text + (batch.finished ? "." : "…");
     document.title = (batch.finished ? "Done: " : Math.floor((100 * batch.done) / batch.total) + "% · ") + baseTitle;
     for (const job of batch.jobs) {
-      const existing = document.getElementById("job-" + job.id);
-      const row = render(job);
-      if (existing) existing.replaceWith(row); else rows.appendChild(row);
+      const existing = document.getElementById("job-" + job.id);  // only this page's rows are shown
+      if (existing) existing.replaceWith(render(job));
     }
     cursor = batch.cursor;
     root.dataset.finished = batch.finished ? "true" : "false";
     document.getElementById("cancel-form").hidden = batch.finished;
     document.getElementById("retry-form").hidden = !c.failed;
-    applyFilters();
   }
   function schedule() {
     clearTimeout(timer);
@@ -157,56 +154,16 @@
     if (document.hidden) clearTimeout(timer); else schedule();
   });
 
-  // Sorting and filtering, on the rows in the page.
+  // The rows are narrowed, sorted and paged by the server (a GET form: the choices live in the address);
+  // a changed list applies at once, and empty fields stay out of the address.
   const filters = document.getElementById("row-filters");
-  const status = document.getElementById("filter-status");
-  const finding = document.getElementById("filter-finding");
-  const minimum = document.getElementById("filter-min");
-  const sortBy = document.getElementById("sort-by");
-  filters.hidden = false;
-  function applyFilters() {
-    const all = [...rows.querySelectorAll("tr.job")];
-    const key = { position: (r) => Number(r.dataset.position), top: (r) => -Number(r.dataset.top),
-                  status: (r) => ["failed", "succeeded", "running", "queued"].indexOf(r.dataset.status) }[sortBy.value];
-    all.sort((a, b) => key(a) - key(b) || Number(a.dataset.position) - Number(b.dataset.position));
-    for (const row of all) {
-      row.hidden = (status.value && row.dataset.status !== status.value) ||
-        (finding.value && !row.dataset.findings.split(" ").includes(finding.value)) ||
-        Number(row.dataset.top) * 100 < Number(minimum.value || 0);
-      rows.appendChild(row);
-    }
-  }
-  // The filters and the sort live in the address (?status=&finding=&min=&sort=), so a reload or a shared
-  // link shows the same rows; a value the page does not offer is ignored.
-  const inAddress = { status: status, finding: finding, min: minimum, sort: sortBy };
-  function restoreFilters() {
-    const q = new URL(window.location.href).searchParams;
-    for (const [key, input] of Object.entries(inAddress)) {
-      const value = q.get(key);
-      if (value === null) continue;
-      if (input.tagName === "SELECT") {
-        if ([...input.options].some((o) => (o.value || o.textContent) === value)) input.value = value;
-      } else {
-        const n = Number(value);
-        if (value !== "" && Number.isFinite(n) && n >= 0 && n <= 100) input.value = n;
-      }
-    }
-  }
-  function rememberFilters() {
-    const url = new URL(window.location.href);
-    const defaults = { status: "", finding: "", min: "0", sort: "position" };
-    for (const [key, input] of Object.entries(inAddress)) {
-      if (String(input.value) === defaults[key] || input.value === "") url.searchParams.delete(key);
-      else url.searchParams.set(key, input.value);
-    }
-    if (url.href !== window.location.href) history.replaceState(null, "", url.href);
-  }
-  [status, finding, minimum, sortBy].forEach((input) => input.addEventListener("input", () => {
-    applyFilters();
-    rememberFilters();
-  }));
-  restoreFilters();
-  applyFilters();
+  filters.querySelectorAll("select").forEach((input) => input.addEventListener("change", () => filters.requestSubmit()));
+  window.addEventListener("pageshow", () => filters.querySelectorAll("[disabled]").forEach((input) => { input.disabled = false; }));
+  filters.addEventListener("submit", () => {
+    filters.querySelectorAll("input, select").forEach((input) => {
+      if (input.value === "" || (input.name === "min" && Number(input.value) === 0) || (input.name === "sort" && input.value === "position")) input.disabled = true;
+    });
+  });
   if (root.dataset.finished === "true") {
     document.title = "Done: " + baseTitle;
   } else {
