@@ -64,3 +64,24 @@ def page_of_jobs(session: Session, batch_id: uuid.UUID, narrowed: RowFilter, pag
 
 def cursor(session: Session, batch_id: uuid.UUID):
     return session.scalar(select(func.max(Job.updated_at)).where(Job.batch_id == batch_id))
+
+
+IMAGES_FOUND = 50  # images a history search lists (newest first); the batches below it page on
+
+
+def matching_images(session: Session, owner_id: uuid.UUID, text: str, finding: str, since=None, before=None) -> list[Job]:
+    """The owner's images whose file name holds ``text`` and/or with ``finding`` above threshold, newest first:
+    a history search answers the images, not only the batches that hold them."""
+    where = [Batch.owner_id == owner_id]
+    if text:
+        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        where.append(Job.original_filename.ilike(pattern, escape="\\"))
+    if finding:
+        where.append(select(Finding.id).where(Finding.job_id == Job.id, Finding.label == finding,
+                                              Finding.positive.is_(True)).exists())
+    if since is not None:
+        where.append(Job.created_at >= since)
+    if before is not None:
+        where.append(Job.created_at < before)
+    return list(session.scalars(select(Job).join(Batch).where(*where).order_by(Job.created_at.desc(), Job.position)
+                                .limit(IMAGES_FOUND).options(selectinload(Job.findings), selectinload(Job.model))).all())

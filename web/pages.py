@@ -2,6 +2,7 @@
 with search, the model card, delete. All need a signed-in user."""
 from __future__ import annotations
 
+import datetime as dt
 import math
 
 from flask import Blueprint, Flask, flash, redirect, render_template, request, url_for
@@ -169,7 +170,14 @@ def history_page():
         firsts = queries.first_jobs(session, [b.id for b in batches])
         rows = [{"batch": b, "first": firsts.get(b.id), "first_view": job_json(firsts[b.id]) if b.id in firsts else None,
                  **counts_json(counts[b.id], b.job_count)} for b in batches]
+        images = []
+        if params.q or params.finding:
+            since = dt.datetime.combine(params.date_from, dt.time(), dt.timezone.utc) if params.date_from else None
+            before = (dt.datetime.combine(params.date_to + dt.timedelta(days=1), dt.time(), dt.timezone.utc)
+                      if params.date_to else None)
+            images = [job_json(j) for j in batch_rows.matching_images(session, current_viewer().user_id, params.q,
+                                                                      params.finding, since, before)]
     pages = max(1, math.ceil(total / per_page))
     query = {k: v for k, v in request.args.items() if k != "page" and v}
     return render_template("history.html", rows=rows, page=page, pages=pages, total=total, query=query,
-                           searching=bool(query))
+                           searching=bool(query), images=images, images_limit=batch_rows.IMAGES_FOUND)

@@ -284,5 +284,10 @@ def test_history_shows_names_first_files_and_thumbnails_and_searches(batch, page
         if expected is None:  # a finding filter: the batch is found exactly when Mass is above threshold in it
             expected = int(any("Mass" in [f["label"] for f in j["shown_findings"]] for j in batch["jobs"]))
         assert found == expected, query
+    page.goto(f"{base}/history?q=00000001_000")  # the search answers the images, not only their batches
+    found = page.eval_on_selector_all("#found-images .found-name", "names => names.map(n => n.textContent)")
+    assert found and set(found) == {"00000001_000.png"}
+    page.goto(f"{base}/history?q=nothing-like-it")
+    assert page.locator("#no-images").count() == 1
     page.goto(f"{base}/history?page=99")
     assert "past the last page" in page.inner_text("main")
