@@ -172,8 +172,8 @@ def history_page():
                  **counts_json(counts[b.id], b.job_count)} for b in batches]
         images = []
         if params.q or params.finding:
-            since = dt.datetime.combine(params.date_from, dt.time(), dt.timezone.utc) if params.date_from else None
-            before = (dt.datetime.combine(params.date_to + dt.timedelta(days=1), dt.time(), dt.timezone.utc)
+            since = dt.datetime.combine(params.date_from, dt.time(), dt.UTC) if params.date_from else None
+            before = (dt.datetime.combine(params.date_to + dt.timedelta(days=1), dt.time(), dt.UTC)
                       if params.date_to else None)
             images = [job_json(j) for j in batch_rows.matching_images(session, current_viewer().user_id, params.q,
                                                                       params.finding, since, before)]
