@@ -95,7 +95,13 @@ def job_page(job_id: str):
         view = job_json(job, detail=True)
         # ?findings=shown: the owner asked to see findings the input gate hid (works without JavaScript).
         show_hidden = request.args.get("findings") == "shown"
-        return render_template("job.html", job=job, view=view, before=before, after=after, show_hidden=show_hidden)
+        # Without JavaScript the server draws the overlay: of ?finding= when it names a finding with a heatmap
+        # (the viewer keeps the same parameter in the address), else of the finding the viewer opens on.
+        visible = view["findings"] if not view["findings_hidden"] or show_hidden else []
+        drawable = {f["label"]: f for f in visible if f.get("overlay_url")}
+        wanted = request.args.get("finding") or ("" if view["findings_hidden"] else view.get("opening_label") or "")
+        return render_template("job.html", job=job, view=view, before=before, after=after, show_hidden=show_hidden,
+                               noscript_finding=drawable.get(wanted))
 
 
 @blueprint.get("/models/<version>")

@@ -69,7 +69,7 @@ def test_the_viewer_draws_each_findings_map_like_the_server_and_zooms_windows_an
     page.wait_for_selector("#viewer[data-ready='true']")
     count = int(page.get_attribute("#viewer", "data-drawn"))
 
-    page.click("table.findings button.pick[data-label='Mass']")  # pick a finding by its row
+    page.click("table.findings .pick[data-label='Mass']")  # pick a finding by its row
     count = drawn(page, count)
     assert page.input_value("#finding") == "Mass" and "selected" in page.get_attribute("#finding-Mass", "class")
     for opacity in (0.4, 1.0):  # the canvas matches the server-rendered overlay of the same finding

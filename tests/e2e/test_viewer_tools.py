@@ -214,3 +214,35 @@ def test_the_batch_pages_filters_and_sort_live_in_its_address(batch, page):  # n
     assert page.eval_on_selector_all("tr.job", "rows => rows.map(r => r.id)") == order
     answer = page.request.get(url + "?sort=nonsense")  # what the page does not offer: a sentence and 400
     assert answer.status == 400 and "sort" in answer.text()
+
+
+def test_without_javascript_the_job_page_shows_a_server_drawn_overlay_and_hides_what_cannot_work(batch, browser, pg_url):  # noqa: F811
+    from shared.db.engine import Database
+    from shared.jobs import lifecycle
+    from tests.e2e.conftest import PASSWORD
+    from tests.helpers import ensure_user
+
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.goto(batch["base"] + "/signin")
+    page.fill("#username", "reader")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.goto(batch["base"] + batch["jobs"][0]["page_url"])
+    assert page.is_hidden("#controls") and page.is_hidden("#theme-switch")  # they need JavaScript
+    overlay = page.locator("img.noscript-image")
+    opening = page.request.get(batch["base"] + batch["jobs"][0]["url"]).json()["opening_label"]  # as the viewer opens: on its finding, or on the image alone
+    assert overlay.is_visible() and (f"/overlays/{opening}" if opening else "/image") in overlay.get_attribute("src")
+    page.click("table.findings .pick[data-label='Edema']")  # a finding's name is a link: its overlay, drawn by the server
+    assert "finding=Edema" in page.url and "/overlays/Edema" in overlay.get_attribute("src")
+    assert "Edema" in overlay.get_attribute("alt")
+    database = Database(pg_url)  # a batch still waiting: its page refreshes itself
+    with database.session() as session:
+        owner = ensure_user(session, "reader").id
+        waiting = lifecycle.create_batch(session, owner, [lifecycle.NewJob("w.png", "0" * 64, 1)]).id
+    database.engine.dispose()
+    page.goto(f"{batch['base']}/batches/{waiting}")
+    assert page.locator("noscript").first.inner_html().strip().startswith('<meta http-equiv="refresh"')
+    page.goto(f"{batch['base']}/batches/{batch['id']}")  # a finished one does not
+    assert 'http-equiv="refresh"' not in page.content()
+    context.close()

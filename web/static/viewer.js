@@ -382,8 +382,8 @@
     const index = options.findIndex((o) => o.value === controls.finding.value);
     pick(options[(index + delta + options.length) % options.length].value);
   }
-  document.querySelectorAll("table.findings button.pick").forEach((button) => {
-    button.addEventListener("click", () => pick(button.dataset.label));
+  document.querySelectorAll("table.findings .pick").forEach((link) => {  // links without JavaScript (?finding=)
+    link.addEventListener("click", (event) => { event.preventDefault(); pick(link.dataset.label); });
   });
   [controls.show, controls.opacity].forEach((input) => {
     if (input) input.addEventListener("input", draw);
