@@ -37,7 +37,7 @@ def batch_export(batch_id: str, kind: str):
         elif kind == "json":
             data, mimetype = json.dumps(exports.batch_json(batch, DISCLAIMER), indent=1), "application/json"
         else:
-            data, mimetype = reports.batch_report(batch, DISCLAIMER), "application/pdf"
+            data, mimetype = reports.batch_report(batch, DISCLAIMER, services().storage, **limits()), "application/pdf"
     name = f"batch-{batch_id[:8]}.{kind}"
     return Response(data, mimetype=mimetype, headers={"Content-Disposition": f'attachment; filename="{name}"',
                                                       "Cache-Control": PRIVATE})

@@ -68,3 +68,30 @@ def test_timing_cancel_and_retry(batch, page, pg_url):  # noqa: F811
     assert page.evaluate("() => getComputedStyle(document.querySelector('tr.job')).display") == "grid"  # cards
     assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
     page.screenshot(path=str(SCREENSHOTS / "batch-phone.png"), full_page=True)
+
+
+def test_the_pdfs_carry_every_finding_above_threshold_named_with_the_colour_scale_and_thumbnails(batch, page, pg_url, tmp_path):  # noqa: F811
+    import subprocess
+
+    from shared.model.labels import LABELS, NO_FINDING, display_name
+
+    job = batch["jobs"][0]
+    engine = sa.create_engine(pg_url)
+    with engine.begin() as conn:  # every finding above its threshold: the report once dropped those past six
+        conn.execute(sa.text("UPDATE findings SET positive = true, threshold = 0.0 WHERE job_id = :j AND label <> 'No Finding'"),
+                     {"j": job["id"]})
+    engine.dispose()
+    report = tmp_path / "report.pdf"
+    report.write_bytes(page.request.get(f"{batch['base']}{job['url']}/report.pdf").body())
+    text = subprocess.run(["pdftotext", "-layout", str(report), "-"], capture_output=True, text=True, check=True).stdout
+    flat = " ".join(text.split())
+    for label in LABELS:
+        if label != NO_FINDING:
+            assert f"Heatmap of {display_name(label)}" in flat, label
+    assert "Colour scale of every heatmap" in flat and "0 low" in flat and "1 high" in flat
+    summary = tmp_path / "batch.pdf"
+    summary.write_bytes(page.request.get(f"{batch['base']}/api/v1/batches/{batch['id']}/export.pdf").body())
+    images = subprocess.run(["pdfimages", "-list", str(summary)], capture_output=True, text=True, check=True).stdout
+    assert len(images.strip().splitlines()) - 2 >= len(batch["jobs"]) + 1  # a thumbnail per image, and the scale
+    flat = " ".join(subprocess.run(["pdftotext", str(summary), "-"], capture_output=True, text=True, check=True).stdout.split())
+    assert "(unreliable)" in flat and "unreliable ones marked" in flat

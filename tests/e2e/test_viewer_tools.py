@@ -246,3 +246,17 @@ def test_without_javascript_the_job_page_shows_a_server_drawn_overlay_and_hides_
     page.goto(f"{batch['base']}/batches/{batch['id']}")  # a finished one does not
     assert 'http-equiv="refresh"' not in page.content()
     context.close()
+
+
+def test_printing_keeps_the_heatmaps_name_and_colour_scale_and_drops_the_controls(batch, page):  # noqa: F811
+    page.goto(batch["base"] + batch["jobs"][0]["page_url"])
+    page.wait_for_selector("#viewer[data-ready='true']")
+    page.click("table.findings .pick[data-label='Mass']")
+    page.emulate_media(media="print")
+    assert page.is_visible("#print-caption") and page.inner_text("#print-caption").startswith("Heatmap of Mass")
+    assert page.is_visible("#legend-bar") and page.is_visible("#view")
+    for hidden in (".danger-link", "#zoom-in", "#window", "#finding", "header.top"):
+        assert page.is_hidden(hidden), hidden
+    page.pdf(path=str(SCREENSHOTS / "viewer-print.pdf"))
+    page.emulate_media(media="screen")
+    assert page.is_hidden("#print-caption") and page.is_visible(".danger-link")

@@ -171,6 +171,7 @@
     ctx.putImageData(image, 0, 0);
     const name = controls.finding && controls.finding.selectedOptions[0] ? controls.finding.selectedOptions[0].textContent : "";
     canvas.setAttribute("aria-label", heat ? "X-ray with the heatmap of " + name : "X-ray without heatmap");
+    $("print-caption").textContent = heat ? "Heatmap of " + name : "The X-ray without a heatmap";  // what paper shows
     document.querySelectorAll("table.findings tr[data-label]").forEach((row) => {
       row.classList.toggle("selected", row.dataset.label === label);
     });
