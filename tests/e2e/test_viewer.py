@@ -137,7 +137,7 @@ def test_no_finding_is_a_summary_and_each_probability_shows_the_models_quality(b
     assert rows.count() == 14 and "No Finding" not in page.inner_text("table.findings")
     assert "No Finding" not in page.inner_text("#finding")  # never heatmapped
     assert page.locator("table.findings .unreliable").count() == 14  # the tiny test model measured nothing
-    page.click("footer a")  # the model card is a page of its own
+    page.click("footer a[href*='/models/']")  # the model card is a page of its own
     assert "Model card" in page.inner_text("h1") and page.locator("table.quality tbody tr").count() == 15
 
 
