@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import mimetypes
 
-from flask import Flask
+from flask import Flask, redirect
 
 from shared.db.engine import Database
 from shared.jobs.queue import create_celery
@@ -62,6 +62,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(api_blueprint, url_prefix="/api/v1")
     app.register_blueprint(contract.blueprint, url_prefix="/api/v1")
     app.add_url_rule("/healthz", view_func=api.healthz)  # where load balancers look by convention
+    # Where people guess the API's documentation is.
+    app.add_url_rule("/docs", endpoint="docs_redirect", view_func=lambda: redirect("/api/v1/docs", code=301))
     # The API authenticates every request itself (tokens, or a session with an Origin check and a CSRF
     # header: web/security.py), so the form CSRF check, which wants a form field, stays off it.
     security.csrf.exempt(api_blueprint)

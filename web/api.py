@@ -152,6 +152,7 @@ def _fingerprint(files, name: str | None, callback: str | None, model: str | Non
 @routes.get("/batches")
 @route((200, schemas.BatchList), errors=(400, 401, 429), query=schemas.PageQuery, tags=["batches"])
 def list_batches():
+    """Your batches, newest first, a page at a time (``?page=N&per_page=M``), with their status counts."""
     page, per_page = _page_args()
     with services().db.session() as session:
         batches, total = queries.list_batches(session, current_viewer(), page, per_page)
@@ -214,6 +215,7 @@ def delete_batch(batch_id: str):
 @routes.get("/jobs/<job_id>")
 @route((200, schemas.Job), tags=["jobs"])
 def get_job(job_id: str):
+    """One image: all 15 findings with the model's measured quality, the input check, timings and the model."""
     with services().db.session() as session:
         job = owned_job(session, job_id)
         audit_access(session, "view", "job", job.id, job.batch.owner_id)
@@ -234,6 +236,7 @@ def delete_job(job_id: str):
 @routes.get("/models/current")
 @route((200, schemas.CurrentModel), errors=(401, 429), tags=["models"])
 def current_model():
+    """The model the workers last reported: what a new upload will most likely be analysed with."""
     with services().db.session() as session:
         return jsonify(_with_model_notice(session, {"model": model_json(queries.current_model(session))}))
 

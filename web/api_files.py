@@ -7,7 +7,7 @@ import json
 
 from flask import Response, jsonify, request
 
-from shared.imaging import maps
+from shared.imaging import maps, values
 from shared.imaging.images import ImageError
 from shared.jobs.storage import StorageError
 from web import exports, renders, reports, schemas
@@ -37,7 +37,7 @@ def batch_export(batch_id: str, kind: str):
         elif kind == "json":
             data, mimetype = json.dumps(exports.batch_json(batch, DISCLAIMER), indent=1), "application/json"
         else:
-            data, mimetype = reports.batch_report(batch, DISCLAIMER), "application/pdf"
+            data, mimetype = reports.batch_report(batch, DISCLAIMER, services().storage, **limits()), "application/pdf"
     name = f"batch-{batch_id[:8]}.{kind}"
     return Response(data, mimetype=mimetype, headers={"Content-Disposition": f'attachment; filename="{name}"',
                                                       "Cache-Control": PRIVATE})
@@ -93,6 +93,36 @@ def job_maps(job_id: str):
     body = {"labels": list(decoded), "height": height, "width": width, "scale": "0..255, each map scaled to its own maximum",
             "colormap": maps.JET_RGB.tolist(), "default_opacity": maps.DEFAULT_OPACITY,
             "maps": {label: base64.b64encode(m.tobytes()).decode() for label, m in decoded.items()}}
+    response = jsonify(body)
+    response.headers["Cache-Control"] = PRIVATE
+    return response
+
+
+@routes.get("/jobs/<job_id>/values")
+@route((200, schemas.PixelValues), tags=["jobs"])
+def job_values(job_id: str):
+    """The image's own values at full bit depth (a DICOM's stored values through its Modality LUT), at the
+    viewer's working size, with the file's window, window presets and pixel spacing: what the viewer's
+    window/level, pixel readout and length tool work on."""
+    with services().db.session() as session:
+        job = owned_job(session, job_id)
+        audit_access(session, "download", "job", job.id, job.batch.owner_id)
+    if not job.image_key:
+        raise ApiError(404, "this job has no stored image (the upload was rejected)")
+    try:
+        found = values.image_values(services().storage.get(job.image_key), **limits())
+    except StorageError:
+        raise ApiError(404, "the stored image is missing") from None
+    except ImageError as exc:
+        raise ApiError(404, f"the stored image cannot be read: {exc}") from None
+    height, width = found.values.shape
+    body = {"height": height, "width": width, "original_width": found.original_size[0],
+            "original_height": found.original_size[1], "bits": found.bits, "source": found.source,
+            "monochrome1": found.inverted, "minimum": float(found.values.min()), "maximum": float(found.values.max()),
+            "windows": {name: w.as_dict() for name, w in found.presets().items()},
+            "pixel_spacing_mm": list(found.spacing_mm) if found.spacing_mm else None,
+            "pixel_spacing_source": found.spacing_source,
+            "values": base64.b64encode(found.values.astype("<f4").tobytes()).decode()}
     response = jsonify(body)
     response.headers["Cache-Control"] = PRIVATE
     return response

@@ -69,6 +69,18 @@ class HistoryParams(_Params):
     date_to: Day = Field(default=None, alias="to")
 
 
+class BatchParams(_Params):
+    """The batch page's rows: a page, a text in the file name, a status, a finding, the least top probability
+    (percent) and the sort."""
+    page: Page = 1
+    q: Text = ""
+    status: Annotated[str, AfterValidator(lambda v: _one_of(v, ("", "queued", "running", "succeeded", "failed")))] = ""
+    finding: Annotated[str, AfterValidator(lambda v: _one_of(v, ("", *LABELS)))] = ""
+    min: Annotated[float | None, BeforeValidator(_blank_is_none), AfterValidator(lambda v: v if v is None else _finite(v)),
+                   Field(ge=0, le=100)] = None
+    sort: Annotated[str, AfterValidator(lambda v: _one_of(v, ("", "position", "top", "status")))] = ""
+
+
 class AuditParams(_Params):
     page: Page = 1
     since: Day = None

@@ -2,6 +2,7 @@
 with search, the model card, delete. All need a signed-in user."""
 from __future__ import annotations
 
+import datetime as dt
 import math
 
 from flask import Blueprint, Flask, flash, redirect, render_template, request, url_for
@@ -11,15 +12,15 @@ from shared.db.models import ModelVersion
 from shared.model import registry
 from shared.model.labels import LABELS, NO_FINDING, display_name
 from shared.model.manifest import UNTRAINED_WARNING
-from web import page_params, queries
+from web import batch_actions, batch_rows, page_params, queries
 from web.audit import audit_access
 from web.auth import login_manager
-from web.ids import not_found
+from web.ids import not_found, parse_id
 from web.model_card import card as card_figures
 from web.owned import delete_owned_batch, delete_owned_job, owned_batch, owned_job
 from web.queries import HistoryFilter
 from web.security import current_viewer
-from web.serializers import DISCLAIMER, batch_json, counts_json, job_json
+from web.serializers import DISCLAIMER, counts_json, iso, job_json
 from web.services import services
 from web.uploads import submit_batch
 
@@ -74,11 +75,27 @@ def upload_form():
 
 @blueprint.get("/batches/<batch_id>")
 def batch_page(batch_id: str):
-    """Every row rendered here (the page works without JavaScript); batch.js then polls for changes."""
+    """One page of rows, narrowed and sorted by the database (?q=&status=&finding=&min=&sort=&page=), rendered
+    here (the page works without JavaScript); batch.js then polls for changes to them."""
+    params = page_params.parse(page_params.BatchParams)
+    narrowed = batch_rows.RowFilter(text=params.q, status=params.status, finding=params.finding,
+                                    minimum=(params.min or 0) / 100, sort=params.sort or "position")
+    per_page = services().settings.batch_page_size
     with services().db.session() as session:
-        batch = owned_batch(session, batch_id)
+        batch = batch_rows.head(session, current_viewer(), parse_id(batch_id, "batch"))
+        if batch is None:
+            raise not_found("batch", batch_id)
         audit_access(session, "view", "batch", batch.id, batch.owner_id)
-        return render_template("batch.html", batch=batch, view=batch_json(batch))
+        jobs, matching = batch_rows.page_of_jobs(session, batch.id, narrowed, params.page, per_page)
+        counts = counts_json(queries.status_counts(session, [batch.id])[batch.id], batch.job_count)
+        view = {**counts, "url": url_for("api.get_batch", batch_id=batch.id), "jobs": [job_json(j) for j in jobs],
+                "cursor": iso(batch_rows.cursor(session, batch.id) or batch.created_at),
+                "downloads": {kind: url_for("api.batch_export", batch_id=batch.id, kind=kind) for kind in ("csv", "json", "pdf")}}
+        pages = max(1, math.ceil(matching / per_page))
+        page = min(params.page, pages)
+        query = {k: v for k, v in request.args.items() if k in ("q", "status", "finding", "min", "sort") and v}
+        return render_template("batch.html", batch=batch, view=view, page=page, pages=pages, first=(page - 1) * per_page + 1,
+                               matching=matching, query=query, params=params, refresh=not counts["finished"])
 
 
 @blueprint.get("/jobs/<job_id>")
@@ -91,7 +108,13 @@ def job_page(job_id: str):
         view = job_json(job, detail=True)
         # ?findings=shown: the owner asked to see findings the input gate hid (works without JavaScript).
         show_hidden = request.args.get("findings") == "shown"
-        return render_template("job.html", job=job, view=view, before=before, after=after, show_hidden=show_hidden)
+        # Without JavaScript the server draws the overlay: of ?finding= when it names a finding with a heatmap
+        # (the viewer keeps the same parameter in the address), else of the finding the viewer opens on.
+        visible = view["findings"] if not view["findings_hidden"] or show_hidden else []
+        drawable = {f["label"]: f for f in visible if f.get("overlay_url")}
+        wanted = request.args.get("finding") or ("" if view["findings_hidden"] else view.get("opening_label") or "")
+        return render_template("job.html", job=job, view=view, before=before, after=after, show_hidden=show_hidden,
+                               noscript_finding=drawable.get(wanted))
 
 
 @blueprint.get("/models/<version>")
@@ -102,6 +125,22 @@ def model_card(version: str):
         if model is None:
             raise not_found("model", version)
         return render_template("model_card.html", model=model, manifest=model.manifest, card=card_figures(model.manifest))
+
+
+@blueprint.post("/batches/<batch_id>/cancel")
+def cancel_batch(batch_id: str):
+    stopped = batch_actions.cancel(batch_id)
+    flash(f"Cancelled: {stopped} queued image(s) will not be analysed (retry them to analyse them); "
+          "images already running finish.", "info")
+    return redirect(url_for("pages.batch_page", batch_id=batch_id), code=303)
+
+
+@blueprint.post("/batches/<batch_id>/retry")
+def retry_batch(batch_id: str):
+    """The batch's failed images (or the one named by the form's ``job``) are queued again."""
+    queued = batch_actions.retry(batch_id, (request.form.get("job") or "").strip() or None)
+    flash(f"Queued {queued} failed image(s) again." if queued else "There was no failed image to retry.", "info")
+    return redirect(url_for("pages.batch_page", batch_id=batch_id), code=303)
 
 
 @blueprint.get("/batches/<batch_id>/delete")
@@ -150,7 +189,14 @@ def history_page():
         firsts = queries.first_jobs(session, [b.id for b in batches])
         rows = [{"batch": b, "first": firsts.get(b.id), "first_view": job_json(firsts[b.id]) if b.id in firsts else None,
                  **counts_json(counts[b.id], b.job_count)} for b in batches]
+        images = []
+        if params.q or params.finding:
+            since = dt.datetime.combine(params.date_from, dt.time(), dt.UTC) if params.date_from else None
+            before = (dt.datetime.combine(params.date_to + dt.timedelta(days=1), dt.time(), dt.UTC)
+                      if params.date_to else None)
+            images = [job_json(j) for j in batch_rows.matching_images(session, current_viewer().user_id, params.q,
+                                                                      params.finding, since, before)]
     pages = max(1, math.ceil(total / per_page))
     query = {k: v for k, v in request.args.items() if k != "page" and v}
     return render_template("history.html", rows=rows, page=page, pages=pages, total=total, query=query,
-                           searching=bool(query))
+                           searching=bool(query), images=images, images_limit=batch_rows.IMAGES_FOUND)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import io
 from xml.sax.saxutils import escape
 
+import numpy as np
+
 from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import getSampleStyleSheet
@@ -17,14 +19,16 @@ from reportlab.platypus import Image, Paragraph, SimpleDocTemplate, Spacer, Tabl
 
 from shared.db.models import Batch, Job, as_utc
 from shared.imaging import maps
-from shared.jobs.storage import LocalStorage
+from shared.jobs.storage import LocalStorage, StorageError
 from shared.model.labels import display_name
 from shared.model.manifest import UNTRAINED_WARNING
 from web import renders
 from web.reading import NOT_READ, Reading
+from web.serializers import thumbnail_finding
 
 STYLES = getSampleStyleSheet()
-MAX_HEATMAPS = 6
+SCALE_NOTE = ("Colour scale of every heatmap: activation for its finding relative to the map's own peak, from blue "
+              "(0, low) through green and yellow to red (1, high).")
 GRID = TableStyle([("GRID", (0, 0), (-1, -1), 0.25, colors.grey), ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#e8eef9")),
                    ("FONTSIZE", (0, 0), (-1, -1), 8), ("VALIGN", (0, 0), (-1, -1), "TOP")])
 
@@ -41,6 +45,16 @@ def _image(data: bytes, width: float) -> Image:
 
 def _when(moment) -> str:
     return as_utc(moment).strftime("%Y-%m-%d %H:%M UTC") if moment else "–"
+
+
+def _colour_scale() -> list:
+    """The heatmaps' colour table as a strip with its meaning: a printed heatmap is read with it."""
+    strip = np.repeat(maps.JET_RGB[None, :, :], 12, axis=0)
+    return [_image(maps.encode_image(strip, "png"), 90 * mm),
+            Table([["0 low", "", "1 high"]], colWidths=[30 * mm] * 3, hAlign="LEFT",
+                  style=TableStyle([("FONTSIZE", (0, 0), (-1, -1), 7), ("ALIGN", (2, 0), (2, 0), "RIGHT"),
+                                    ("LEFTPADDING", (0, 0), (-1, -1), 0), ("RIGHTPADDING", (0, 0), (-1, -1), 0)])),
+            _p(SCALE_NOTE)]
 
 
 def _header(disclaimer: str) -> list:
@@ -76,18 +90,24 @@ def job_report(job: Job, storage: LocalStorage, disclaimer: str, **limits) -> by
         grey = renders.base_grey(storage, job, **limits)
         pictures.append((maps.encode_image(maps.grey_rgb(grey)), "Original"))
     shown = reading.shown
-    for finding in shown[:MAX_HEATMAPS]:
+    missing = []
+    for finding in shown:  # every finding above threshold: the table below lists them all, so do the heatmaps
         try:
             data, _ = renders.overlay(storage, job, finding.label, **limits)
         except renders.RenderError:
+            missing.append(display_name(finding.label))
             continue
-        pictures.append((data, f"{display_name(finding.label)} {100 * finding.probability:.1f}%"
+        pictures.append((data, f"Heatmap of {display_name(finding.label)}, {100 * finding.probability:.1f}%"
                              + ("" if reading.reliable(finding.label) else " (unreliable)")))
     if pictures:
         cells = [[_image(data, 56 * mm), _p(caption)] for data, caption in pictures]
         cells += [""] * (-len(cells) % 3)
         story += [Spacer(1, 4 * mm), Table([cells[i:i + 3] for i in range(0, len(cells), 3)], colWidths=[60 * mm] * 3,
                                            hAlign="LEFT")]
+        if len(pictures) > 1:
+            story += _colour_scale()
+    if missing:
+        story.append(_p("No heatmap is stored for: " + ", ".join(missing) + "."))
     if job.findings and not reading.gated:
         rows = [["Finding", "Probability", "Threshold", "Above", "AUROC (95% CI)", "Reliable"]]
         for f in reading.findings:  # most probable first
@@ -104,7 +124,19 @@ def job_report(job: Job, storage: LocalStorage, disclaimer: str, **limits) -> by
     return out.getvalue()
 
 
-def batch_report(batch: Batch, disclaimer: str) -> bytes:
+def _thumbnail(storage: LocalStorage | None, job: Job, reading: Reading, limits: dict):
+    finding, above = thumbnail_finding(reading)
+    if storage is None or finding is None:
+        return ""
+    try:
+        data, _ = renders.overlay(storage, job, finding.label, size="thumb", **limits)
+    except (renders.RenderError, StorageError):
+        return ""
+    caption = display_name(finding.label) + ("" if above else " (below threshold)")
+    return [_image(data, 18 * mm), Paragraph(escape(caption), STYLES["Normal"])]
+
+
+def batch_report(batch: Batch, disclaimer: str, storage: LocalStorage | None = None, **limits) -> bytes:
     out = io.BytesIO()
     doc = SimpleDocTemplate(out, pagesize=A4, title=f"Batch {batch.id}", leftMargin=15 * mm, rightMargin=15 * mm)
     counts: dict[str, int] = {}
@@ -117,11 +149,15 @@ def batch_report(batch: Batch, disclaimer: str) -> bytes:
         _p("Model(s): " + (", ".join(models) or "none yet"))]
     if any(j.model and not j.model.trained for j in batch.jobs):
         story.append(_p(UNTRAINED_WARNING, "Heading4"))
-    rows = [["#", "File", "Status", "Findings above threshold (probability)"]]
-    for job in batch.jobs:
-        result = job.error or Reading.of(job).summary or ""
-        rows.append([str(job.position + 1), _p(job.original_filename), job.status, _p(result)])
-    story += [Spacer(1, 4 * mm), Table(rows, style=GRID, hAlign="LEFT", colWidths=[10 * mm, 55 * mm, 20 * mm, 95 * mm],
-                                       repeatRows=1)]
+    rows = [["#", "Heatmap", "File", "Status", "Findings above threshold (probability; unreliable ones marked)"]]
+    for job in sorted(batch.jobs, key=lambda j: j.position):
+        reading = Reading.of(job)
+        result = job.error or reading.summary or ""
+        rows.append([str(job.position + 1), _thumbnail(storage, job, reading, limits), _p(job.original_filename),
+                     job.status, _p(result)])
+    story += [Spacer(1, 4 * mm), Table(rows, style=GRID, hAlign="LEFT",
+                                       colWidths=[9 * mm, 22 * mm, 45 * mm, 18 * mm, 86 * mm], repeatRows=1)]
+    if storage is not None:
+        story += _colour_scale()
     doc.build(story)
     return out.getvalue()

@@ -133,6 +133,10 @@ class JobSummary(Open):
     warnings: list[str] = Field(description="About this image, e.g. a lateral view")
     finished_at: dt.datetime | None
     updated_at: dt.datetime | None
+    received_at: dt.datetime | None = Field(None, description="When the upload was received")
+    queue_seconds: float | None = Field(None, description="From received to started (the last attempt's start)")
+    run_seconds: float | None = Field(None, description="From started to finished")
+    worker: str | None = Field(None, description="The worker that ran (or runs) the last attempt")
 
 
 class Notice(Open):
@@ -147,6 +151,7 @@ class Job(JobSummary, Notice):
                                                         "one above threshold, else the most probable reliable one")
     reliability_set: str | None = Field(None, description="Where the reliability flags come from: external or test")
     maps_url: str | None
+    values_url: str | None = Field(None, description="The image's own values at full bit depth (window/level, readout)")
     timings_ms: dict[str, float | None]
     runtime: str | None = Field(description="What computed the result: the Keras backend at float32 "
                                 "(tensorflow-float32, jax-float32, ...) or a variant verified for the model "
@@ -211,6 +216,28 @@ class Maps(Open):
     colormap: list[list[int]] = Field(description="256 RGB colours: level → colour")
     default_opacity: float
     maps: dict[str, str] = Field(description="label → base64 of height × width uint8 levels, row-major")
+
+
+class WindowLevel(Open):
+    centre: float
+    width: float
+
+
+class PixelValues(Open):
+    height: int
+    width: int
+    original_width: int = Field(description="The file's width in pixels, before the working size")
+    original_height: int
+    bits: int = Field(description="Bits stored per pixel (8 for 8-bit files)")
+    source: str = Field(description="What the values are, in words")
+    monochrome1: bool = Field(description="True when low values are bright (DICOM MONOCHROME1)")
+    minimum: float
+    maximum: float
+    windows: dict[str, WindowLevel] = Field(
+        description="default (the file's own window), lung, soft_tissue, bone, full_range")
+    pixel_spacing_mm: list[float] | None = Field(description="[row, column] spacing of the file's pixels, or null")
+    pixel_spacing_source: str | None
+    values: str = Field(description="base64 of height × width little-endian float32 values, row-major")
 
 
 class CurrentModel(Notice):

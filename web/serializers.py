@@ -93,6 +93,10 @@ def job_warnings(job: Job) -> list[str]:
     return [LATERAL_WARNING.format(view=view)] if view and view not in ("PA", "AP") else []
 
 
+def _seconds(start, end) -> float | None:
+    return None if start is None or end is None else round(max(0.0, (as_utc(end) - as_utc(start)).total_seconds()), 3)
+
+
 def job_json(job: Job, detail: bool = False) -> dict:
     reading = Reading.of(job)
     thumb, above = thumbnail_finding(reading)
@@ -122,6 +126,10 @@ def job_json(job: Job, detail: bool = False) -> dict:
         "warnings": job_warnings(job),
         "finished_at": iso(job.finished_at),
         "updated_at": iso(job.updated_at),
+        "received_at": iso(job.created_at),
+        "queue_seconds": _seconds(job.created_at, job.started_at),
+        "run_seconds": _seconds(job.started_at, job.finished_at),
+        "worker": job.worker,
     }
     if detail:
         body["findings"] = [finding_json(reading, f, detail=True)
@@ -129,6 +137,7 @@ def job_json(job: Job, detail: bool = False) -> dict:
         body["opening_label"] = reading.opening_label
         body["reliability_set"] = reading.reliability_set
         body["maps_url"] = url_for("api.job_maps", job_id=job.id) if job.maps is not None else None
+        body["values_url"] = url_for("api.job_values", job_id=job.id) if job.image_key else None
         body["timings_ms"] = {"decode": job.decode_ms, "inference": job.inference_ms}
         body["runtime"] = job.runtime
         body["created_at"] = iso(job.created_at)

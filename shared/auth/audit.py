@@ -23,7 +23,8 @@ from shared.db.models import AuditEvent, utcnow
 ACTIONS = ("sign_in", "sign_in_failed", "sign_out", "password_change", "token_create", "token_revoke",
            "token_use", "upload", "view", "download", "delete", "admin_access", "retention_purge", "user_create",
            "password_reset", "user_disable", "user_enable", "webhook_change", "model_push", "model_alias",
-           "model_delete", "model_check", "labels_attach", "labels_remove", "label", "reader_grant", "reader_revoke", "rerun")
+           "model_delete", "model_check", "labels_attach", "labels_remove", "label", "reader_grant", "reader_revoke", "rerun",
+           "cancel", "retry")
 REPEAT_SECONDS = 600.0
 EXPORT_COLUMNS = ("id", "at", "actor", "actor_id", "action", "target_type", "target_id", "ip", "detail")
 

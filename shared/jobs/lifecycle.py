@@ -4,6 +4,8 @@
       ▲  │               │  │
       │  └─────fail──────┼──┴──────fail──▶ failed
       └──return_expired──┘   (lease ran out: the worker died or hung; failed after max attempts)
+    queued ──cancel──▶ failed (the owner cancelled its batch; running jobs finish)
+    failed ──retry───▶ queued (the owner asked again; its stored image is kept, so nothing is lost)
 
 Every change is a conditional UPDATE (``WHERE status = ...``), so two workers that receive the same
 job id cannot both claim it, and a worker that lost its claim cannot write a result.
@@ -15,7 +17,7 @@ import datetime as dt
 import uuid
 from typing import Iterable, Sequence
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from shared.db.models import Batch, Finding, Job, JobStatus, as_utc, utcnow
@@ -328,3 +330,36 @@ def fail(session: Session, job_id: uuid.UUID, message: str, worker: str | None =
     )
     if result.rowcount != 1:
         raise InvalidTransition(f"job {job_id} cannot fail from its current state")
+
+
+CANCELLED = "cancelled by its owner before it ran: retry it to analyse it"
+
+
+def cancel_queued(session: Session, batch_id: uuid.UUID) -> list[uuid.UUID]:
+    """The batch's queued jobs → failed, saying they were cancelled; running ones finish as they would.
+    A worker that receives a cancelled job's id finds it no longer queued and skips it (``claim``)."""
+    now = utcnow()
+    return list(session.scalars(
+        update(Job).where(Job.batch_id == batch_id, Job.status == JobStatus.QUEUED.value)
+        .values(status=JobStatus.FAILED.value, error=CANCELLED, finished_at=now, lease_expires_at=None,
+                updated_at=now)
+        .returning(Job.id)
+    ).all())
+
+
+def retry_failed(session: Session, job_ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:
+    """Failed jobs with a stored image → queued again (attempts and run times reset; received stays the
+    upload's time); the caller dispatches them. Rejected uploads (no stored image) stay failed: there is nothing to analyse."""
+    ids = list(job_ids)
+    if not ids:
+        return []
+    queued = list(session.scalars(
+        update(Job).where(Job.id.in_(ids), Job.status == JobStatus.FAILED.value, Job.image_key.is_not(None))
+        .values(status=JobStatus.QUEUED.value, error=None, attempts=0, worker=None, lease_expires_at=None,
+                started_at=None, finished_at=None, dispatched_at=None, dispatch_count=0, maps=None, input_check=None,
+                updated_at=utcnow())
+        .returning(Job.id)
+    ).all())
+    if queued:  # a failed job has no findings; should one have any, the new analysis replaces them
+        session.execute(delete(Finding).where(Finding.job_id.in_(queued)))
+    return queued

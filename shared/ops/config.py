@@ -105,6 +105,7 @@ class Settings:
     recovery_interval_seconds: float = 5.0
     max_attempts: int = 3
     history_page_size: int = 20  # batches per page of /history and GET /api/v1/batches
+    batch_page_size: int = 100  # images per page of a batch's page
     db_retry_seconds: float = 120.0  # how long a worker keeps retrying Postgres before giving up
     worker_max_memory_mb: int = 6144  # a pool process above this is replaced after its task
     # Monitoring (shared/ops/metrics.py, shared/ops/metrics_http.py, shared/ops/logs.py; README "Monitoring").
@@ -215,6 +216,7 @@ ENVIRONMENT = {
     "db_retry_seconds": "XRAY_DB_RETRY_SECONDS",
     "worker_max_memory_mb": "XRAY_WORKER_MAX_MEMORY_MB",
     "history_page_size": "XRAY_HISTORY_PAGE_SIZE",
+    "batch_page_size": "XRAY_BATCH_PAGE_SIZE",
     "metrics_port": "XRAY_METRICS_PORT",
     "metrics_host": "XRAY_METRICS_HOST",
     "metrics_dir": "XRAY_METRICS_DIR",

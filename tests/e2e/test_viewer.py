@@ -69,7 +69,7 @@ def test_the_viewer_draws_each_findings_map_like_the_server_and_zooms_windows_an
     page.wait_for_selector("#viewer[data-ready='true']")
     count = int(page.get_attribute("#viewer", "data-drawn"))
 
-    page.click("table.findings button.pick[data-label='Mass']")  # pick a finding by its row
+    page.click("table.findings .pick[data-label='Mass']")  # pick a finding by its row
     count = drawn(page, count)
     assert page.input_value("#finding") == "Mass" and "selected" in page.get_attribute("#finding-Mass", "class")
     for opacity in (0.4, 1.0):  # the canvas matches the server-rendered overlay of the same finding
@@ -137,7 +137,7 @@ def test_no_finding_is_a_summary_and_each_probability_shows_the_models_quality(b
     assert rows.count() == 14 and "No Finding" not in page.inner_text("table.findings")
     assert "No Finding" not in page.inner_text("#finding")  # never heatmapped
     assert page.locator("table.findings .unreliable").count() == 14  # the tiny test model measured nothing
-    page.click("footer a")  # the model card is a page of its own
+    page.click("footer a[href*='/models/']")  # the model card is a page of its own
     assert "Model card" in page.inner_text("h1") and page.locator("table.quality tbody tr").count() == 15
 
 
@@ -284,5 +284,10 @@ def test_history_shows_names_first_files_and_thumbnails_and_searches(batch, page
         if expected is None:  # a finding filter: the batch is found exactly when Mass is above threshold in it
             expected = int(any("Mass" in [f["label"] for f in j["shown_findings"]] for j in batch["jobs"]))
         assert found == expected, query
+    page.goto(f"{base}/history?q=00000001_000")  # the search answers the images, not only their batches
+    found = page.eval_on_selector_all("#found-images .found-name", "names => names.map(n => n.textContent)")
+    assert found and set(found) == {"00000001_000.png"}
+    page.goto(f"{base}/history?q=nothing-like-it")
+    assert page.locator("#no-images").count() == 1
     page.goto(f"{base}/history?page=99")
     assert "past the last page" in page.inner_text("main")

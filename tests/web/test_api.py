@@ -1,4 +1,5 @@
 """The HTTP API against real Postgres, Redis and a real worker process (the pg_stack fixture)."""
+import base64
 import subprocess
 import sys
 import time
@@ -57,6 +58,11 @@ def test_two_valid_and_one_corrupt_upload_complete_as_two_results_and_one_clear_
         original = pg_client.get(job["image_url"])
         assert original.status_code == 200 and original.headers["Cache-Control"] == "private, no-store"
         assert np.array_equal(decode_image_bytes(original.data), decode_image_bytes(dict(files)[name]))
+        values = pg_client.get(job["values_url"]).get_json()  # the viewer's window/level works on these
+        grey = np.frombuffer(base64.b64decode(values["values"]), "<f4").reshape(values["height"], values["width"])
+        assert values["bits"] == 8 and values["pixel_spacing_mm"] is None and values["windows"]["default"] == {
+            "centre": 127.5, "width": 255.0}
+        assert np.array_equal(grey, np.atleast_3d(decode_image_bytes(dict(files)[name]))[:, :, 0].astype(np.float32))
 
 
 def test_errors_are_json_with_the_right_status(pg_app, pg_client):
@@ -109,6 +115,7 @@ def test_batches_and_jobs_are_read_through_their_owner(pg_app, pg_client, bob_to
     assert stranger.get(f"/api/v1/batches/{batch['id']}").status_code == 404
     assert stranger.get(batch["jobs"][0]["url"]).status_code == 404
     assert stranger.get(batch["jobs"][0]["image_url"]).status_code == 404
+    assert stranger.get(batch["jobs"][0]["url"] + "/values").status_code == 404
     assert batch["id"] not in [b["id"] for b in stranger.get("/api/v1/batches").get_json()["batches"]]
 
 

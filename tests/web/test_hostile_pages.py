@@ -12,7 +12,7 @@ from tests.web.test_accounts import csrf_of, sign_in
 
 # Routes anyone may call: the health checks, the API's contract (it describes routes, holds no data),
 # signing in and out, static files. Every other route needs a session or a token (SECURITY.md).
-PUBLIC = {"healthz", "api.healthz", "contract.openapi", "contract.docs", "auth.signin", "auth.signin_link",
+PUBLIC = {"healthz", "api.healthz", "contract.openapi", "contract.docs", "docs_redirect", "auth.signin", "auth.signin_link",
           "auth.signout", "static"}
 
 
@@ -103,3 +103,5 @@ def test_only_the_documented_routes_answer_without_signing_in(app):
             csrf_refused = answer.status_code == 400 and method != "GET" and "form expired" in _text(answer)
             assert answer.status_code == 401 or signin_redirect or csrf_refused, (method, rule.rule, answer.status_code)
     assert anonymous.get("/api/v1/openapi.json").status_code == 200 and anonymous.get("/api/v1/docs").status_code == 200
+    moved = anonymous.get("/docs")
+    assert moved.status_code == 301 and moved.headers["Location"].endswith("/api/v1/docs")

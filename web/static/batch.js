@@ -1,11 +1,10 @@
 // The batch page's rows are rendered by the server; this keeps them current. It asks only for what
 // changed since its last answer (?since=cursor, and If-None-Match: unchanged is a bodiless 304), stops
 // when every image is done, pauses while the tab is hidden, shows images/s and the time left, and puts
-// the progress in the tab's title. Sorting and filtering work on the rows in the page.
+// the progress in the tab's title. The server narrows, sorts and pages the rows.
 (function () {
   const root = document.getElementById("batch");
   if (!root) return;
-  const rows = document.getElementById("job-rows");
   const bar = document.getElementById("batch-progress");
   const summary = document.getElementById("batch-summary");
   const baseTitle = root.dataset.title + " · Chest X-ray analysis";
@@ -49,9 +48,12 @@
       caption.textContent = job.thumbnail.display_name + (job.thumbnail.above_threshold ? "" : " (below threshold)");
       thumb.appendChild(caption);
     }
-    cell(tr, link(job.page_url, job.filename));
-    cell(tr, job.status, "status");
+    cell(tr, link(job.page_url, job.filename), "name").dataset.label = "Image";
+    const state = cell(tr, job.status, "status");
+    state.dataset.label = "Status";
+    if (job.status === "failed" && job.image_url) state.appendChild(retryForm(job));
     const result = cell(tr, job.status === "failed" ? job.error : job.summary, job.status === "failed" ? "result error" : "result");
+    result.dataset.label = "Findings";
     if (job.dicom && job.dicom.frontal === false) {
       const flag = document.createElement("span");
       flag.className = "view-flag";
@@ -59,10 +61,46 @@
       flag.textContent = " not a frontal view (" + job.dicom.view_position + ")";
       result.appendChild(flag);
     }
+    const timing = cell(tr, "", "timing");
+    timing.dataset.label = "Timing";
+    const parts = [];
+    if (job.received_at) parts.push(["t", "received " + job.received_at.slice(11, 19)]);
+    if (job.queue_seconds !== null && job.queue_seconds !== undefined) parts.push(["t", "waited " + job.queue_seconds.toFixed(1) + " s"]);
+    if (job.run_seconds !== null && job.run_seconds !== undefined) parts.push(["t", "ran " + job.run_seconds.toFixed(1) + " s"]);
+    if (job.attempts) parts.push(["t", "attempt " + job.attempts]);
+    if (job.worker) parts.push(["t worker", job.worker]);
+    parts.forEach(([className, text], i) => {
+      if (i) timing.appendChild(document.createTextNode(" "));
+      const span = document.createElement("span");
+      span.className = className;
+      span.textContent = text;
+      timing.appendChild(span);
+    });
     const model = cell(tr, job.model ? job.model.name + " " + job.model.version.slice(0, 15) : "",
                        "model" + (job.model && !job.model.trained ? " untrained" : ""));
+    model.dataset.label = "Model";
     if (job.model && !job.model.trained) model.title = job.model.warning;
     return tr;
+  }
+  function retryForm(job) {  // the same form as templates/_job_row.html
+    const form = document.createElement("form");
+    form.className = "inline retry";
+    form.method = "post";
+    form.action = root.dataset.retryUrl;
+    for (const [name, value] of [["csrf_token", root.dataset.csrf], ["job", job.id]]) {
+      const input = document.createElement("input");
+      input.type = "hidden";
+      input.name = name;
+      input.value = value;
+      form.appendChild(input);
+    }
+    const button = document.createElement("button");
+    button.type = "submit";
+    button.className = "secondary small-button";
+    button.textContent = "Retry";
+    button.setAttribute("aria-label", "Retry " + job.filename);
+    form.appendChild(button);
+    return form;
   }
   function duration(seconds) {
     if (seconds < 90) return Math.round(seconds) + " s";
@@ -80,13 +118,13 @@
     summary.textContent = text + (batch.finished ? "." : "…");
     document.title = (batch.finished ? "Done: " : Math.floor((100 * batch.done) / batch.total) + "% · ") + baseTitle;
     for (const job of batch.jobs) {
-      const existing = document.getElementById("job-" + job.id);
-      const row = render(job);
-      if (existing) existing.replaceWith(row); else rows.appendChild(row);
+      const existing = document.getElementById("job-" + job.id);  // only this page's rows are shown
+      if (existing) existing.replaceWith(render(job));
     }
     cursor = batch.cursor;
     root.dataset.finished = batch.finished ? "true" : "false";
-    applyFilters();
+    document.getElementById("cancel-form").hidden = batch.finished;
+    document.getElementById("retry-form").hidden = !c.failed;
   }
   function schedule() {
     clearTimeout(timer);
@@ -116,26 +154,16 @@
     if (document.hidden) clearTimeout(timer); else schedule();
   });
 
-  // Sorting and filtering, on the rows in the page.
+  // The rows are narrowed, sorted and paged by the server (a GET form: the choices live in the address);
+  // a changed list applies at once, and empty fields stay out of the address.
   const filters = document.getElementById("row-filters");
-  const status = document.getElementById("filter-status");
-  const finding = document.getElementById("filter-finding");
-  const minimum = document.getElementById("filter-min");
-  const sortBy = document.getElementById("sort-by");
-  filters.hidden = false;
-  function applyFilters() {
-    const all = [...rows.querySelectorAll("tr.job")];
-    const key = { position: (r) => Number(r.dataset.position), top: (r) => -Number(r.dataset.top),
-                  status: (r) => ["failed", "succeeded", "running", "queued"].indexOf(r.dataset.status) }[sortBy.value];
-    all.sort((a, b) => key(a) - key(b) || Number(a.dataset.position) - Number(b.dataset.position));
-    for (const row of all) {
-      row.hidden = (status.value && row.dataset.status !== status.value) ||
-        (finding.value && !row.dataset.findings.split(" ").includes(finding.value)) ||
-        Number(row.dataset.top) * 100 < Number(minimum.value || 0);
-      rows.appendChild(row);
-    }
-  }
-  [status, finding, minimum, sortBy].forEach((input) => input.addEventListener("input", applyFilters));
+  filters.querySelectorAll("select").forEach((input) => input.addEventListener("change", () => filters.requestSubmit()));
+  window.addEventListener("pageshow", () => filters.querySelectorAll("[disabled]").forEach((input) => { input.disabled = false; }));
+  filters.addEventListener("submit", () => {
+    filters.querySelectorAll("input, select").forEach((input) => {
+      if (input.value === "" || (input.name === "min" && Number(input.value) === 0) || (input.name === "sort" && input.value === "position")) input.disabled = true;
+    });
+  });
   if (root.dataset.finished === "true") {
     document.title = "Done: " + baseTitle;
   } else {

@@ -4,10 +4,12 @@
   const stored = localStorage.getItem("xray-theme");
   const system = window.matchMedia && window.matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light";
   root.dataset.theme = stored || system;
+  root.classList.add("js");  // controls that need JavaScript show only with it (style.css: .needs-js)
   document.addEventListener("DOMContentLoaded", () => {
     const button = document.getElementById("theme-switch");
     if (!button) return;
-    const show = () => button.setAttribute("aria-pressed", root.dataset.theme === "dark" ? "true" : "false");
+    // The button says what it will do.
+    const show = () => { button.textContent = root.dataset.theme === "dark" ? "Switch to the light theme" : "Switch to the dark theme"; };
     show();
     button.addEventListener("click", () => {
       root.dataset.theme = root.dataset.theme === "dark" ? "light" : "dark";
