@@ -6,8 +6,9 @@ was); (2) sends each new CR/DX instance to the service's API as a one-image batc
 account, with the Idempotency-Key ``pacs-<source>-<instance>``: a bridge killed after sending but before
 recording gets the same batch back on its next try, so an image is analysed exactly once; (3) when the
 job has finished (read through the API as the bridge's account, never from the jobs tables), stores a DICOM
-Structured Report and a Secondary Capture per shown finding's heatmap
-back into the PACS, in the image's own study (their UIDs come from the job id, so storing twice changes
+Measurement Report (SR TID 1500) and a Parametric Map of the shown findings' heatmaps back into the PACS (and,
+with XRAY_DICOM_CAPTURES=1, a JPEG Secondary Capture per shown heatmap for viewers without map support),
+in the image's own study (their UIDs come from the job id, so storing twice changes
 nothing). Anything else the PACS receives (CT, MR, the bridge's own SR and captures) is skipped.
 
 Several copies may run on one database: instances are recorded once (unique per source and instance) and
@@ -29,22 +30,22 @@ from pacs.orthanc import Orthanc
 from pacs.results import JobState, job_state
 from shared.db.engine import Database
 from shared.db.models import PacsCursor, PacsInstance, utcnow
-from shared.imaging import dicom_in, dicom_out, maps
+from shared.imaging import dicom_in, dicom_maps, dicom_out, maps
 from shared.imaging.dicom_out import Result
 from shared.imaging.images import ImageError, decode_image
-from shared.model.labels import NO_FINDING
 from shared.ops.config import Settings
 from shared.ops.loops import run_until_stopped
 
 log = logging.getLogger("xray.pacs")
 PENDING = ("new", "submitted")
 MAX_ATTEMPTS = 10  # sending an instance (PACS or service errors) before it is marked failed
-LIMITS = (50_000_000, 256 * 2**20)
 
 
 class Bridge:
-    def __init__(self, db: Database, orthanc: Orthanc, api: Api, source: str = "orthanc"):
+    def __init__(self, db: Database, orthanc: Orthanc, api: Api, source: str = "orthanc",
+                 settings: Settings | None = None):
         self.db, self.orthanc, self.api, self.source = db, orthanc, api, source
+        self.settings = settings or Settings()
 
     def round(self) -> int:
         """Read the whole backlog of changes, then move every pending instance on; returns how many moved."""
@@ -138,16 +139,21 @@ class Bridge:
             log.info("PACS instance %s: results of job %s stored back", row.id, row.job_id)
 
     def _store_results(self, result: Result, original: bytes) -> None:
-        """The SR and the captures, built on the PACS's own image so they join its study."""
+        """The SR, the map and (if asked for) the captures, built on the PACS's own image so they join its
+        study; the map first, so that the report never refers to a map the PACS has not got."""
         source = dicom_in.read_header(original)
+        parametric = dicom_maps.parametric_map(source, result)
+        if parametric is not None:
+            self.orthanc.store(dicom_out.to_bytes(parametric))
         self.orthanc.store(dicom_out.to_bytes(dicom_out.structured_report(source, result)))
-        shown = [] if result.gated else [f.label for f in result.findings if f.positive and f.label != NO_FINDING]
-        if not shown or result.maps is None:
+        shown = dicom_out.shown_labels(result)
+        if not shown or not self.settings.dicom_captures:
             return
-        try:
-            grey = maps.base_image(decode_image(original, *LIMITS))
+        try:  # the service's own decode limits: the bridge is no laxer than the upload it made
+            grey = maps.base_image(decode_image(original, self.settings.max_image_pixels,
+                                                self.settings.max_decoded_bytes))
         except ImageError as exc:
-            log.warning("job %s: heatmaps not stored back (%s)", result.job_id, exc)
+            log.warning("job %s: heatmap captures not stored back (%s)", result.job_id, exc)
             return
         for capture in dicom_out.captures(source, grey, result, shown):
             self.orthanc.store(dicom_out.to_bytes(capture))
@@ -158,7 +164,7 @@ def bridge_from(settings: Settings) -> Bridge:
         raise SystemExit("xray-pacs needs XRAY_PACS_URL (the PACS's REST root, e.g. http://127.0.0.1:8042) and "
                          "XRAY_PACS_TOKEN (an API token: `xray-admin create-user pacs` then `xray-admin create-token pacs`)")
     return Bridge(Database(settings.database_url), Orthanc(settings.pacs_url, settings.pacs_username, settings.pacs_password),
-                  Api(settings.pacs_api_url, settings.pacs_token), settings.pacs_source)
+                  Api(settings.pacs_api_url, settings.pacs_token), settings.pacs_source, settings)
 
 
 def run(settings: Settings, stop: threading.Event) -> None:

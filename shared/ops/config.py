@@ -58,6 +58,8 @@ class Settings:
     quota_stored_bytes: int = 20 * 1024**3  # a user's uploads on storage
     retention_days: float = 30.0  # batches older than this are deleted with their files; 0 keeps them
     keep_originals: bool = False  # store uploads as sent, metadata included (off: pixels only)
+    keep_filenames: bool = True  # keep non-DICOM uploads' file names (off: every upload is named by position)
+    dicom_captures: bool = False  # the PACS bridge also stores a JPEG Secondary Capture per shown heatmap
     # Webhooks (shared/jobs/webhooks.py): "batch finished" notifications, sent by the recovery loop.
     webhook_allow_private: bool = False  # let callbacks reach loopback and private addresses (tests, closed networks)
     webhook_max_attempts: int = 8
@@ -167,6 +169,8 @@ ENVIRONMENT = {
     "quota_stored_bytes": "XRAY_QUOTA_STORED_BYTES",
     "retention_days": "XRAY_RETENTION_DAYS",
     "keep_originals": "XRAY_KEEP_ORIGINALS",
+    "keep_filenames": "XRAY_KEEP_FILENAMES",
+    "dicom_captures": "XRAY_DICOM_CAPTURES",
     "webhook_allow_private": "XRAY_WEBHOOK_ALLOW_PRIVATE",
     "webhook_max_attempts": "XRAY_WEBHOOK_MAX_ATTEMPTS",
     "pacs_url": "XRAY_PACS_URL",
