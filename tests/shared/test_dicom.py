@@ -21,7 +21,7 @@ from shared.imaging import deidentify, dicom_codes, dicom_in, dicom_maps, dicom_
 from shared.imaging.images import ImageError, decode_image, inspect_image
 from shared.model.labels import LABELS
 from tests.dicom_factory import (IDENTIFYING_STRINGS, PIXEL_TEXTS, SYNTAXES, deflate_bomb, grey_from_png, make_dataset,
-                                 make_dicom, sof_bomb, undecodable_dicom, with_frame, with_pixel_text)
+                                 make_dicom, sof_bomb, undecodable_dicom, with_frame, with_pixel_text, conformant_dx)
 from tests.helpers import REPO, full_size_xray, real_xray_bytes
 
 KEY = b"k" * 32
@@ -118,6 +118,19 @@ def test_the_body_part_examined_survives_deidentification_for_the_input_gate(xra
     info = inspect_image(deidentify.deidentified_bytes(_bytes(ds), KEY, "owner"), *LIMITS)
     assert (info.dicom.body_part, info.dicom.view_position, info.dicom.frontal) == ("HAND", "LL", False)
     assert inspect_image(make_dicom(xray), *LIMITS).dicom.body_part is None
+
+def test_a_conformant_dx_stays_conformant_once_deidentified(xray, tmp_path):
+    """dciodvfy passes the file sent; so it must pass the file stored: every Type 2 attribute of the IOD there,
+    emptied where the profile says so (Acquisition Context), kept where it names nobody (Positioner Type)."""
+    sent = conformant_dx(xray)
+    assert validate(dicom_in.read_header(sent), tmp_path) == []
+    stored = dicom_in.read_header(deidentify.deidentified_bytes(sent, KEY, "owner"))
+    assert validate(stored, tmp_path) == []
+    assert stored.PositionerType == "NONE" and stored.AcquisitionContextSequence == []
+    assert stored.PatientSex == "" and stored.Manufacturer == "ACME" and "KVP" not in stored
+    for secret in IDENTIFYING_STRINGS:
+        assert secret.encode() not in dicom_out.to_bytes(stored), secret
+
 
 def validate(dataset: pydicom.Dataset, tmp_path) -> list[str]:
     """dciodvfy's errors for the object (dicom3tools; tests/run.sh installs it)."""
