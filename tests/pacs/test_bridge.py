@@ -1,6 +1,6 @@
 """The PACS bridge beside a real Orthanc (its own ports and storage), the real service (Postgres, Redis, a
-worker) and real X-ray pixels: images stored in Orthanc are analysed and their SR and heatmaps come back into
-the same study; killed mid-run and restarted (two copies at once), every image is analysed exactly once."""
+worker) and real X-ray pixels: images stored in Orthanc are analysed and their SR (TID 1500, read back with
+highdicom) and Parametric Map come back into the same study, with no original UID in the bridge's log; killed mid-run and restarted (two copies at once), every image is analysed exactly once."""
 from __future__ import annotations
 
 import io
@@ -11,12 +11,14 @@ import signal
 import subprocess
 import sys
 
+import highdicom as hd
 import httpx
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 from sqlalchemy import create_engine, text
 
+from shared.imaging import dicom_codes
 from tests.dicom_factory import grey_from_png, make_dicom
 from tests.helpers import REPO, SHARED_DATA, api_token, free_port, real_xray_bytes, service_env, wait_until
 
@@ -164,9 +166,10 @@ def test_the_bridge_analyses_each_pacs_image_once_and_stores_sr_and_heatmaps_in_
             findings.setdefault(job_id, {})[label] = (probability, positive)
     engine.dispose()
     shown = sum(1 for job in findings.values() for label, (_, positive) in job.items() if positive and label != "No Finding")
+    with_maps = sum(1 for job in findings.values() if any(p and label != "No Finding" for label, (_, p) in job.items()))
     # Everything the PACS announced was handled: the radiographs done; the CT and the bridge's own SRs and
-    # captures (announced by the PACS like any new instance) skipped.
-    assert final_states == {"done": len(radiographs), "skipped": 1 + len(radiographs) + shown}
+    # Parametric Maps (announced by the PACS like any new instance) skipped. No captures: they are off by default.
+    assert final_states == {"done": len(radiographs), "skipped": 1 + len(radiographs) + with_maps}
     # Exactly once: one job per radiograph (none for the CT), the forgotten one included.
     assert len(jobs) == len(radiographs) and all(status == "succeeded" for _, status in jobs)
     assert sorted(links) == sorted(radiographs) and len(set(links.values())) == len(radiographs)
@@ -176,17 +179,29 @@ def test_the_bridge_analyses_each_pacs_image_once_and_stores_sr_and_heatmaps_in_
         study = orthanc.study_of(instance)
         original = next(ds for ds in study if ds.Modality in ("DX", "CR"))
         reports = [ds for ds in study if ds.Modality == "SR"]
-        captures = [ds for ds in study if ds.SOPClassUID == pydicom.uid.SecondaryCaptureImageStorage]
+        parametric = [ds for ds in study if ds.SOPClassUID == pydicom.uid.ParametricMapStorage]
         expected = findings[links[instance]]
         assert len(reports) == 1, f"{len(reports)} SRs in the study of {instance}"
+        assert not [ds for ds in study if ds.SOPClassUID == pydicom.uid.SecondaryCaptureImageStorage]
         report = reports[0]
         assert report.PatientID == original.PatientID and report.StudyInstanceUID == original.StudyInstanceUID
-        items = {item.ConceptNameCodeSequence[0].CodeMeaning: item for item in report.ContentSequence}
-        for label, (probability, _) in expected.items():
-            value = items[label.replace("_", " ")].ContentSequence[0].MeasuredValueSequence[0].NumericValue
-            assert float(value) == pytest.approx(probability, abs=1e-6)
-        assert len(captures) == sum(1 for label, (_, positive) in expected.items() if positive and label != "No Finding")
+        path = tmp_path / f"sr-{instance}.dcm"
+        report.save_as(path)
+        groups = hd.sr.srread(path).content.get_image_measurement_groups()
+        read_back = {dicom_codes.label_of(g.finding_type): g.get_measurements()[0].value for g in groups}
+        assert read_back == pytest.approx({label: p for label, (p, _) in expected.items()}, abs=1e-6)
+        shown_here = [label for label, (_, positive) in expected.items() if positive and label != "No Finding"]
+        assert len(parametric) == (1 if shown_here else 0)
+        if shown_here:
+            assert int(parametric[0].NumberOfFrames) == len(shown_here)
+            assert parametric[0].StudyInstanceUID == original.StudyInstanceUID
     assert len(orthanc.study_of(ct)) == 1  # nothing was added to the CT's study
+    # No original UID of the PACS's images in any line the bridges logged (highdicom's INFO lines named them).
+    logged = b"".join((tmp_path / f"bridge-{n}.log").read_bytes() for n in (1, 2, 3))
+    originals = {str(ds.SOPInstanceUID) for instance in radiographs for ds in orthanc.study_of(instance)
+                 if ds.Modality in ("DX", "CR")}
+    assert not [uid for uid in originals if uid.encode() in logged]
     print(f"PACS round trip: {len(radiographs)} radiographs + 1 CT sent to Orthanc; bridge killed with {states} "
           f"(one recorded submission then forgotten), two copies restarted; {len(jobs)} jobs, {len(radiographs)} SRs "
-          f"and {shown} heatmap captures back in their studies; {final_states['skipped']} instances skipped")
+          f"and {with_maps} parametric maps ({shown} frames) back in their studies; {final_states['skipped']} "
+          "instances skipped")
