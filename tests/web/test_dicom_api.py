@@ -221,3 +221,24 @@ def test_result_objects_per_xray_shrink_to_a_tenth_with_real_maps(pg_client, tmp
     assert before_bytes > 3_000_000
     assert map_bytes <= 0.10 * before_bytes  # the issue's target: results at most a tenth of before
     assert map_bytes + jpeg_bytes <= 0.20 * before_bytes  # and with captures on, still a fifth
+
+
+def test_without_file_names_no_upload_keeps_its_name_anywhere(pg_stack, alice_token, sent):
+    """XRAY_KEEP_FILENAMES=0: a PNG named after a patient is named by its hash in the job and the exports (the
+    PDFs print the same name); the DICOM upload beside it is named from its de-identified UIDs as always."""
+    from web import create_app
+
+    app = create_app({**pg_stack, "TESTING": True, "WTF_CSRF_ENABLED": False, "keep_filenames": False})
+    client = TokenClient(app.test_client(), alice_token)
+    xray, files, _ = sent
+    answer = client.post("/api/v1/batches", data=multipart([("QUIMBY_ZELDA_ZQ1.png", files["twin.png"]),
+                                                            ("QUIMBY_ZELDA_ZQ2.dcm", files["pa-rle-8bit.dcm"])]),
+                         content_type="multipart/form-data")
+    assert answer.status_code == 202
+    batch = wait_for_batch(client, answer.headers["Location"])
+    png, dicom = sorted(batch["jobs"], key=lambda job: job["position"])
+    assert png["filename"] == "upload-" + __import__("hashlib").sha256(files["twin.png"]).hexdigest()[:12]
+    assert dicom["filename"].endswith(".dcm") and dicom["filename"].count("-") == 2
+    seen = [answer.get_data(), json.dumps(batch).encode()] + [
+        client.get(f"{answer.headers['Location']}/export.{kind}").data for kind in ("csv", "json")]
+    assert not [blob for blob in seen if b"QUIMBY" in blob or b"ZELDA" in blob]
