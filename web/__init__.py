@@ -44,8 +44,8 @@ def create_app(test_config: dict | None = None) -> Flask:
         celery=create_celery(settings),
     )
 
-    from web import (admin, api, api_dicom, api_files, api_webhooks, auth, contract, errors, metrics, multipart, pages,
-                     security)
+    from web import (admin, api, api_dicom, api_files, api_webhooks, auth, contract, dicomweb, errors, metrics,
+                     multipart, pages, security)
 
     multipart.install()  # one bad byte in one file name must not empty the whole form (web/multipart.py)
 
@@ -58,10 +58,12 @@ def create_app(test_config: dict | None = None) -> Flask:
     api_blueprint = api.make_blueprint(api_files.routes, api_dicom.routes, api_webhooks.routes)
     app.register_blueprint(api_blueprint, url_prefix="/api/v1")
     app.register_blueprint(contract.blueprint, url_prefix="/api/v1")
+    app.register_blueprint(dicomweb.blueprint, url_prefix="/dicomweb")  # STOW-RS: tokens only (web/dicomweb.py)
     app.add_url_rule("/healthz", view_func=api.healthz)  # where load balancers look by convention
     # The API authenticates every request itself (tokens, or a session with an Origin check and a CSRF
     # header: web/security.py), so the form CSRF check, which wants a form field, stays off it.
     security.csrf.exempt(api_blueprint)
+    security.csrf.exempt(dicomweb.blueprint)
     app.extensions["xray_limiter"] = security.init_limits(app, settings)
     errors.register(app)
     pages.register_template_globals(app)
