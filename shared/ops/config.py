@@ -65,6 +65,7 @@ class Settings:
     webhook_max_attempts: int = 8
     # The PACS bridge (pacs/bridge.py, `xray-pacs`): follows a PACS's changes, sends its CR/DX images here.
     pacs_url: str = ""  # the PACS's REST root (Orthanc), e.g. http://127.0.0.1:8042
+    pacs_dicomweb_url: str = ""  # any PACS's DICOMweb root (QIDO/WADO/STOW); when set, used instead of pacs_url
     pacs_username: str = ""  # HTTP basic auth for the PACS, if it asks
     pacs_password: str = ""
     pacs_source: str = "orthanc"  # the name the bridge's progress is kept under (one per PACS)
@@ -174,6 +175,7 @@ ENVIRONMENT = {
     "webhook_allow_private": "XRAY_WEBHOOK_ALLOW_PRIVATE",
     "webhook_max_attempts": "XRAY_WEBHOOK_MAX_ATTEMPTS",
     "pacs_url": "XRAY_PACS_URL",
+    "pacs_dicomweb_url": "XRAY_PACS_DICOMWEB_URL",
     "pacs_username": "XRAY_PACS_USERNAME",
     "pacs_password": "XRAY_PACS_PASSWORD",
     "pacs_source": "XRAY_PACS_SOURCE",

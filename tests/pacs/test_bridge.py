@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import shutil
 import signal
@@ -20,6 +21,7 @@ from sqlalchemy import create_engine, text
 
 from shared.imaging import dicom_codes
 from tests.dicom_factory import grey_from_png, make_dicom
+from tests.conftest import TEST_SECRET_KEY
 from tests.helpers import REPO, SHARED_DATA, api_token, free_port, real_xray_bytes, service_env, wait_until
 
 pytestmark = [pytest.mark.skipif(shutil.which("Orthanc") is None,
@@ -205,3 +207,44 @@ def test_the_bridge_analyses_each_pacs_image_once_and_stores_sr_and_heatmaps_in_
           f"(one recorded submission then forgotten), two copies restarted; {len(jobs)} jobs, {len(radiographs)} SRs "
           f"and {with_maps} parametric maps ({shown} frames) back in their studies; {final_states['skipped']} "
           "instances skipped")
+
+
+def test_the_bridge_speaks_dicomweb_qido_wado_stow_and_records_no_uid(orthanc, live_server, pg_url, caplog):
+    """The same round trip through Orthanc's DICOMweb plugin, as with any DICOMweb PACS: QIDO-RS finds the CR/DX
+    instances (the CT is never listed), WADO-RS fetches them, STOW-RS stores the SR and the map back. The
+    bridge's table knows instances by a keyed hash, never by a UID, and no log line, at any level, names one.
+    The bridge runs in this process here, so that every record it logs is seen (the kill test above runs it as
+    processes)."""
+    if not os.path.exists(DICOMWEB_PLUGIN):
+        pytest.skip("Orthanc's DICOMweb plugin is not installed (Debian package orthanc-dicomweb)")
+    from pacs.bridge import bridge_from
+    from shared.ops import metrics
+    from shared.ops.config import load_settings
+
+    source = f"dicomweb-{os.urandom(3).hex()}"
+    settings = load_settings().replace(database_url=pg_url, pacs_dicomweb_url=f"{orthanc.url}/dicom-web", pacs_api_url=live_server,
+                        pacs_token=api_token(pg_url, f"pacs-{source[-6:]}"), pacs_source=source,
+                        secret_key=TEST_SECRET_KEY)
+    engine = create_engine(pg_url)
+    radiographs = [orthanc.store(data) for data in _radiographs(3)]
+    ct = orthanc.store(open(get_testdata_file("CT_small.dcm"), "rb").read())
+    originals = {str(ds.SOPInstanceUID) for instance in radiographs + [ct] for ds in orthanc.study_of(instance)}
+    bridge = bridge_from(settings)
+    caplog.set_level(logging.DEBUG)
+    wait_until(lambda: bridge.round() is not None and _states(engine, source).get("done", 0) == len(radiographs),
+               240, message="every radiograph done over DICOMweb")
+    bridge.round()  # one more: what it stored back is never listed (QIDO asks for CR and DX only)
+    assert _states(engine, source) == {"done": len(radiographs)}
+    with engine.connect() as connection:
+        recorded = connection.execute(text("SELECT instance_id FROM pacs_instances WHERE source = :s"),
+                                      {"s": source}).scalars().all()
+    engine.dispose()
+    assert not [uid for uid in originals if any(uid in r for r in recorded)]
+    for instance in radiographs:
+        study = orthanc.study_of(instance)
+        assert len([ds for ds in study if ds.Modality == "SR"]) == 1
+        assert len([ds for ds in study if ds.SOPClassUID == pydicom.uid.ParametricMapStorage]) <= 1
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert caplog.records and not [uid for uid in originals if uid in logged]
+    assert metrics.PACS_INSTANCES.labels(source, "stored_back")._value.get() == len(radiographs)
+    assert metrics.PACS_OLDEST_PENDING.labels(source)._value.get() == 0
