@@ -4,6 +4,7 @@ anything else is refused with the standard's reason codes; no token, no entry.""
 import io
 import json
 import uuid
+from pathlib import Path
 
 import pydicom
 from pydicom.data import get_testdata_file
@@ -23,7 +24,7 @@ def related(parts: list[bytes], part_type: str = "application/dicom") -> tuple[b
 def test_stow_rs_stores_radiographs_as_the_token_user_and_refuses_everything_else(pg_app, pg_client, bob_token):
     xray = grey_from_png(real_xray_bytes(1)[0][1])
     sent = [conformant_dx(xray), make_dicom(xray, "jpeg2000", modality="CR"),
-            open(get_testdata_file("CT_small.dcm"), "rb").read(), b"not dicom at all"]
+            Path(get_testdata_file("CT_small.dcm")).read_bytes(), b"not dicom at all"]
     originals = [str(pydicom.dcmread(io.BytesIO(data)).SOPInstanceUID) for data in sent[:3]]
     body, content_type = related(sent)
     answer = pg_client.post("/dicomweb/studies", data=body, content_type=content_type)
