@@ -2,7 +2,9 @@
 thresholds and preprocessing beside it, checked against the Keras model on real X-rays.
 
 The .tflite models give the 15 probabilities for one preprocessed image [1, H, W, 3] (the same transform
-as the service: shared/model/preprocess.py). The check's figures (largest probability difference per variant,
+as the service: shared/model/preprocess.py). ``tflite.json`` names the resize (area when shrinking, bilinear
+when enlarging: a plain bilinear shrink flips decisions) and the tested numpy reference of the whole transform
+(shared/model/reference_preprocess.py) a phone app can port. The check's figures (largest probability difference per variant,
 on how many images) are written into ``tflite.json`` with everything a phone app needs.
 """
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from shared.model.reference_preprocess import RESIZE
 from training.inputs import load_model_input
 
 log = logging.getLogger(__name__)
@@ -78,8 +81,9 @@ def export_tflite(artifact_dir: Path, images: list[Path], variants=VARIANTS) -> 
     reference = np.asarray(model.predict(batch, verbose=0), dtype=np.float64)
     report = {"model": manifest.name, "version": manifest.version, "labels": list(manifest.labels),
               "thresholds": manifest.thresholds, "input_size": list(manifest.input_size),
-              "preprocessing": manifest.preprocessing, "input": "float32 [1, height, width, 3], grey repeated, "
-              "scaled as 'preprocessing' says (shared/model/preprocess.py)", "output": "15 probabilities in 'labels' order",
+              "preprocessing": manifest.preprocessing, "resize": RESIZE,
+              "input": "float32 [1, height, width, 3], grey resized as 'resize' says, repeated, scaled as "
+              "'preprocessing' says (reference in plain numpy: shared/model/reference_preprocess.py)", "output": "15 probabilities in 'labels' order",
               "check_images": len(images), "variants": {}}
     for variant in variants:
         data = convert(model, variant)

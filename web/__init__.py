@@ -45,7 +45,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     )
 
     from web import (admin, admin_models, api, api_dicom, api_files, api_labels, api_models, api_webhooks, auth,
-                     contract, errors, metrics, multipart, pages, pages_evaluation, security)
+                     contract, dicomweb, errors, metrics, multipart, pages, pages_evaluation, security)
 
     multipart.install()  # one bad byte in one file name must not empty the whole form (web/multipart.py)
 
@@ -61,12 +61,14 @@ def create_app(test_config: dict | None = None) -> Flask:
                                        api_labels.routes)
     app.register_blueprint(api_blueprint, url_prefix="/api/v1")
     app.register_blueprint(contract.blueprint, url_prefix="/api/v1")
+    app.register_blueprint(dicomweb.blueprint, url_prefix="/dicomweb")  # STOW-RS: tokens only (web/dicomweb.py)
     app.add_url_rule("/healthz", view_func=api.healthz)  # where load balancers look by convention
     # Where people guess the API's documentation is.
     app.add_url_rule("/docs", endpoint="docs_redirect", view_func=lambda: redirect("/api/v1/docs", code=301))
     # The API authenticates every request itself (tokens, or a session with an Origin check and a CSRF
     # header: web/security.py), so the form CSRF check, which wants a form field, stays off it.
     security.csrf.exempt(api_blueprint)
+    security.csrf.exempt(dicomweb.blueprint)
     app.extensions["xray_limiter"] = security.init_limits(app, settings)
     errors.register(app)
     pages.register_template_globals(app)

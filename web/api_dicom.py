@@ -1,12 +1,13 @@
-"""DICOM downloads of a job uploaded as DICOM: the de-identified image as stored, a Structured Report of
-its findings and a Secondary Capture of each shown finding's heatmap (shared/imaging/dicom_out.py), all in the
-image's de-identified study. On the API's blueprint (web/api.make_blueprint), with its authentication and owner rules."""
+"""DICOM downloads of a job uploaded as DICOM: the de-identified image as stored, a Measurement Report (SR
+TID 1500) of its findings, a Parametric Map of the shown findings' heatmaps (shared/imaging/dicom_maps.py) and
+a JPEG Secondary Capture of each shown finding's heatmap (shared/imaging/dicom_out.py), all in the image's
+de-identified study. On the API's blueprint (web/api.make_blueprint), with its authentication and owner rules."""
 from __future__ import annotations
 
 from flask import Response
 
 from shared.db.models import Job, JobStatus
-from shared.imaging import dicom_in, dicom_out, maps
+from shared.imaging import dicom_in, dicom_maps, dicom_out, maps
 from shared.imaging.images import decode_image
 from shared.jobs.storage import StorageError
 from shared.model.labels import NO_FINDING
@@ -64,13 +65,26 @@ def job_dicom_image(job_id: str):
 @routes.get("/jobs/<job_id>/dicom/report")
 @route((200, None), tags=["dicom"])
 def job_dicom_report(job_id: str):
-    """A DICOM Comprehensive Structured Report: the 15 probabilities and thresholds, the model's name and
-    version, referencing the analysed image, in its de-identified study."""
+    """A DICOM Measurement Report (SR, TID 1500): each finding coded, present or absent at its threshold, its
+    probability, the model's name and version, referencing the analysed image and the Parametric Map."""
     with services().db.session() as session:
         job = _dicom_job(session, job_id)
         _analysed(job)
         report = dicom_out.structured_report(_source(job), dicom_out.result_of(job))
     return _send(dicom_out.to_bytes(report), f"report-{job_id[:8]}.dcm")
+
+
+@routes.get("/jobs/<job_id>/dicom/map")
+@route((200, None), tags=["dicom"])
+def job_dicom_map(job_id: str):
+    """A DICOM Parametric Map: a frame per shown finding's heatmap on the image's pixel grid, in its study."""
+    with services().db.session() as session:
+        job = _dicom_job(session, job_id)
+        _analysed(job)
+        parametric = dicom_maps.parametric_map(_source(job), dicom_out.result_of(job))
+    if parametric is None:
+        raise ApiError(404, f"job {job_id} shows no heatmap, so it has no parametric map")
+    return _send(dicom_out.to_bytes(parametric), f"map-{job_id[:8]}.dcm")
 
 
 @routes.get("/jobs/<job_id>/dicom/heatmaps/<label>")

@@ -54,7 +54,7 @@ def render_error(error: HTTPException):
         body["error"]["files"] = error.details
     # Headers the error carries (WWW-Authenticate, Retry-After, Allow), never its HTML content type.
     headers = [(k, v) for k, v in error.get_headers() if k.lower() != "content-type"]
-    if request.path.startswith("/api/"):
+    if request.path.startswith(("/api/", "/dicomweb/")):
         return jsonify(body), error.code, headers
     return render_template("error.html", status=error.code, message=body["error"]["message"],
                            details=body["error"].get("files")), error.code, headers

@@ -102,8 +102,9 @@ class Dicom(Open):
     frontal: bool | None = Field(description="PA or AP; the model was trained on frontal views only")
     pixel_spacing_mm: float | None
     image_url: str = Field(description="The de-identified DICOM file as stored")
-    report_url: str | None = Field(description="A DICOM Comprehensive SR of the findings (once analysed)")
-    heatmap_urls: dict[str, str] = Field(description="A DICOM Secondary Capture per shown finding's heatmap")
+    report_url: str | None = Field(description="A DICOM Measurement Report (SR, TID 1500) of the findings (once analysed)")
+    map_url: str | None = Field(description="A DICOM Parametric Map, a frame per shown finding's heatmap (null: none shown)")
+    heatmap_urls: dict[str, str] = Field(description="A DICOM Secondary Capture (JPEG) per shown finding's heatmap")
 
 
 class JobSummary(Open):

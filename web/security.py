@@ -68,7 +68,8 @@ def init_limits(app: Flask, settings) -> Limiter:
     """Rate limits, once every route is registered. One Limiter per app: its storage is the app's own."""
     limiter = Limiter(key_func=actor_key, app=app)
     limiter.limit(settings.api_rate_limit, key_func=actor_key)(app.blueprints["api"])
-    for endpoint in ("api.create_batch", "pages.upload_form"):
+    limiter.limit(settings.api_rate_limit, key_func=actor_key)(app.blueprints["dicomweb"])
+    for endpoint in ("api.create_batch", "dicomweb.store_instances", "pages.upload_form"):
         app.view_functions[endpoint] = limiter.limit(settings.upload_rate_limit, key_func=actor_key)(
             app.view_functions[endpoint])
     # Sign-in attempts count per client address, whoever they claim to be.

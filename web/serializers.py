@@ -83,6 +83,8 @@ def dicom_json(job: Job, reading: Reading) -> dict | None:
         "pixel_spacing_mm": job.pixel_spacing_mm,
         "image_url": url_for("api.job_dicom_image", job_id=job.id),
         "report_url": url_for("api.job_dicom_report", job_id=job.id) if analysed else None,
+        "map_url": url_for("api.job_dicom_map", job_id=job.id)
+        if analysed and job.maps is not None and any(f.label != NO_FINDING for f in reading.shown) else None,
         "heatmap_urls": {f.label: url_for("api.job_dicom_heatmap", job_id=job.id, label=f.label)
                          for f in reading.shown if has_heatmap(job, f)} if analysed else {},
     }

@@ -19,6 +19,7 @@ from werkzeug.datastructures import FileStorage
 from shared.auth.accounts import Viewer
 from shared.db.models import JobStatus
 from shared.imaging.deidentify import deidentified_bytes
+from shared.imaging.dicom_in import read_header
 from shared.imaging.images import DamagedImage, ImageError, ImageTooLarge, inspect_image
 from shared.imaging.privacy import MetadataError, clean_filename, clean_text, strip_metadata
 from shared.jobs import lifecycle, version_results, webhooks
@@ -54,11 +55,29 @@ def _kept_bytes(data: bytes, info, owner: uuid.UUID) -> bytes:
     return data if services().settings.keep_originals else strip_metadata(data, info.format)
 
 
+def _name(file: FileStorage, data: bytes, digest: str) -> str:
+    """The name a job keeps. A DICOM file's name often spells the patient (``DOE_JANE_1234.dcm``), so it is
+    never kept: a stored DICOM file is named from its de-identified UIDs (``_dicom_name``), a refused one is
+    "DICOM file". With XRAY_KEEP_FILENAMES=0 no upload keeps its name: it is named by its content's hash."""
+    if data[128:132] == b"DICM" or (file.filename or "").lower().endswith((".dcm", ".dicom")):
+        return "DICOM file"
+    if not services().settings.keep_filenames:
+        return f"upload-{digest[:12]}"
+    return clean_filename(file.filename)
+
+
+def _dicom_name(kept: bytes) -> str:
+    """study-series-instance from the ends of the de-identified UIDs (keyed hashes, PS3.15 action U)."""
+    ds = read_header(kept)
+    return "-".join(str(ds.get(k, "") or "")[-8:] for k in ("StudyInstanceUID", "SeriesInstanceUID",
+                                                             "SOPInstanceUID")) + ".dcm"
+
+
 def _accept(file: FileStorage, owner: uuid.UUID) -> Upload:
     settings, storage = services().settings, services().storage
-    name = clean_filename(file.filename)
     data = file.stream.read(settings.max_file_bytes + 1)
     digest = hashlib.sha256(data).hexdigest()
+    name = _name(file, data, digest)
     metrics.UPLOAD_BYTES.inc(len(data))
     if len(data) > settings.max_file_bytes:
         rejected("too_large")
@@ -78,6 +97,8 @@ def _accept(file: FileStorage, owner: uuid.UUID) -> Upload:
         rejected("damaged")
         return Upload(lifecycle.NewJob(name, digest, len(data),
                                        error=f"the image could not be decoded: the file is damaged or truncated ({exc})"))
+    if info.format == "DICOM":
+        name = _dicom_name(kept)
     key = upload_key(info.extension)
     try:
         storage.put(key, kept)

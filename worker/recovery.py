@@ -1,8 +1,10 @@
-"""The recovery loop: return jobs whose lease ran out, (re)send jobs that sit queued in Postgres, deliver
-"batch finished" webhooks (shared/jobs/webhooks.py), evaluate labelled batches whose labels changed
-(shared/truth/evaluate.py), delete batches past the retention limit
+"""The recovery loop: return jobs whose lease ran out, (re)send jobs that sit queued in Postgres (and shadow
+or rerun results, and pushed model versions still waiting for their check), evaluate labelled batches whose
+labels changed (shared/truth/evaluate.py), delete batches past the retention limit
 (``XRAY_RETENTION_DAYS``) with their files, and forget idempotency keys older than a day and browser
-sessions that have ended.
+sessions that have ended. Beside it, in a thread of the same process, the webhook loop delivers "batch
+finished" webhooks (shared/jobs/webhooks.py): a receiver that never answers holds only that loop (for
+XRAY_WEBHOOK_TIMEOUT), never the return of a lease.
 
 Redis only carries "please work on job X"; Postgres knows every job. So a job whose message was lost
 (broker down at upload, broker restarted without persistence) or whose worker died is found again here.
@@ -58,8 +60,6 @@ def recover_once(db: Database, celery: Celery, settings: Settings) -> dict[str, 
         waiting = registry.awaiting_check(session, settings.relay_after_seconds)
     for version in waiting:  # pushed while the broker was away, or the worker checking it died
         verify_model(celery, version)
-    for state, n in webhooks.deliver_due(db, settings).items():
-        counts[f"webhooks {state}"] = n
     # Labelled batches left due (labels added after the last job, or a worker that could not evaluate).
     counts["evaluated"] = len(evaluate_due(db))
     if any(counts.values()):
@@ -91,6 +91,18 @@ def purge_expired(db: Database, storage: LocalStorage, settings: Settings) -> de
 RETENTION_EVERY_SECONDS = 60.0
 
 
+def deliver_webhooks(db: Database, settings: Settings, stop: threading.Event) -> None:
+    """The webhook loop, every recovery interval: its own thread, so its waits are its own."""
+    while not stop.is_set():
+        try:
+            counts = webhooks.deliver_due(db, settings)
+            if any(n for state, n in counts.items()):
+                log.info("webhooks: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
+        except Exception as exc:  # Postgres away: try again next round
+            log.warning("webhook round failed (%s: %s); retrying", type(exc).__name__, exc)
+        stop.wait(settings.recovery_interval_seconds)
+
+
 def run(settings: Settings, stop: threading.Event) -> None:
     db, celery, storage = Database(settings.database_url), create_celery(settings), LocalStorage(settings.storage_dir)
     log.info("recovery loop every %.1f s (lease %d s, resend after %.0f s, %d attempts, retention %g days)",
@@ -98,6 +110,7 @@ def run(settings: Settings, stop: threading.Event) -> None:
              settings.retention_days)
     last_purge = -RETENTION_EVERY_SECONDS
     metrics_http.serve(settings, "recovery", metrics_http.registry("recovery", QueueCollector(db)))
+    threading.Thread(target=deliver_webhooks, args=(db, settings, stop), name="webhooks", daemon=True).start()
     while not stop.is_set():
         try:
             recover_once(db, celery, settings)

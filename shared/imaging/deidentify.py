@@ -5,8 +5,9 @@ The profile lists the attributes that may identify a patient and what to do with
 replace with a dummy, replace UIDs). This module reaches the same result from the other side: it builds a
 new dataset from an allow-list of attributes that describe only the pixels and the acquisition geometry
 (none of them is in the profile's table), so anything not named here, private tags and unknown vendor
-attributes included, cannot come through. The profile's Type 1 and 2 attributes the objects need are then
-filled with dummies: an empty patient name and birth date, a pseudonymous patient ID, and UIDs replaced
+attributes included, cannot come through. Every Type 2 attribute of the image's IOD that is left behind is
+then present and empty (so the stored file validates whenever the sent one did), and the profile's Type 1 and
+2 attributes the objects need are filled with dummies: an empty patient name and birth date, a pseudonymous patient ID, and UIDs replaced
 by keyed hashes of the originals. The key is the deployment's secret and the owner, so the same study sent
 twice (or a second image of it) gets the same new Study Instance UID, while nobody without the key can
 link the new UID to the old one.
@@ -29,6 +30,8 @@ import hmac
 import io
 
 import pydicom
+from highdicom._standard_utils import get_iod_module_map, get_module_attribute_map, get_sop_class_iod_map
+from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.sequence import Sequence
@@ -47,7 +50,7 @@ KEPT = (
     "PixelSpacingCalibrationType", "PixelIntensityRelationship", "PixelIntensityRelationshipSign",
     "RescaleIntercept", "RescaleSlope", "RescaleType", "ModalityLUTSequence", "WindowCenter", "WindowWidth",
     "VOILUTFunction", "VOILUTSequence", "LossyImageCompression", "LossyImageCompressionRatio",
-    "LossyImageCompressionMethod", "BurnedInAnnotation", "PixelData",
+    "LossyImageCompressionMethod", "BurnedInAnnotation", "PositionerType", "PixelData",
 )
 # UIDs the profile says to replace (action U) that the kept objects carry.
 REPLACED_UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
@@ -95,9 +98,9 @@ def deidentify(ds: pydicom.Dataset, key: bytes, scope: str) -> pydicom.Dataset:
         setattr(clean, keyword, "")
     patient = str(ds.get("PatientID", "") or "")
     clean.PatientID = "XR-" + _keyed(key, scope, "patient:" + patient).hex()[:16].upper() if patient else ""
-    for keyword in ("SeriesNumber", "InstanceNumber"):  # Type 2: present, if only empty
+    for keyword in type2_of_iod(ds):  # present, if only empty (profile action Z; Acquisition Context: X → Z)
         if keyword not in clean:
-            setattr(clean, keyword, None)
+            clean.add_new(tag_for_keyword(keyword), dictionary_VR(tag_for_keyword(keyword)), None)
     clean.PatientIdentityRemoved = "YES"
     clean.DeidentificationMethod = METHOD
     clean.DeidentificationMethodCodeSequence = Sequence([_method_code()])
@@ -108,6 +111,23 @@ def deidentify(ds: pydicom.Dataset, key: bytes, scope: str) -> pydicom.Dataset:
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     clean.file_meta = meta
     return clean
+
+
+def type2_of_iod(ds: pydicom.Dataset) -> list[str]:
+    """The Type 2 attributes (top level) of the image's IOD: of its mandatory modules, and of the optional ones
+    the file uses (a DX with a Positioner Type uses DX Positioning). A stored file must carry each, if only
+    empty, or a validator rightly refuses it; the module tables are the standard's, as highdicom ships them."""
+    iod = get_sop_class_iod_map().get(str(ds.get("SOPClassUID", "")))
+    if iod is None:
+        return []
+    attributes = get_module_attribute_map()
+    keywords = []
+    for module in get_iod_module_map()[iod]:
+        top = [a for a in attributes.get(module["key"], [])  # repeating groups (Overlay*) have no one tag
+               if not a["path"] and tag_for_keyword(a["keyword"]) is not None]
+        used = module["usage"] == "M" or any(a["keyword"] in ds for a in top)
+        keywords += [a["keyword"] for a in top if used and a["type"] == "2"]
+    return keywords
 
 
 def pixel_data(ds: pydicom.Dataset) -> bytes:

@@ -60,6 +60,10 @@ def create_celery(settings: Settings) -> Celery:
         # database and are dispatched again later.
         task_publish_retry=True,
         task_publish_retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.2},
+        # Task events (what `celery worker -E` turns on), so that Flower and `celery events` see every task
+        # sent, started and finished; the embedded file broker cannot carry them (no fanout).
+        worker_send_task_events=not settings.uses_file_broker,
+        task_send_sent_event=not settings.uses_file_broker,
     )
     return app
 

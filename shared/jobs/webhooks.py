@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+from concurrent.futures import ThreadPoolExecutor
 import logging
 import secrets
 import socket
@@ -179,14 +180,19 @@ def attempt(db: Database, delivery_id, settings) -> str:
         return delivery.state
 
 
+SENDERS = 8  # deliveries in flight at once: receivers that never answer hold one sender each, for the timeout
+
+
 def deliver_due(db: Database, settings, limit: int = 50) -> dict[str, int]:
-    """One round of the recovery loop: queue finished batches' deliveries, try those that are due."""
+    """One round of the webhook loop: queue finished batches' deliveries, try those that are due, several at
+    once, so that a round takes about one timeout however many receivers hang."""
     with db.session() as session:
         queued = enqueue_finished(session)
     with db.session() as session:
         claimed = _claim_due(session, limit)
     outcomes: dict[str, int] = {"queued": queued}
-    for delivery_id in claimed:
-        state = attempt(db, delivery_id, settings)
-        outcomes[state] = outcomes.get(state, 0) + 1
+    if claimed:
+        with ThreadPoolExecutor(max_workers=min(SENDERS, len(claimed)), thread_name_prefix="webhook") as senders:
+            for state in senders.map(lambda delivery_id: attempt(db, delivery_id, settings), claimed):
+                outcomes[state] = outcomes.get(state, 0) + 1
     return outcomes

@@ -58,11 +58,14 @@ class Settings:
     quota_stored_bytes: int = 20 * 1024**3  # a user's uploads on storage
     retention_days: float = 30.0  # batches older than this are deleted with their files; 0 keeps them
     keep_originals: bool = False  # store uploads as sent, metadata included (off: pixels only)
+    keep_filenames: bool = True  # keep non-DICOM uploads' file names (off: every upload is named by position)
+    dicom_captures: bool = False  # the PACS bridge also stores a JPEG Secondary Capture per shown heatmap
     # Webhooks (shared/jobs/webhooks.py): "batch finished" notifications, sent by the recovery loop.
     webhook_allow_private: bool = False  # let callbacks reach loopback and private addresses (tests, closed networks)
     webhook_max_attempts: int = 8
     # The PACS bridge (pacs/bridge.py, `xray-pacs`): follows a PACS's changes, sends its CR/DX images here.
     pacs_url: str = ""  # the PACS's REST root (Orthanc), e.g. http://127.0.0.1:8042
+    pacs_dicomweb_url: str = ""  # any PACS's DICOMweb root (QIDO/WADO/STOW); when set, used instead of pacs_url
     pacs_username: str = ""  # HTTP basic auth for the PACS, if it asks
     pacs_password: str = ""
     pacs_source: str = "orthanc"  # the name the bridge's progress is kept under (one per PACS)
@@ -187,9 +190,12 @@ ENVIRONMENT = {
     "quota_stored_bytes": "XRAY_QUOTA_STORED_BYTES",
     "retention_days": "XRAY_RETENTION_DAYS",
     "keep_originals": "XRAY_KEEP_ORIGINALS",
+    "keep_filenames": "XRAY_KEEP_FILENAMES",
+    "dicom_captures": "XRAY_DICOM_CAPTURES",
     "webhook_allow_private": "XRAY_WEBHOOK_ALLOW_PRIVATE",
     "webhook_max_attempts": "XRAY_WEBHOOK_MAX_ATTEMPTS",
     "pacs_url": "XRAY_PACS_URL",
+    "pacs_dicomweb_url": "XRAY_PACS_DICOMWEB_URL",
     "pacs_username": "XRAY_PACS_USERNAME",
     "pacs_password": "XRAY_PACS_PASSWORD",
     "pacs_source": "XRAY_PACS_SOURCE",

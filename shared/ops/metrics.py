@@ -57,6 +57,14 @@ RECOVERY_RELAYED = Counter("xray_recovery_relayed", "Queued jobs (re)sent to the
 RECOVERY_FAILED = Counter("xray_recovery_failed", "Jobs failed for good after their last attempt's lease ran out")
 RECOVERY_LAST_RUN = Gauge("xray_recovery_last_run_timestamp_seconds", "When a recovery round last completed",
                           multiprocess_mode="max")
+# The PACS bridge (pacs/bridge.py), per PACS (source). Labels never hold an instance or a UID.
+PACS_INSTANCES = Counter("xray_pacs_instances", "PACS instances the bridge moved on, by outcome: seen, submitted, "
+                         "stored_back, skipped, failed", ["source", "outcome"])
+PACS_LAST_ROUND = Gauge("xray_pacs_last_round_timestamp_seconds", "When a bridge round last completed", ["source"],
+                        multiprocess_mode="max")
+PACS_OLDEST_PENDING = Gauge("xray_pacs_oldest_pending_age_seconds", "Age of the oldest instance the bridge has seen "
+                            "and not yet finished (0: none): how far it lags behind the PACS", ["source"],
+                            multiprocess_mode="max")
 # xray_queue_depth and xray_queue_oldest_age_seconds are read from Postgres at scrape time:
 # worker/queue_metrics.py, served by the recovery process.
 QUEUE = ("xray_queue_depth", "xray_queue_oldest_age_seconds")
@@ -72,4 +80,5 @@ SERVED_BY = {
     "worker": _names(JOBS, INPUT_CHECKS, STAGE_SECONDS, BATCH_SIZE, BUSY_RATIO, WORKER_INFO, WORKERS_ALIVE,
                      MODEL_LOADED, MODEL_LOAD_SECONDS, MODEL_JOBS, VERSION_RESULTS),
     "recovery": _names(RECOVERY_REQUEUED, RECOVERY_RELAYED, RECOVERY_FAILED, RECOVERY_LAST_RUN) | frozenset(QUEUE),
+    "pacs": _names(PACS_INSTANCES, PACS_LAST_ROUND, PACS_OLDEST_PENDING),
 }

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from shared.ops.config import Settings
 
-DEFAULT_PORTS = {"web": 9101, "worker": 9102, "recovery": 9103}
+DEFAULT_PORTS = {"web": 9101, "worker": 9102, "recovery": 9103, "pacs": 9104}
 ENV = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus_client when it is imported
 log = logging.getLogger(__name__)
 

@@ -284,3 +284,38 @@ def test_the_base_and_overlays_are_all_in_the_repo():
     assert (REPO / "deploy" / "k8s" / "base" / "kustomization.yaml").exists()
     for overlay in OVERLAYS:
         assert (K8S / "overlays" / overlay / "kustomization.yaml").exists()
+
+
+def test_the_keda_trigger_is_derived_from_the_broker_url_for_three_urls():
+    """deploy/k8s/keda_trigger.py: host, port, database, TLS and username from CELERY_BROKER_URL, never the
+    password; the committed patch is what it writes for the Secret example's URL, and kustomize applies it."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    def rendered(url: str) -> dict:
+        run = subprocess.run([sys.executable, str(K8S / "keda_trigger.py"), url, "xray"], capture_output=True,
+                             text=True, timeout=30, check=False)
+        assert run.returncode == 0, run.stderr
+        assert "s3cret" not in run.stdout
+        (trigger,) = yaml.safe_load(run.stdout)["spec"]["triggers"]
+        return trigger["metadata"]
+
+    plain = rendered("redis://:s3cret@redis:6379/0")
+    assert (plain["address"], plain["databaseIndex"], plain["enableTLS"]) == ("redis:6379", "0", "false")
+    assert "username" not in plain and plain["listName"] == "xray"
+    managed = rendered("rediss://celery:s3cret@cache.example.com:6380/3")
+    assert (managed["address"], managed["databaseIndex"], managed["enableTLS"], managed["username"]) == \
+        ("cache.example.com:6380", "3", "true", "celery")
+    bare = rendered("redis://10.0.0.5")
+    assert (bare["address"], bare["databaseIndex"], bare["enableTLS"]) == ("10.0.0.5:6379", "0", "false")
+    refused = subprocess.run([sys.executable, str(K8S / "keda_trigger.py"), "filesystem://localhost/"],
+                             capture_output=True, text=True, timeout=30, check=False)
+    assert refused.returncode == 1 and "redis:// or rediss://" in refused.stderr
+
+    example = yaml.safe_load((K8S / "base" / "secret.example.yaml").read_text())["stringData"]["CELERY_BROKER_URL"]
+    committed = yaml.safe_load((K8S / "base" / "keda-trigger.yaml").read_text())["spec"]["triggers"][0]["metadata"]
+    assert committed == rendered(example)
+    (applied,) = named(render("cpu"), "ScaledObject", "xray-worker")["spec"]["triggers"]
+    assert applied["metadata"] == committed

@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REDIS_URL, REPO, free_port, service_env, wait_until
+from tests.helpers import REDIS_URL, REPO, free_port, multipart, real_xray_bytes, service_env, wait_until
 
 sys.path.insert(0, str(REPO / "deploy"))
 import run_local  # noqa: E402
+
+from shared.jobs.queue import ANALYSE_TASK  # noqa: E402
 
 
 def status(url: str, headers: dict | None = None) -> int:
@@ -89,3 +91,45 @@ def test_flower_needs_the_redis_broker(monkeypatch, capsys):
     with pytest.raises(SystemExit) as stopped:
         run_local.main(["--flower"])
     assert "file broker" in str(stopped.value) and "CELERY_BROKER_URL" in str(stopped.value)
+
+
+@pytest.mark.slow  # starts Flower beside the real worker
+def test_flower_lists_the_tasks_the_worker_finished(pg_stack, pg_client, tmp_path):
+    """Workers send task events (the settings `-E` turns on, in shared/jobs/queue.py), so Flower's API lists
+    each analysis task the worker finished, with the job id it was given."""
+    import json
+
+    from tests.web.test_api import wait_for_batch
+
+    command = run_local.read_procfile(run_local.FLOWER_PROCFILE)["flower"]
+    port = free_port()
+    env = service_env(CELERY_BROKER_URL=pg_stack["broker_url"], XRAY_QUEUE=pg_stack["queue_name"],
+                      XRAY_VAR_DIR=str(tmp_path), FLOWER_PORT=str(port), FLOWER_BASIC_AUTH="ops:a-long-test-password")
+    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
+    process = subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.STDOUT)
+    auth = {"Authorization": "Basic " + base64.b64encode(b"ops:a-long-test-password").decode()}
+
+    def finished() -> dict:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/api/tasks?state=SUCCESS", headers=auth)
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return json.load(response)
+
+    try:
+        wait_until(lambda: status(f"http://127.0.0.1:{port}/api/workers", auth) == 200, 60, message="Flower's API")
+        submitted: list[str] = []
+
+        def listed() -> bool:
+            """Flower follows events from when it subscribed, which its API does not tell: send an image, and
+            another on the next check, until one of them is listed as finished."""
+            answer = pg_client.post("/api/v1/batches", data=multipart(real_xray_bytes(1)),
+                                    content_type="multipart/form-data")
+            submitted.append(wait_for_batch(pg_client, answer.headers["Location"])["jobs"][0]["id"])
+            return any(job_id in str(task.get("args")) for task in finished().values() for job_id in submitted)
+
+        wait_until(listed, 90, message="Flower to list a finished task")
+        task = next(task for task in finished().values() if any(job_id in str(task.get("args")) for job_id in submitted))
+        assert task["state"] == "SUCCESS" and task["name"] == ANALYSE_TASK and task["worker"]
+    finally:
+        process.terminate()
+        process.wait(20)

@@ -21,7 +21,8 @@ pytestmark = pytest.mark.skipif(not installed(), reason="Prometheus is not insta
 sys.path.insert(0, str(MONITORING))
 import dashboard  # noqa: E402  (deploy/monitoring/dashboard.py, a script)
 
-ALERTS = {"XrayNoWorkerWhileJobsQueued", "XrayQueueOldestJobTooOld", "XrayJobFailureRatioHigh", "XrayRecoveryLoopAbsent"}
+ALERTS = {"XrayNoWorkerWhileJobsQueued", "XrayQueueOldestJobTooOld", "XrayJobFailureRatioHigh", "XrayRecoveryLoopAbsent",
+          "XrayPacsBridgeAbsent", "XrayPacsBridgeStuck"}
 
 
 def promtool(*args: str) -> str:
@@ -30,8 +31,8 @@ def promtool(*args: str) -> str:
     return result.stdout + result.stderr
 
 
-def test_alert_rules_pass_promtool_and_name_the_four_alerts():
-    assert "SUCCESS: 4 rules found" in promtool("check", "rules", str(MONITORING / "alerts.yml"))
+def test_alert_rules_pass_promtool_and_name_the_six_alerts():
+    assert "SUCCESS: 6 rules found" in promtool("check", "rules", str(MONITORING / "alerts.yml"))
     rules = yaml.safe_load((MONITORING / "alerts.yml").read_text())["groups"][0]["rules"]
     assert {rule["alert"] for rule in rules} == ALERTS
 
@@ -40,14 +41,14 @@ def test_alert_rules_fire_and_stay_quiet_as_their_unit_tests_expect():
     assert "SUCCESS" in promtool("test", "rules", str(MONITORING.parent.parent / "tests" / "monitoring" / "alerts_test.yml"))
 
 
-def test_compose_prometheus_config_is_valid_and_scrapes_the_three_metrics_ports():
+def test_compose_prometheus_config_is_valid_and_scrapes_the_four_metrics_ports():
     promtool("check", "config", str(MONITORING / "prometheus.yml"))
     config = yaml.safe_load((MONITORING / "prometheus.yml").read_text())
     targets = {job["job_name"]: (job["dns_sd_configs"][0]["names"], job["dns_sd_configs"][0]["port"])
                for job in config["scrape_configs"]}
     assert targets == {"xray-web": (["web"], 9101), "xray-worker": (["worker"], 9102),
-                       "xray-recovery": (["recovery"], 9103)}
-    assert metrics_http.DEFAULT_PORTS == {"web": 9101, "worker": 9102, "recovery": 9103}
+                       "xray-recovery": (["recovery"], 9103), "xray-pacs": (["pacs-bridge"], 9104)}
+    assert metrics_http.DEFAULT_PORTS == {"web": 9101, "worker": 9102, "recovery": 9103, "pacs": 9104}
 
 
 def exported_names() -> set[str]:

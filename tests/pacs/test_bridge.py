@@ -1,23 +1,27 @@
 """The PACS bridge beside a real Orthanc (its own ports and storage), the real service (Postgres, Redis, a
-worker) and real X-ray pixels: images stored in Orthanc are analysed and their SR and heatmaps come back into
-the same study; killed mid-run and restarted (two copies at once), every image is analysed exactly once."""
+worker) and real X-ray pixels: images stored in Orthanc are analysed and their SR (TID 1500, read back with
+highdicom) and Parametric Map come back into the same study, with no original UID in the bridge's log; killed mid-run and restarted (two copies at once), every image is analysed exactly once."""
 from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import shutil
 import signal
 import subprocess
 import sys
 
+import highdicom as hd
 import httpx
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 from sqlalchemy import create_engine, text
 
+from shared.imaging import dicom_codes
 from tests.dicom_factory import grey_from_png, make_dicom
+from tests.conftest import TEST_SECRET_KEY
 from tests.helpers import REPO, SHARED_DATA, api_token, free_port, real_xray_bytes, service_env, wait_until
 
 pytestmark = [pytest.mark.skipif(shutil.which("Orthanc") is None,
@@ -164,9 +168,10 @@ def test_the_bridge_analyses_each_pacs_image_once_and_stores_sr_and_heatmaps_in_
             findings.setdefault(job_id, {})[label] = (probability, positive)
     engine.dispose()
     shown = sum(1 for job in findings.values() for label, (_, positive) in job.items() if positive and label != "No Finding")
+    with_maps = sum(1 for job in findings.values() if any(p and label != "No Finding" for label, (_, p) in job.items()))
     # Everything the PACS announced was handled: the radiographs done; the CT and the bridge's own SRs and
-    # captures (announced by the PACS like any new instance) skipped.
-    assert final_states == {"done": len(radiographs), "skipped": 1 + len(radiographs) + shown}
+    # Parametric Maps (announced by the PACS like any new instance) skipped. No captures: they are off by default.
+    assert final_states == {"done": len(radiographs), "skipped": 1 + len(radiographs) + with_maps}
     # Exactly once: one job per radiograph (none for the CT), the forgotten one included.
     assert len(jobs) == len(radiographs) and all(status == "succeeded" for _, status in jobs)
     assert sorted(links) == sorted(radiographs) and len(set(links.values())) == len(radiographs)
@@ -176,17 +181,70 @@ def test_the_bridge_analyses_each_pacs_image_once_and_stores_sr_and_heatmaps_in_
         study = orthanc.study_of(instance)
         original = next(ds for ds in study if ds.Modality in ("DX", "CR"))
         reports = [ds for ds in study if ds.Modality == "SR"]
-        captures = [ds for ds in study if ds.SOPClassUID == pydicom.uid.SecondaryCaptureImageStorage]
+        parametric = [ds for ds in study if ds.SOPClassUID == pydicom.uid.ParametricMapStorage]
         expected = findings[links[instance]]
         assert len(reports) == 1, f"{len(reports)} SRs in the study of {instance}"
+        assert not [ds for ds in study if ds.SOPClassUID == pydicom.uid.SecondaryCaptureImageStorage]
         report = reports[0]
         assert report.PatientID == original.PatientID and report.StudyInstanceUID == original.StudyInstanceUID
-        items = {item.ConceptNameCodeSequence[0].CodeMeaning: item for item in report.ContentSequence}
-        for label, (probability, _) in expected.items():
-            value = items[label.replace("_", " ")].ContentSequence[0].MeasuredValueSequence[0].NumericValue
-            assert float(value) == pytest.approx(probability, abs=1e-6)
-        assert len(captures) == sum(1 for label, (_, positive) in expected.items() if positive and label != "No Finding")
+        path = tmp_path / f"sr-{instance}.dcm"
+        report.save_as(path)
+        groups = hd.sr.srread(path).content.get_image_measurement_groups()
+        read_back = {dicom_codes.label_of(g.finding_type): g.get_measurements()[0].value for g in groups}
+        assert read_back == pytest.approx({label: p for label, (p, _) in expected.items()}, abs=1e-6)
+        shown_here = [label for label, (_, positive) in expected.items() if positive and label != "No Finding"]
+        assert len(parametric) == (1 if shown_here else 0)
+        if shown_here:
+            assert int(parametric[0].NumberOfFrames) == len(shown_here)
+            assert parametric[0].StudyInstanceUID == original.StudyInstanceUID
     assert len(orthanc.study_of(ct)) == 1  # nothing was added to the CT's study
+    # No original UID of the PACS's images in any line the bridges logged (highdicom's INFO lines named them).
+    logged = b"".join((tmp_path / f"bridge-{n}.log").read_bytes() for n in (1, 2, 3))
+    originals = {str(ds.SOPInstanceUID) for instance in radiographs for ds in orthanc.study_of(instance)
+                 if ds.Modality in ("DX", "CR")}
+    assert not [uid for uid in originals if uid.encode() in logged]
     print(f"PACS round trip: {len(radiographs)} radiographs + 1 CT sent to Orthanc; bridge killed with {states} "
           f"(one recorded submission then forgotten), two copies restarted; {len(jobs)} jobs, {len(radiographs)} SRs "
-          f"and {shown} heatmap captures back in their studies; {final_states['skipped']} instances skipped")
+          f"and {with_maps} parametric maps ({shown} frames) back in their studies; {final_states['skipped']} "
+          "instances skipped")
+
+
+def test_the_bridge_speaks_dicomweb_qido_wado_stow_and_records_no_uid(orthanc, live_server, pg_url, caplog):
+    """The same round trip through Orthanc's DICOMweb plugin, as with any DICOMweb PACS: QIDO-RS finds the CR/DX
+    instances (the CT is never listed), WADO-RS fetches them, STOW-RS stores the SR and the map back. The
+    bridge's table knows instances by a keyed hash, never by a UID, and no log line, at any level, names one.
+    The bridge runs in this process here, so that every record it logs is seen (the kill test above runs it as
+    processes)."""
+    if not os.path.exists(DICOMWEB_PLUGIN):
+        pytest.skip("Orthanc's DICOMweb plugin is not installed (Debian package orthanc-dicomweb)")
+    from pacs.bridge import bridge_from
+    from shared.ops import metrics
+    from shared.ops.config import load_settings
+
+    source = f"dicomweb-{os.urandom(3).hex()}"
+    settings = load_settings().replace(database_url=pg_url, pacs_dicomweb_url=f"{orthanc.url}/dicom-web", pacs_api_url=live_server,
+                        pacs_token=api_token(pg_url, f"pacs-{source[-6:]}"), pacs_source=source,
+                        secret_key=TEST_SECRET_KEY)
+    engine = create_engine(pg_url)
+    radiographs = [orthanc.store(data) for data in _radiographs(3)]
+    ct = orthanc.store(open(get_testdata_file("CT_small.dcm"), "rb").read())
+    originals = {str(ds.SOPInstanceUID) for instance in radiographs + [ct] for ds in orthanc.study_of(instance)}
+    bridge = bridge_from(settings)
+    caplog.set_level(logging.DEBUG)
+    wait_until(lambda: bridge.round() is not None and _states(engine, source).get("done", 0) == len(radiographs),
+               240, message="every radiograph done over DICOMweb")
+    bridge.round()  # one more: what it stored back is never listed (QIDO asks for CR and DX only)
+    assert _states(engine, source) == {"done": len(radiographs)}
+    with engine.connect() as connection:
+        recorded = connection.execute(text("SELECT instance_id FROM pacs_instances WHERE source = :s"),
+                                      {"s": source}).scalars().all()
+    engine.dispose()
+    assert not [uid for uid in originals if any(uid in r for r in recorded)]
+    for instance in radiographs:
+        study = orthanc.study_of(instance)
+        assert len([ds for ds in study if ds.Modality == "SR"]) == 1
+        assert len([ds for ds in study if ds.SOPClassUID == pydicom.uid.ParametricMapStorage]) <= 1
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert caplog.records and not [uid for uid in originals if uid in logged]
+    assert metrics.PACS_INSTANCES.labels(source, "stored_back")._value.get() == len(radiographs)
+    assert metrics.PACS_OLDEST_PENDING.labels(source)._value.get() == 0

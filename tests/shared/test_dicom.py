@@ -1,5 +1,6 @@
 """DICOM in: pixels right for every common transfer syntax, refusals with reasons, de-identification;
 DICOM out: the SR and Secondary Capture validate. Test files wrap real NIH X-ray pixels (tests/dicom_factory.py)."""
+import io
 import json
 import re
 import shutil
@@ -9,17 +10,18 @@ import uuid
 import warnings
 
 import cv2
+import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 from pydicom.pixels import pixel_array
 
-from shared.imaging import deidentify, dicom_in, dicom_out
+from shared.imaging import deidentify, dicom_codes, dicom_in, dicom_maps, dicom_out
 from shared.imaging.images import ImageError, decode_image, inspect_image
 from shared.model.labels import LABELS
 from tests.dicom_factory import (IDENTIFYING_STRINGS, PIXEL_TEXTS, SYNTAXES, deflate_bomb, grey_from_png, make_dataset,
-                                 make_dicom, sof_bomb, undecodable_dicom, with_frame, with_pixel_text)
+                                 make_dicom, sof_bomb, undecodable_dicom, with_frame, with_pixel_text, conformant_dx)
 from tests.helpers import REPO, full_size_xray, real_xray_bytes
 
 KEY = b"k" * 32
@@ -117,6 +119,19 @@ def test_the_body_part_examined_survives_deidentification_for_the_input_gate(xra
     assert (info.dicom.body_part, info.dicom.view_position, info.dicom.frontal) == ("HAND", "LL", False)
     assert inspect_image(make_dicom(xray), *LIMITS).dicom.body_part is None
 
+def test_a_conformant_dx_stays_conformant_once_deidentified(xray, tmp_path):
+    """dciodvfy passes the file sent; so it must pass the file stored: every Type 2 attribute of the IOD there,
+    emptied where the profile says so (Acquisition Context), kept where it names nobody (Positioner Type)."""
+    sent = conformant_dx(xray)
+    assert validate(dicom_in.read_header(sent), tmp_path) == []
+    stored = dicom_in.read_header(deidentify.deidentified_bytes(sent, KEY, "owner"))
+    assert validate(stored, tmp_path) == []
+    assert stored.PositionerType == "NONE" and stored.AcquisitionContextSequence == []
+    assert stored.PatientSex == "" and stored.Manufacturer == "ACME" and "KVP" not in stored
+    for secret in IDENTIFYING_STRINGS:
+        assert secret.encode() not in dicom_out.to_bytes(stored), secret
+
+
 def validate(dataset: pydicom.Dataset, tmp_path) -> list[str]:
     """dciodvfy's errors for the object (dicom3tools; tests/run.sh installs it)."""
     if shutil.which("dciodvfy") is None:
@@ -127,27 +142,114 @@ def validate(dataset: pydicom.Dataset, tmp_path) -> list[str]:
     return [line for line in (run.stdout + run.stderr).splitlines() if line.startswith("Error")]
 
 
-def test_the_structured_report_and_heatmap_capture_validate_and_reference_the_image(xray, tmp_path):
+def _result(job_id, maps_by_label=None, input_check=None):
+    """Every label, probabilities 0, 0.05, ... against 0.5: the last five at or above it (No Finding among them)."""
+    findings = [dicom_out.Finding(label, i / 20, 0.5, i / 20 >= 0.5, i % 3 != 0) for i, label in enumerate(LABELS)]
+    return dicom_out.Result(job_id, "tiny", "v1", findings, maps_by_label, input_check)
+
+
+def _maps(seed: int = 0) -> dict:
+    """Maps shaped like the worker's: smooth blobs at feature resolution, 8-bit."""
+    rng = np.random.default_rng(seed)
+    grid = np.mgrid[0:10, 0:10].astype(np.float32)
+    out = {}
+    for label in LABELS:
+        y, x = rng.uniform(2, 8, 2)
+        out[label] = np.rint(255 * np.exp(-((grid[0] - y) ** 2 + (grid[1] - x) ** 2) / 8)).astype(np.uint8)
+    return out
+
+
+def test_the_measurement_report_reads_back_with_highdicom_each_finding_coded_with_its_probability(xray, tmp_path):
     source = dicom_in.read_header(deidentify.deidentified_bytes(make_dicom(xray, "jpeg2000"), KEY, "owner"))
     job_id = uuid.uuid4()
-    findings = [dicom_out.Finding(label, i / 20, 0.5, i / 20 >= 0.5) for i, label in enumerate(LABELS)]
-    report = dicom_out.structured_report(source, dicom_out.Result(job_id, "tiny", "v1", findings))
+    result = _result(job_id, _maps(), {"result": "ok", "reason": "frontal chest", "score": 0.93, "version": "g1"})
+    report = dicom_out.structured_report(source, result)
     assert validate(report, tmp_path) == []
-    reread = pydicom.dcmread(__import__("io").BytesIO(dicom_out.to_bytes(report)))
+    path = tmp_path / "sr.dcm"
+    path.write_bytes(dicom_out.to_bytes(report))
+    reread = hd.sr.srread(path)
     assert reread.StudyInstanceUID == source.StudyInstanceUID and reread.Modality == "SR"
-    evidence = reread.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0].ReferencedSOPSequence[0]
-    assert evidence.ReferencedSOPInstanceUID == source.SOPInstanceUID
-    values = {item.ConceptNameCodeSequence[0].CodeMeaning: item for item in reread.ContentSequence}
-    assert values["Algorithm Name"].TextValue == "tiny" and values["Algorithm Version"].TextValue == "v1"
-    cardiomegaly = values["Cardiomegaly"].ContentSequence
-    assert float(cardiomegaly[0].MeasuredValueSequence[0].NumericValue) == pytest.approx(0.05)
-    assert float(cardiomegaly[1].MeasuredValueSequence[0].NumericValue) == 0.5
-    # Made twice, the same objects (a PACS stores them once).
-    assert dicom_out.structured_report(source, dicom_out.Result(job_id, "tiny", "v1", findings)).SOPInstanceUID \
-        == report.SOPInstanceUID
-    capture = dicom_out.heatmap_capture(source, np.dstack([xray] * 3), job_id, "Cardiomegaly", 2)
+    assert reread.ContentTemplateSequence[0].TemplateIdentifier == "1500"
+    groups = reread.content.get_image_measurement_groups()
+    shown = dicom_out.shown_labels(result)
+    assert shown == ["Nodule", "Pleural_Thickening", "Pneumonia", "Pneumothorax"]  # No Finding is never a map
+    assert len(groups) == len(LABELS)
+    for group, finding in zip(groups, result.findings):
+        label = dicom_codes.label_of(group.finding_type)
+        assert label == finding.label
+        (evaluation,) = group.get_qualitative_evaluations()
+        assert evaluation.name == group.finding_type
+        assert evaluation.value == (dicom_codes.PRESENT if finding.positive else dicom_codes.ABSENT)
+        (probability,) = group.get_measurements()
+        assert probability.name == dicom_codes.PROBABILITY and probability.value == pytest.approx(finding.probability)
+        assert probability.unit == dicom_codes.UNITLESS
+        assert group.source_images[0].referenced_sop_instance_uid == source.SOPInstanceUID
+        references = probability.referenced_images
+        if label in shown:  # the heatmap: the finding's frame of the Parametric Map
+            (reference,) = references
+            assert reference.referenced_sop_instance_uid == dicom_out.derived_uid(job_id, "pm")
+            assert reference.ReferencedSOPSequence[0].ReferencedFrameNumber == shown.index(label) + 1
+        else:
+            assert references == []
+        names = {}  # the Algorithm Identification (TID 4019) of the group
+        for item in group[0].ContentSequence:
+            if item.ValueType == "TEXT":
+                names.setdefault(item.ConceptNameCodeSequence[0].CodeMeaning, []).append(item.TextValue)
+        assert (names["Algorithm Name"], names["Algorithm Version"]) == (["tiny"], ["v1"])
+        assert names["Algorithm Parameters"][0] == "decision threshold 0.500000"
+    cardiomegaly = groups[LABELS.index("Cardiomegaly")]
+    assert (cardiomegaly.finding_type.value, cardiomegaly.finding_type.scheme_designator) == ("8186001", "SCT")
+    comments = [item.TextValue for item in reread.ContentSequence
+                if item.ConceptNameCodeSequence[0].CodeMeaning == "Comment"]
+    assert comments[0] == dicom_out.DISCLAIMER and comments[1].startswith("Input check: ok: frontal chest")
+    # Made twice, the same object (a PACS stores it once).
+    assert dicom_out.structured_report(source, result).SOPInstanceUID == report.SOPInstanceUID
+    # An image the input gate turned away: no finding reported, the reason is.
+    gated = dicom_out.structured_report(source, _result(job_id, _maps(), {"result": "not_chest", "reason": "a hand",
+                                                                          "score": 0.1, "version": "g1"}))
+    assert validate(gated, tmp_path) == []
+    gated_path = tmp_path / "gated.dcm"
+    gated_path.write_bytes(dicom_out.to_bytes(gated))
+    gated_back = hd.sr.srread(gated_path)
+    (only,) = gated_back.content.get_image_measurement_groups()
+    assert only.finding_type is None and only.get_measurements() == [] and only.get_qualitative_evaluations() == []
+    assert any("not read as a chest X-ray" in item.TextValue for item in gated_back.ContentSequence
+               if item.ValueType == "TEXT")
+
+
+def test_the_parametric_map_holds_every_shown_heatmap_as_a_frame_a_viewer_can_window(xray, tmp_path):
+    source = dicom_in.read_header(deidentify.deidentified_bytes(make_dicom(xray, "jpeg2000"), KEY, "owner"))
+    result = _result(uuid.uuid4(), _maps(1))
+    parametric = dicom_maps.parametric_map(source, result)
+    assert validate(parametric, tmp_path) == []
+    reread = pydicom.dcmread(io.BytesIO(dicom_out.to_bytes(parametric)))
+    assert reread.SOPClassUID == pydicom.uid.ParametricMapStorage and reread.StudyInstanceUID == source.StudyInstanceUID
+    assert reread.file_meta.TransferSyntaxUID == pydicom.uid.JPEG2000Lossless
+    shown = dicom_out.shown_labels(result)
+    assert int(reread.NumberOfFrames) == len(shown) and (reread.Rows, reread.Columns) == (source.Rows, source.Columns)
+    pixels = pixel_array(reread, decoding_plugin="pylibjpeg")
+    for frame, label, item in zip(pixels, shown, reread.PerFrameFunctionalGroupsSequence):
+        mapping = item.RealWorldValueMappingSequence[0]
+        concept = mapping.QuantityDefinitionSequence[0].ConceptCodeSequence[0]
+        assert dicom_codes.label_of(hd.sr.CodedConcept(concept.CodeValue, concept.CodingSchemeDesignator,
+                                                       concept.CodeMeaning)) == label
+        assert mapping.RealWorldValueSlope == pytest.approx(1 / 255) and mapping.RealWorldValueLastValueMapped == 255
+        source_image = item.DerivationImageSequence[0].SourceImageSequence[0]
+        assert source_image.ReferencedSOPInstanceUID == source.SOPInstanceUID
+        assert source_image.SpatialLocationsPreserved == "YES"
+        # Every level kept (lossless), the bilinear resize the viewer uses.
+        assert np.array_equal(frame, cv2.resize(result.maps[label], (64, 64), interpolation=cv2.INTER_LINEAR))
+    assert reread.SOPInstanceUID == dicom_out.derived_uid(result.job_id, "pm")
+    assert dicom_maps.parametric_map(source, _result(uuid.uuid4())) is None  # no maps, no object
+
+
+def test_the_heatmap_capture_is_a_valid_jpeg_in_the_image_study(xray, tmp_path):
+    source = dicom_in.read_header(deidentify.deidentified_bytes(make_dicom(xray, "jpeg2000"), KEY, "owner"))
+    capture = dicom_out.heatmap_capture(source, np.dstack([xray] * 3), uuid.uuid4(), "Cardiomegaly", 2)
     assert validate(capture, tmp_path) == []
-    assert capture.StudyInstanceUID == source.StudyInstanceUID and capture.Rows == 64 and capture.SamplesPerPixel == 3
+    reread = pydicom.dcmread(io.BytesIO(dicom_out.to_bytes(capture)))
+    assert reread.file_meta.TransferSyntaxUID == pydicom.uid.JPEGBaseline8Bit
+    assert reread.StudyInstanceUID == source.StudyInstanceUID and reread.Rows == 64 and reread.SamplesPerPixel == 3
 
 
 def walk(dataset):

@@ -25,6 +25,8 @@ def test_tflite_variants_agree_with_the_keras_model_on_real_xrays(tmp_path):
 
     report = json.loads((artifact / "tflite.json").read_text())
     assert report["labels"][-1] == "No Finding" and report["input_size"] == [64, 64] and len(report["thresholds"]) == 15
+    assert report["resize"]["shrink"].startswith("area") and report["resize"]["working_side"] == 1024
+    assert report["resize"]["reference"] == "shared/model/reference_preprocess.py"
     variants = report["variants"]
     assert variants["float16"]["max_abs_probability_difference"] <= 0.01
     assert variants["int8"]["max_abs_probability_difference"] <= INT8_BOUND

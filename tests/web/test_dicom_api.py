@@ -2,20 +2,25 @@
 twin is, refusals with reasons (decompression bombs and cut files included), the view flagged, the SR and
 heatmap captures downloadable and valid, and no patient identifier anywhere in what is stored or answered:
 not in nested sequences, not in text hidden inside compressed pixel data."""
+import base64
 import io
 import json
+import uuid
 
 import cv2
-
+import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 from sqlalchemy import create_engine, text
 
-from tests.dicom_factory import (IDENTIFYING_STRINGS, PIXEL_TEXTS, deflate_bomb, grey_from_png, jpeg_with_text,
-                                 make_dicom, sof_bomb, undecodable_dicom, with_frame, with_pixel_text)
-from tests.helpers import TokenClient, corrupt_png, decode_image_bytes, multipart, real_xray_bytes, real_xray_jpeg
+from shared.imaging import dicom_codes, dicom_maps, dicom_out, maps
+from shared.model.labels import LABELS
+from tests.dicom_factory import (IDENTIFYING_STRINGS, PIXEL_TEXTS, conformant_dx, deflate_bomb, grey_from_png,
+                                 jpeg_with_text, make_dicom, sof_bomb, undecodable_dicom, with_frame, with_pixel_text)
+from tests.helpers import (TokenClient, corrupt_png, decode_image_bytes, full_size_xray, multipart, real_xray_bytes,
+                           real_xray_jpeg)
 from tests.shared.test_dicom import validate
 from tests.web.test_accounts import sign_in
 from tests.web.test_api import wait_for_batch
@@ -51,6 +56,8 @@ def sent():
     for name, data in files.items():
         if name.startswith(("pa-", "lateral")):
             secrets += _uids(data)
+        if name.endswith(".dcm"):
+            secrets.append(name)  # DICOM file names often spell the patient: never kept
     return xray, files, secrets
 
 
@@ -62,7 +69,8 @@ def test_dicom_uploads_are_analysed_like_their_png_twin_and_give_back_valid_dico
     responses = [answer.get_data()]
     batch = wait_for_batch(pg_client, answer.headers["Location"])
     responses.append(json.dumps(batch).encode())
-    jobs = {job["filename"]: pg_client.get(job["url"]).get_json() for job in batch["jobs"]}
+    names = list(files)  # DICOM uploads keep no file name: jobs are matched by their position in the upload
+    jobs = {names[job["position"]]: pg_client.get(job["url"]).get_json() for job in batch["jobs"]}
     responses += [json.dumps(job).encode() for job in jobs.values()]
     assert batch["counts"]["succeeded"] == 7 and batch["counts"]["failed"] == 4
 
@@ -101,20 +109,26 @@ def test_dicom_uploads_are_analysed_like_their_png_twin_and_give_back_valid_dico
     report = pydicom.dcmread(io.BytesIO(report_answer.data))
     assert validate(report, tmp_path) == []
     assert report.StudyInstanceUID == image.StudyInstanceUID and report.Modality == "SR"
-    items = {item.ConceptNameCodeSequence[0].CodeMeaning: item for item in report.ContentSequence}
-    assert items["Algorithm Version"].TextValue == job["model"]["version"]
-    for finding in job["findings"]:
-        values = items[finding["display_name"]].ContentSequence
-        assert float(values[0].MeasuredValueSequence[0].NumericValue) == pytest.approx(finding["probability"], abs=1e-6)
-        assert float(values[1].MeasuredValueSequence[0].NumericValue) == pytest.approx(finding["threshold"])
+    (tmp_path / "sr.dcm").write_bytes(report_answer.data)
+    groups = hd.sr.srread(tmp_path / "sr.dcm").content.get_image_measurement_groups()
+    read_back = {dicom_codes.label_of(g.finding_type): g.get_measurements()[0].value for g in groups}
+    assert read_back == pytest.approx({f["label"]: f["probability"] for f in job["findings"]}, abs=1e-6)
+    map_answer = pg_client.get(job["dicom"]["map_url"])
+    parametric = pydicom.dcmread(io.BytesIO(map_answer.data))
+    assert validate(parametric, tmp_path) == []
+    shown = [f["label"] for f in job["shown_findings"] if f["label"] != "No Finding"]
+    assert parametric.StudyInstanceUID == image.StudyInstanceUID and int(parametric.NumberOfFrames) == len(shown)
     capture_answer = pg_client.get(job["url"] + "/dicom/heatmaps/Cardiomegaly")
     capture = pydicom.dcmread(io.BytesIO(capture_answer.data))
     assert validate(capture, tmp_path) == []
-    assert capture.StudyInstanceUID == image.StudyInstanceUID and capture.pixel_array.shape == (64, 64, 3)
+    assert capture.StudyInstanceUID == image.StudyInstanceUID and capture.Rows == 64 and capture.SamplesPerPixel == 3
+    # Named from the de-identified UIDs, never as sent; the other uploads keep their names.
+    assert job["filename"] == "-".join(image[k].value[-8:] for k in UID_KEYWORDS) + ".dcm"
+    assert jobs["ct.dcm"]["filename"] == "DICOM file" and jobs["twin.png"]["filename"] == "twin.png"
     assert pg_client.get(job["url"] + "/dicom/heatmaps/No%20Finding").status_code == 404
     page = sign_in(pg_app, "alice", create=True).get(f"/jobs/{job['id']}").get_data()
     assert b"findings (SR)</a>" in page and b"view <span id=\"view-position\">PA</span>" in page
-    responses += [stored.data, report_answer.data, capture_answer.data, page]
+    responses += [stored.data, report_answer.data, map_answer.data, capture_answer.data, page]
     for kind in ("csv", "json"):
         responses.append(pg_client.get(f"{answer.headers['Location']}/export.{kind}").data)
 
@@ -158,11 +172,73 @@ def test_cut_images_fail_their_job_at_upload_with_the_reason(pg_stack, alice_tok
     assert answer.status_code == 202
     batch = wait_for_batch(client, answer.headers["Location"])
     assert batch["counts"]["succeeded"] == 1 and batch["counts"]["failed"] == len(cut)
-    errors = {job["filename"]: job["error"] for job in batch["jobs"]}
+    names = list(cut) + ["whole.png"]
+    errors = {names[job["position"]]: job["error"] for job in batch["jobs"]}
     assert errors["cut-at-6-percent.jpg"].startswith("the JPEG file is truncated: its scan data is cut")
     assert errors["cut-in-half.jpg"].startswith("the JPEG file is truncated: its scan data is cut")
     assert errors["cut.png"].startswith("the PNG file is truncated: its 'IDAT' chunk")
     assert errors["jpeg-frame-without-end.dcm"].startswith("the JPEG stream in the DICOM pixel data is truncated")
     assert errors["j2k-without-end.dcm"].startswith(
         "the JPEG 2000 stream in the DICOM pixel data is truncated: it ends at byte")
-    assert all(job["status"] == "failed" for job in batch["jobs"] if job["filename"] in cut)
+    assert all(job["status"] == "failed" for job in batch["jobs"] if names[job["position"]] in cut)
+
+
+def test_result_objects_per_xray_shrink_to_a_tenth_with_real_maps(pg_client, tmp_path):
+    """Bytes of the DICOM results a PACS receives per X-ray, today's against before: before, an uncompressed
+    RGB Secondary Capture per shown finding (3.1 MB each at 1024 px); now one Parametric Map frame per shown
+    finding (J2K lossless), and a JPEG capture only where a site asks for them. Real maps: the worker's, of a
+    full-size NIH X-ray sent as a conformant DX; every finding counted as shown, so each label's map is."""
+    xray = full_size_xray()
+    answer = pg_client.post("/api/v1/batches", data=multipart([("full.dcm", conformant_dx(xray))]),
+                            content_type="multipart/form-data")
+    batch = wait_for_batch(pg_client, answer.headers["Location"])
+    job = pg_client.get(batch["jobs"][0]["url"]).get_json()
+    assert job["status"] == "succeeded", job["error"]
+    stored = pydicom.dcmread(io.BytesIO(pg_client.get(job["dicom"]["image_url"]).data))
+    body = pg_client.get(job["url"] + "/maps").get_json()
+    shape = (int(body["height"]), int(body["width"]))
+    real_maps = {label: np.frombuffer(base64.b64decode(data), np.uint8).reshape(shape)
+                 for label, data in body["maps"].items()}
+    labels = [label for label in LABELS if label != "No Finding"]
+    result = dicom_out.Result(uuid.UUID(job["id"]), "tiny", "v1",
+                              [dicom_out.Finding(label, 0.9, 0.5, True) for label in labels], real_maps)
+    grey = maps.base_image(xray)
+    before = [hd.sc.SCImage.from_ref_dataset(  # the capture as main made it: RGB, uncompressed
+        ref_dataset=stored, pixel_array=maps.overlay_rgb(grey, real_maps[label]), photometric_interpretation="RGB",
+        bits_allocated=8, coordinate_system="PATIENT", series_instance_uid=hd.UID(), series_number=1,
+        sop_instance_uid=hd.UID(), instance_number=1, manufacturer="x", patient_orientation=("L", "F"))
+        for label in labels]
+    report = len(dicom_out.to_bytes(dicom_out.structured_report(stored, result)))
+    parametric = dicom_maps.parametric_map(stored, result)
+    assert validate(parametric, tmp_path) == [] and int(parametric.NumberOfFrames) == len(labels)
+    before_bytes = sum(len(dicom_out.to_bytes(capture)) for capture in before) / len(labels)
+    map_bytes = len(dicom_out.to_bytes(parametric)) / len(labels)
+    jpeg_bytes = sum(len(dicom_out.to_bytes(capture)) for capture in dicom_out.captures(stored, grey, result, labels)) \
+        / len(labels)
+    print(f"result bytes per shown finding, 1024x1024 X-ray: before {before_bytes:,.0f} (RGB capture); now "
+          f"{map_bytes:,.0f} (Parametric Map frame, {map_bytes / before_bytes:.1%}), optional JPEG capture "
+          f"{jpeg_bytes:,.0f} ({jpeg_bytes / before_bytes:.1%}); the SR {report:,} per X-ray")
+    assert before_bytes > 3_000_000
+    assert map_bytes <= 0.10 * before_bytes  # the issue's target: results at most a tenth of before
+    assert map_bytes + jpeg_bytes <= 0.20 * before_bytes  # and with captures on, still a fifth
+
+
+def test_without_file_names_no_upload_keeps_its_name_anywhere(pg_stack, alice_token, sent):
+    """XRAY_KEEP_FILENAMES=0: a PNG named after a patient is named by its hash in the job and the exports (the
+    PDFs print the same name); the DICOM upload beside it is named from its de-identified UIDs as always."""
+    from web import create_app
+
+    app = create_app({**pg_stack, "TESTING": True, "WTF_CSRF_ENABLED": False, "keep_filenames": False})
+    client = TokenClient(app.test_client(), alice_token)
+    xray, files, _ = sent
+    answer = client.post("/api/v1/batches", data=multipart([("QUIMBY_ZELDA_ZQ1.png", files["twin.png"]),
+                                                            ("QUIMBY_ZELDA_ZQ2.dcm", files["pa-rle-8bit.dcm"])]),
+                         content_type="multipart/form-data")
+    assert answer.status_code == 202
+    batch = wait_for_batch(client, answer.headers["Location"])
+    png, dicom = sorted(batch["jobs"], key=lambda job: job["position"])
+    assert png["filename"] == "upload-" + __import__("hashlib").sha256(files["twin.png"]).hexdigest()[:12]
+    assert dicom["filename"].endswith(".dcm") and dicom["filename"].count("-") == 2
+    seen = [answer.get_data(), json.dumps(batch).encode()] + [
+        client.get(f"{answer.headers['Location']}/export.{kind}").data for kind in ("csv", "json")]
+    assert not [blob for blob in seen if b"QUIMBY" in blob or b"ZELDA" in blob]

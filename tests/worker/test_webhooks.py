@@ -4,6 +4,7 @@ import hashlib
 import hmac
 import http.server
 import json
+import socket
 import threading
 import time
 
@@ -11,7 +12,6 @@ import pytest
 
 from shared.db.engine import Database
 from shared.jobs import webhooks
-from shared.jobs.queue import create_celery
 from shared.ops.config import load_settings
 from tests.helpers import TokenClient, api_token, free_port, multipart, real_xray_bytes, wait_until
 from tests.web.test_api import wait_for_batch
@@ -52,8 +52,6 @@ def receiver():
 
 
 def test_a_finished_batch_is_posted_signed_retried_after_a_500_and_succeeds_exactly_once(pg_app, pg_stack, pg_url, receiver):
-    from worker.recovery import recover_once
-
     client = TokenClient(pg_app.test_client(), api_token(pg_url, "hooked"))
     settings = load_settings(**{k: v for k, v in pg_stack.items() if k != "secret_key"}, webhook_allow_private=True,
                              webhook_first_pause=0.5)
@@ -68,15 +66,14 @@ def test_a_finished_batch_is_posted_signed_retried_after_a_500_and_succeeds_exac
     assert created.status_code == 202
     batch = wait_for_batch(client, created.headers["Location"])
     db = Database(pg_url)
-    celery = create_celery(settings)
 
     def delivered():
-        recover_once(db, celery, settings)  # one round of the recovery loop
+        webhooks.deliver_due(db, settings)  # one round of the webhook loop
         return len(receiver.requests) >= 2
 
     wait_until(delivered, 30, interval=0.2, message="the webhook to be retried and delivered")
     for _ in range(5):  # later rounds send nothing more
-        recover_once(db, celery, settings)
+        webhooks.deliver_due(db, settings)
         time.sleep(0.2)
     assert len(receiver.requests) == 2
     secret = client.get("/api/v1/account/webhook").get_json()["secret"]
@@ -114,3 +111,82 @@ def test_signatures_change_with_the_secret_the_time_and_the_body():
     assert base.startswith("v1=") and len(base) == 67
     assert {webhooks.sign("whsec_b", "1700000000", b"{}"), webhooks.sign("whsec_a", "1700000001", b"{}"),
             webhooks.sign("whsec_a", "1700000000", b"{ }")}.isdisjoint({base})
+
+
+class Silent:
+    """A receiver that takes the connection and never answers (a hung server): it only counts callers."""
+
+    def __init__(self):
+        self.socket = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}/hook"
+        self.connections: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                self.connections.append(self.socket.accept()[0])
+            except OSError:
+                return
+
+    def close(self):
+        self.socket.close()
+        for connection in self.connections:
+            connection.close()
+
+
+def test_five_receivers_that_never_answer_do_not_delay_lease_recovery(pg_stack, pg_url):
+    """Before, the recovery loop posted webhooks itself, one after another: five hung receivers held a round
+    for five timeouts (about 50 s by default, 500 s at worst) and no lease came back meanwhile. Now webhooks
+    have their own loop, sending several at once: the recovery rounds go on every interval, and a job whose
+    worker died is dealt with at once, while all five receivers are still being waited for."""
+    from sqlalchemy import create_engine, text
+
+    from shared.ops import metrics
+    from worker import recovery
+
+    settings = load_settings(**{k: v for k, v in pg_stack.items() if k != "secret_key"}, webhook_allow_private=True,
+                             webhook_timeout=10.0, recovery_interval_seconds=0.5, metrics_port=0, max_attempts=3)
+    app = create_app({**pg_stack, "webhook_allow_private": True})
+    client = TokenClient(app.test_client(), api_token(pg_url, "hung-receivers"))
+    silent = [Silent() for _ in range(5)]
+    stop = threading.Event()
+    engine = create_engine(pg_url)
+    try:
+        for receiver in silent:
+            created = client.post("/api/v1/batches", data={**multipart(real_xray_bytes(1)),
+                                                           "callback_url": receiver.url},
+                                  content_type="multipart/form-data")
+            wait_for_batch(client, created.headers["Location"])
+        plain = client.post("/api/v1/batches", data=multipart(real_xray_bytes(1)), content_type="multipart/form-data")
+        job_id = wait_for_batch(client, plain.headers["Location"])["jobs"][0]["id"]
+        with engine.begin() as connection:  # its worker "died" holding it, on its last attempt
+            connection.execute(text("UPDATE jobs SET status = 'running', attempts = 3, "
+                                    "lease_expires_at = now() - interval '1 minute' WHERE id = :id"), {"id": job_id})
+
+        def status() -> str:
+            with engine.connect() as connection:
+                return connection.execute(text("SELECT status FROM jobs WHERE id = :id"), {"id": job_id}).scalar_one()
+
+        rounds = []
+        started = time.monotonic()
+        threading.Thread(target=recovery.run, args=(settings, stop), daemon=True).start()
+        wait_until(lambda: all(receiver.connections for receiver in silent), 5, interval=0.05,
+                   message="all five receivers called at once")
+        wait_until(lambda: status() == "failed", 5, interval=0.05, message="the dead worker's job dealt with")
+        recovered = time.monotonic() - started
+
+        def another_round() -> bool:
+            rounds.append(metrics.RECOVERY_LAST_RUN._value.get())
+            return len(set(rounds)) >= 4
+
+        wait_until(another_round, 5, interval=0.1, message="recovery rounds going on")
+        waited = time.monotonic() - started
+        assert waited < settings.webhook_timeout  # all of it while the five receivers still hang
+        print(f"5 receivers that never answer (timeout {settings.webhook_timeout:.0f} s): the expired lease dealt with "
+              f"after {recovered:.2f} s, {len(set(rounds))} recovery rounds completed in {waited:.2f} s")
+    finally:
+        stop.set()
+        for receiver in silent:
+            receiver.close()
+        engine.dispose()
