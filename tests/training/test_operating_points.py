@@ -63,4 +63,7 @@ def test_rethresholding_a_trained_artifact_on_its_own_test_patients_keeps_its_ve
         if label != NO_FINDING:
             assert points["per_label"][label]["test"]["specificity"] >= 0.9
     assert points["findings_per_image"]["external"]["flagged"] < points["previous"]["findings_per_image"]["external"]["flagged"]
-    assert points["previous"]["thresholds"] == youden and after.thresholds == served.thresholds  # reproduces the served
+    # Reproduces the served thresholds: to float32 precision, since the predictions behind them differ in the last
+    # digits between CPUs and thread counts (the committed ones were computed on another machine).
+    assert points["previous"]["thresholds"] == youden
+    assert after.thresholds == {label: pytest.approx(value, rel=1e-5, abs=1e-7) for label, value in served.thresholds.items()}
