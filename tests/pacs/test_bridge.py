@@ -248,3 +248,53 @@ def test_the_bridge_speaks_dicomweb_qido_wado_stow_and_records_no_uid(orthanc, l
     assert caplog.records and not [uid for uid in originals if uid in logged]
     assert metrics.PACS_INSTANCES.labels(source, "stored_back")._value.get() == len(radiographs)
     assert metrics.PACS_OLDEST_PENDING.labels(source)._value.get() == 0
+
+
+def test_a_dicomweb_bridge_killed_mid_store_stores_each_report_and_map_once(orthanc, live_server, pg_url, tmp_path):
+    """The kill test over DICOMweb (QIDO-RS, WADO-RS, STOW-RS): the bridge is SIGKILLed once a first result is
+    back in the PACS, one recorded submission is forgotten (a kill between upload and bookkeeping), more images
+    arrive, and two copies restart at once. Each radiograph gets one job, one SR and at most one map."""
+    if not os.path.exists(DICOMWEB_PLUGIN):
+        pytest.skip("Orthanc's DICOMweb plugin is not installed (Debian package orthanc-dicomweb)")
+    source = f"dicomweb-{os.urandom(3).hex()}"
+    user = f"pacs-{source[-6:]}"
+    env = service_env(DATABASE_URL=pg_url, XRAY_PACS_DICOMWEB_URL=f"{orthanc.url}/dicom-web",
+                      XRAY_PACS_API_URL=live_server, XRAY_PACS_TOKEN=api_token(pg_url, user), XRAY_PACS_SOURCE=source,
+                      XRAY_PACS_POLL_SECONDS="0.3", XRAY_SECRET_KEY=TEST_SECRET_KEY)
+    engine = create_engine(pg_url)
+    first_wave = [orthanc.store(data) for data in _radiographs(4)]
+    bridges = [BridgeProcess(env, tmp_path / "bridge-1.log")]
+    try:
+        wait_until(lambda: _states(engine, source).get("done", 0) >= 1, 180, message="a first result stored back")
+        bridges[0].kill()
+        states = _states(engine, source)
+        with engine.begin() as connection:
+            connection.execute(text(
+                "UPDATE pacs_instances SET state = 'new', job_id = NULL WHERE id = (SELECT id FROM pacs_instances "
+                "WHERE source = :s AND state = 'done' LIMIT 1)"), {"s": source})
+        second_wave = [orthanc.store(data) for data in _radiographs(3, offset=4)]
+        bridges = [BridgeProcess(env, tmp_path / f"bridge-{n}.log") for n in (2, 3)]
+        radiographs = first_wave + second_wave
+        wait_until(lambda: _states(engine, source).get("done", 0) == len(radiographs), 300,
+                   message=f"every radiograph done over DICOMweb (states before the kill: {states})")
+    finally:
+        for bridge in bridges:
+            bridge.stop()
+    with engine.connect() as connection:
+        jobs = connection.execute(text(
+            "SELECT j.id, j.status FROM jobs j JOIN batches b ON b.id = j.batch_id JOIN users u ON u.id = b.owner_id "
+            "WHERE u.username = :u"), {"u": user}).all()
+        linked = connection.execute(text("SELECT job_id FROM pacs_instances WHERE source = :s AND state = 'done'"),
+                                    {"s": source}).scalars().all()
+    final_states = _states(engine, source)
+    engine.dispose()
+    assert final_states == {"done": len(radiographs)}  # QIDO lists CR/DX only: nothing else to skip
+    assert len(jobs) == len(radiographs) and all(status == "succeeded" for _, status in jobs)
+    assert len(set(linked)) == len(radiographs)
+    for instance in radiographs:
+        study = orthanc.study_of(instance)
+        assert len([ds for ds in study if ds.Modality == "SR"]) == 1, f"SRs in the study of {instance}"
+        assert len([ds for ds in study if ds.SOPClassUID == pydicom.uid.ParametricMapStorage]) <= 1
+    logged = b"".join((tmp_path / f"bridge-{n}.log").read_bytes() for n in (1, 2, 3))
+    originals = {str(ds.SOPInstanceUID) for instance in radiographs for ds in orthanc.study_of(instance)}
+    assert not [uid for uid in originals if uid.encode() in logged]
