@@ -17,8 +17,8 @@ LABELS_CSV = SHARED_DATA / "nih1000-64px" / "labels.csv"
 
 
 @pytest.mark.skipif(not LABELS_CSV.is_file(), reason="needs ../shared/data/nih/nih1000-64px")
-def test_two_versions_on_one_batch_are_evaluated_side_by_side_once_every_job_is_final(pg_url):
-    db = Database(pg_url)
+def test_two_versions_on_one_batch_are_evaluated_side_by_side_once_every_job_is_final(own_pg_url):
+    db = Database(own_pg_url)  # its own: its made-up versions and queued jobs must not meet the shared worker
     rows = labelfile.parse(LABELS_CSV.read_bytes())[:120]
     rng = np.random.default_rng(0)
     with db.session() as session:

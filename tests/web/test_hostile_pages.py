@@ -88,7 +88,7 @@ def test_every_page_route_answers_hostile_parameters_without_a_server_error(open
 def _fill(rule) -> str:
     values = {"batch_id": str(uuid.uuid4()), "job_id": str(uuid.uuid4()), "token_id": str(uuid.uuid4()), "kind": "csv",
               "label": "Mass", "version": "v1", "secret": "not-a-link", "filename": "style.css",
-              "username": "someone"}
+              "username": "someone", "name": "candidate"}
     return re.sub(r"<(?:\w+:)?(\w+)>", lambda m: values[m.group(1)], rule.rule)
 
 

@@ -53,7 +53,7 @@ def test_every_route_answers_with_the_security_headers(app, client):
     batch = created.get_json()
     ids = {"batch_id": batch["id"], "job_id": batch["jobs"][0]["id"], "label": "Atelectasis", "secret": "x",
            "token_id": str(uuid.uuid4()), "filename": "style.css", "kind": "csv",
-           "version": created.get_json()["served_model"]["version"], "username": "nobody"}
+           "version": created.get_json()["served_model"]["version"], "username": "nobody", "name": "candidate"}
     image = client.get(f"/api/v1/jobs/{ids['job_id']}/image")
     assert image.status_code == 200 and image.headers["Cache-Control"] == "private, no-store"
     checked = 0
