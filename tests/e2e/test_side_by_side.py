@@ -3,8 +3,10 @@ result under another registered model version (its maps stored in version_result
 maps of one finding, or two findings' maps; zoom and pan move both panes; keys reach it; it stacks at 390 px
 without sideways scroll; axe-core finds nothing in either theme; the maps route answers other versions'
 maps only to the owner."""
+import base64
 import uuid
 
+import httpx
 import numpy as np
 import pytest
 
@@ -57,8 +59,6 @@ def transforms(page) -> list[str]:
 
 def test_maps_of_another_version_are_the_owners_only(rerun, pg_url):
     base, job_id = rerun["base"], rerun["job_id"]
-    import httpx
-
     owner = {"Authorization": "Bearer " + api_token(pg_url, "reader")}
     stranger = {"Authorization": "Bearer " + api_token(pg_url, "someone-else")}
     body = httpx.get(f"{base}/api/v1/jobs/{job_id}", headers=owner).json()
@@ -67,12 +67,12 @@ def test_maps_of_another_version_are_the_owners_only(rerun, pg_url):
     other = httpx.get(f"{base}{body['other_versions'][0]['maps_url']}", headers=owner)
     assert other.status_code == 200 and other.json()["model_version"] == OTHER
     label = other.json()["labels"][0]
-    import base64
     got = np.frombuffer(base64.b64decode(other.json()["maps"][label]), np.uint8).reshape(other.json()["height"], -1)
     assert np.array_equal(got, rerun["served_maps"][label][:, ::-1])
     served = httpx.get(f"{base}/api/v1/jobs/{job_id}/maps", headers=owner).json()
     assert served["model_version"] == rerun["served"]
-    assert httpx.get(f"{base}/api/v1/jobs/{job_id}/maps?version={rerun['served']}", headers=owner).json()["maps"] == served["maps"]
+    named = httpx.get(f"{base}/api/v1/jobs/{job_id}/maps?version={rerun['served']}", headers=owner).json()
+    assert named["maps"] == served["maps"]
     assert httpx.get(f"{base}/api/v1/jobs/{job_id}/maps?version=no-such-version", headers=owner).status_code == 404
     assert httpx.get(f"{base}/api/v1/jobs/{job_id}/maps?version=bad/version", headers=owner).status_code == 400
     assert httpx.get(f"{base}/api/v1/jobs/{job_id}/maps?version={OTHER}", headers=stranger).status_code == 404
