@@ -31,7 +31,10 @@ def rerun(batch, pg_url):  # noqa: F811
     with database.session() as session:
         job = session.get(Job, job_id)
         served = maps.decode(job.maps)
-        session.merge(ModelVersion(version=OTHER, name="rerun model", architecture="small-cnn", trained=False, manifest={}))
+        # A pushed registry version (stored: it has a folder hash), so it never passes for the workers' own model,
+        # which the shared stack's pages name as the current one.
+        session.merge(ModelVersion(version=OTHER, name="rerun model", architecture="small-cnn", trained=False, manifest={},
+                                   status="ready", folder_sha256="0" * 64))
         session.flush()
         session.add(VersionResult(
             job_id=job_id, model_version=OTHER, kind="rerun", status="succeeded", attempts=1,
