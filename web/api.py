@@ -15,7 +15,7 @@ import json
 from flask import Blueprint, Response, jsonify, request, url_for
 from sqlalchemy import text
 
-from shared.jobs import idempotency
+from shared.jobs import idempotency, version_results
 from web import queries, schemas
 from web.audit import audit_access
 from web.auth import authenticate_api
@@ -25,7 +25,7 @@ from web.owned import delete_owned_batch, delete_owned_job, owned_batch, owned_j
 from web.queries import MAX_PAGE
 from web.routes import Routes
 from web.security import current_viewer
-from web.serializers import DISCLAIMER, batch_json, counts_json, iso, job_json, model_json
+from web.serializers import DISCLAIMER, batch_json, counts_json, iso, job_json, model_json, other_versions_json
 from web.services import services
 from web.uploads import submit_batch
 
@@ -220,6 +220,7 @@ def get_job(job_id: str):
         job = owned_job(session, job_id)
         audit_access(session, "view", "job", job.id, job.batch.owner_id)
         body = job_json(job, detail=True)
+        body["other_versions"] = other_versions_json(job, version_results.with_maps(session, job.id))
         if job.model and job.model.trained is False:
             body["warnings"] = body["warnings"] + [body["model"]["warning"]]
         return jsonify(_with_model_notice(session, body))

@@ -9,6 +9,7 @@ from flask import Response, jsonify, request
 
 from shared.imaging import maps, values
 from shared.imaging.images import ImageError
+from shared.jobs import version_results
 from shared.jobs.storage import StorageError
 from web import exports, renders, reports, schemas
 from web.api import PRIVATE
@@ -16,6 +17,7 @@ from web.audit import audit_access
 from web.contract import route
 from web.errors import ApiError
 from web.owned import owned_batch, owned_job, readable_job
+from web.page_params import MODEL_VERSION
 from web.serializers import DISCLAIMER
 from web.routes import Routes
 from web.services import services
@@ -79,18 +81,28 @@ def limits() -> dict:
 
 
 @routes.get("/jobs/<job_id>/maps")
-@route((200, schemas.Maps), tags=["jobs"])
+@route((200, schemas.Maps), errors=(400, 401, 404, 429), query=schemas.MapsQuery, tags=["jobs"])
 def job_maps(job_id: str):
     """Every class's activation map at the model's feature resolution (uint8, base64, row-major), with the
-    colour table the service draws them with: what the viewer draws from."""
+    colour table the service draws them with: what the viewer draws from. ``?version=`` gives another model
+    version's maps of the same image (a rerun or shadow result; the viewer's side by side)."""
+    version = request.args.get("version")
+    if version is not None and not MODEL_VERSION.match(version):
+        raise ApiError(400, "version is a model version: 1 to 80 letters, digits and . _ : -")
     with services().db.session() as session:
         job = owned_job(session, job_id)
         audit_access(session, "download", "job", job.id, job.batch.owner_id)
-    if job.maps is None:
+        stored, served = job.maps, job.model_version
+        if version is not None and version != job.model_version:
+            result = version_results.one_with_maps(session, job.id, version)
+            if result is None:
+                raise ApiError(404, f"job {job_id} has no heatmaps from model version {version}")
+            stored, served = result.maps, version
+    if stored is None:
         raise ApiError(404, f"job {job_id} has no heatmaps (not analysed yet, failed, or analysed before maps were kept)")
-    decoded = maps.decode(job.maps)
+    decoded = maps.decode(stored)
     height, width = next(iter(decoded.values())).shape
-    body = {"labels": list(decoded), "height": height, "width": width, "scale": "0..255, each map scaled to its own maximum",
+    body = {"model_version": served, "labels": list(decoded), "height": height, "width": width, "scale": "0..255, each map scaled to its own maximum",
             "colormap": maps.JET_RGB.tolist(), "default_opacity": maps.DEFAULT_OPACITY,
             "maps": {label: base64.b64encode(m.tobytes()).decode() for label, m in decoded.items()}}
     response = jsonify(body)

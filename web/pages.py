@@ -9,6 +9,7 @@ from flask import Blueprint, Flask, flash, redirect, render_template, request, u
 from flask_login import current_user
 
 from shared.db.models import ModelVersion
+from shared.jobs import version_results
 from shared.model import registry
 from shared.model.labels import LABELS, NO_FINDING, display_name
 from shared.model.manifest import UNTRAINED_WARNING
@@ -20,7 +21,7 @@ from web.model_card import card as card_figures
 from web.owned import delete_owned_batch, delete_owned_job, owned_batch, owned_job
 from web.queries import HistoryFilter
 from web.security import current_viewer
-from web.serializers import DISCLAIMER, counts_json, iso, job_json
+from web.serializers import DISCLAIMER, counts_json, iso, job_json, other_versions_json
 from web.services import services
 from web.uploads import submit_batch
 
@@ -106,6 +107,7 @@ def job_page(job_id: str):
         audit_access(session, "view", "job", job.id, job.batch.owner_id)
         before, after = queries.neighbours(session, job)
         view = job_json(job, detail=True)
+        view["other_versions"] = other_versions_json(job, version_results.with_maps(session, job.id))
         # ?findings=shown: the owner asked to see findings the input gate hid (works without JavaScript).
         show_hidden = request.args.get("findings") == "shown"
         # Without JavaScript the server draws the overlay: of ?finding= when it names a finding with a heatmap

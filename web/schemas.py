@@ -146,6 +146,13 @@ class Notice(Open):
     disclaimer: str
 
 
+class VersionMaps(Open):
+    version: str = Field(description="A model version that analysed this image too (a rerun or shadow traffic)")
+    kind: str = Field(description="rerun or shadow")
+    maps_url: str = Field(description="Its maps: GET /jobs/<id>/maps?version=<version>")
+    probabilities: dict[str, float] = Field(description="label → its probability under that version")
+
+
 class Job(JobSummary, Notice):
     findings: list[Finding] = Field(description="All 15, in label order")
     opening_label: str | None = Field(None, description="The finding a viewer opens on: the most probable reliable "
@@ -153,6 +160,8 @@ class Job(JobSummary, Notice):
     reliability_set: str | None = Field(None, description="Where the reliability flags come from: external or test")
     maps_url: str | None
     values_url: str | None = Field(None, description="The image's own values at full bit depth (window/level, readout)")
+    other_versions: list[VersionMaps] = Field([], description="Other model versions' succeeded results on this image, "
+                                                              "with their maps (never the served answer)")
     timings_ms: dict[str, float | None]
     runtime: str | None = Field(description="What computed the result: the Keras backend at float32 "
                                 "(tensorflow-float32, jax-float32, ...) or a variant verified for the model "
@@ -210,6 +219,7 @@ class BatchList(Notice):
 
 
 class Maps(Open):
+    model_version: str | None = Field(None, description="The model version these maps are from")
     labels: list[str]
     height: int
     width: int
@@ -276,6 +286,12 @@ class BatchQuery(BaseModel):
 class PageQuery(BaseModel):
     page: int | None = Field(None, description="1 or more (values out of range are brought into it)")
     per_page: int | None = Field(None, description="1 to 100 (values out of range are brought into it)")
+
+
+class MapsQuery(BaseModel):
+    version: str | None = Field(None, max_length=80, pattern=r"^[A-Za-z0-9._:-]+$",
+                                description="Another model version's maps of this image (one of the job's "
+                                            "other_versions); the served version's without it")
 
 
 class OverlayQuery(BaseModel):

@@ -147,6 +147,12 @@ def job_json(job: Job, detail: bool = False) -> dict:
     return body
 
 
+def other_versions_json(job: Job, results) -> list[dict]:
+    """The job's results under other versions (shared/jobs/version_results.with_maps) for the viewer's side by side."""
+    return [{"version": r.model_version, "kind": r.kind, "probabilities": r.probabilities or {},
+             "maps_url": url_for("api.job_maps", job_id=job.id, version=r.model_version)} for r in results]
+
+
 def counts_json(counts: dict[str, int], total: int) -> dict:
     full = {status.value: counts.get(status.value, 0) for status in JobStatus}
     done = full["succeeded"] + full["failed"]

@@ -53,6 +53,19 @@ def _add(session: Session, job_ids: list[uuid.UUID], version: str, kind: str) ->
     return {row.id: version for row in rows}
 
 
+def with_maps(session: Session, job_id: uuid.UUID) -> list[VersionResult]:
+    """The job's succeeded results under other versions that kept their maps (the viewer's side by side)."""
+    return list(session.scalars(select(VersionResult).where(
+        VersionResult.job_id == job_id, VersionResult.status == SUCCEEDED, VersionResult.maps.is_not(None))
+        .order_by(VersionResult.finished_at.desc(), VersionResult.model_version)))
+
+
+def one_with_maps(session: Session, job_id: uuid.UUID, version: str) -> VersionResult | None:
+    return session.scalars(select(VersionResult).where(
+        VersionResult.job_id == job_id, VersionResult.model_version == version, VersionResult.status == SUCCEEDED,
+        VersionResult.maps.is_not(None))).first()
+
+
 def mark_dispatched(session: Session, ids: Iterable[uuid.UUID]) -> None:
     ids = list(ids)
     if ids:

@@ -32,6 +32,7 @@
     tr.id = "job-" + job.id;
     tr.className = "job status-" + job.status;
     tr.dataset.status = job.status;
+    tr.dataset.updated = job.updated_at;
     tr.dataset.position = job.position;
     tr.dataset.top = job.shown_findings.length ? job.shown_findings[0].probability : 0;
     tr.dataset.findings = job.shown_findings.map((f) => f.label).join(" ");
@@ -119,7 +120,17 @@
     document.title = (batch.finished ? "Done: " : Math.floor((100 * batch.done) / batch.total) + "% · ") + baseTitle;
     for (const job of batch.jobs) {
       const existing = document.getElementById("job-" + job.id);  // only this page's rows are shown
-      if (existing) existing.replaceWith(render(job));
+      // A poll looks back a few seconds (the server's cursor overlap), so most rows it answers are
+      // unchanged: those stay as they are, and a changed row keeps its thumbnail when that did not change.
+      // (Every repeated row used to be drawn anew, its thumbnail fetched again each second: a burst of
+      // requests that ran into the API's rate limit and left blank thumbnails.)
+      if (!existing || existing.dataset.updated === job.updated_at) continue;
+      const row = render(job);
+      const before = existing.querySelector("img.thumb"), after = row.querySelector("img.thumb");
+      if (before && after && before.getAttribute("src") === after.getAttribute("src") && before.naturalWidth) {
+        after.replaceWith(before);
+      }
+      existing.replaceWith(row);
     }
     cursor = batch.cursor;
     root.dataset.finished = batch.finished ? "true" : "false";

@@ -21,11 +21,11 @@
   const stateLine = $("viewer-state");
   const MAX_SIDE = 1024;
   const viewer = {
-    grey: null, width: 0, height: 0, maps: null, colormap: null, upsampled: {}, scale: 1, x: 0, y: 0,
+    grey: null, width: 0, height: 0, maps: null, colormap: null, scale: 1, x: 0, y: 0,
     values: null, wl: null, invert: false, rotation: 0, flipX: false, flipY: false, tool: "pan",
     measurement: null, readout: null,
   };
-  window.xrayViewer = viewer; // for tests and the curious: the current state
+  window.xrayViewer = viewer; // for tests and the curious: the current state; compare.js draws with its tools
 
   function loadImage(url) {
     return new Promise((resolve, reject) => {
@@ -71,10 +71,13 @@
     return { index0, index1, weight };
   }
 
-  function upsample(label) {
-    if (viewer.upsampled[label]) return viewer.upsampled[label];
-    const source = viewer.maps.maps[label];
-    const w = viewer.maps.width, h = viewer.maps.height;
+  // A finding's map of one set of maps (the served version's, or another's for the side by side) at the
+  // image's working size; kept on the set.
+  function upsampleOf(bundle, label) {
+    bundle.upsampled = bundle.upsampled || {};
+    if (bundle.upsampled[label]) return bundle.upsampled[label];
+    const source = bundle.maps[label];
+    const w = bundle.width, h = bundle.height;
     const xs = axis(viewer.width, w), ys = axis(viewer.height, h);
     const out = new Uint8ClampedArray(viewer.width * viewer.height);
     for (let y = 0; y < viewer.height; y++) {
@@ -86,8 +89,17 @@
         out[y * viewer.width + x] = Math.round(top * (1 - wy) + bottom * wy);
       }
     }
-    viewer.upsampled[label] = out;
+    bundle.upsampled[label] = out;
     return out;
+  }
+  function upsample(label) { return upsampleOf(viewer.maps, label); }
+  // The answer of /api/v1/jobs/<id>/maps as arrays.
+  function decodeMaps(body) {
+    const maps = {};
+    for (const [label, encoded] of Object.entries(body.maps)) {
+      maps[label] = Uint8Array.from(atob(encoded), (c) => c.charCodeAt(0));
+    }
+    return { width: body.width, height: body.height, maps, version: body.model_version };
   }
 
   // ---- window/level on the image's own values ----
@@ -146,13 +158,11 @@
     pending = true;
     requestAnimationFrame(() => { pending = false; draw(); });
   }
-  function draw() {
-    if (!viewer.grey) return;
-    const image = ctx.createImageData(viewer.width, viewer.height);
+  // The X-ray at the current window (and inversion) with a map blended over it, onto a canvas context.
+  function paint(target, heat) {
+    const image = target.createImageData(viewer.width, viewer.height);
     const out = image.data;
     const grey = greyLevels();
-    const label = controls.finding ? controls.finding.value : "";
-    const heat = viewer.maps && label && controls.show.checked ? upsample(label) : null;
     const alpha = Number(controls.opacity.value);
     const lut = viewer.colormap;
     const invert = viewer.invert;
@@ -168,7 +178,13 @@
       }
       out[p + 3] = 255;
     }
-    ctx.putImageData(image, 0, 0);
+    target.putImageData(image, 0, 0);
+  }
+  function draw() {
+    if (!viewer.grey) return;
+    const label = controls.finding ? controls.finding.value : "";
+    const heat = viewer.maps && label && controls.show.checked ? upsample(label) : null;
+    paint(ctx, heat);
     const name = controls.finding && controls.finding.selectedOptions[0] ? controls.finding.selectedOptions[0].textContent : "";
     canvas.setAttribute("aria-label", heat ? "X-ray with the heatmap of " + name : "X-ray without heatmap");
     $("print-caption").textContent = heat ? "Heatmap of " + name : "The X-ray without a heatmap";  // what paper shows
@@ -177,6 +193,7 @@
     });
     stateLine.textContent = (heat ? "Showing " + name : "Heatmap hidden") + " · zoom " + viewer.scale.toFixed(1) + "×";
     root.dataset.drawn = String(Number(root.dataset.drawn || 0) + 1);
+    root.dispatchEvent(new Event("viewer-drawn"));  // the side by side (compare.js) follows window and opacity
     remember();
   }
 
@@ -423,6 +440,7 @@
   document.addEventListener("fullscreenchange", () => setTimeout(fit, 50));
   document.addEventListener("keydown", (event) => {
     if (event.target.matches("input, select, textarea") || event.altKey || event.ctrlKey || event.metaKey) return;
+    if (event.target.closest("#compare")) return;  // the side by side has its own keys (compare.js)
     if (help.open) return;
     const go = (id) => { const link = $(id); if (link) window.location.assign(link.href); };
     const nudge = Math.round(stage.getBoundingClientRect().width / 10);
@@ -537,11 +555,7 @@
         const response = await fetch(root.dataset.mapsUrl, { headers: { Accept: "application/json" } });
         if (!response.ok) throw new Error("the heatmaps could not be loaded (HTTP " + response.status + ")");
         const body = await response.json();
-        const maps = {};
-        for (const [label, encoded] of Object.entries(body.maps)) {
-          maps[label] = Uint8Array.from(atob(encoded), (c) => c.charCodeAt(0));
-        }
-        viewer.maps = { width: body.width, height: body.height, maps };
+        viewer.maps = decodeMaps(body);
         viewer.colormap = body.colormap;
         controls.opacity.value = body.default_opacity;
         root.dataset.defaultOpacity = body.default_opacity;
@@ -553,10 +567,12 @@
       draw();
       ready = true;
       root.dataset.ready = "true";
+      root.dispatchEvent(new Event("viewer-ready"));
     } catch (error) {
       stateLine.textContent = error.message;
       root.dataset.ready = "error";
     }
   }
+  Object.assign(viewer, { paint, upsampleOf, decodeMaps });
   start();
 })();
