@@ -53,7 +53,8 @@ def test_the_remaining_pages_fit_a_phone_and_pass_axe_and_tokens_copy_and_confir
     page.wait_for_selector("tr.token-revoked")
 
     failures = []
-    paths = ["/account", "/admin/audit", "/api/v1/docs", "/history?q=00000001", batch["jobs"][0]["page_url"] + "#keys"]
+    paths = ["/", "/account", "/admin/audit", "/admin/models", "/api/v1/docs", "/history", "/history?q=00000001",
+             batch["jobs"][0]["page_url"] + "#keys"]
     for viewport in (DESKTOP, PHONE):
         page.set_viewport_size(viewport)
         for theme in ("light", "dark"):
