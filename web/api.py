@@ -102,15 +102,23 @@ def create_batch():
             response.headers["Location"] = url_for("api.get_batch", batch_id=replay.batch_id)
             response.headers["Idempotent-Replayed"] = "true"
             return response
+    label_report: dict = {}
+
+    def attach_truth(session, batch) -> None:
+        """The label file that came with the upload (web/api_labels.py), in the batch's own transaction: before
+        any job is sent, so a worker that finishes the last image already finds the batch due for evaluation."""
+        from web.api_labels import attach_labels
+
+        label_report.update(attach_labels(session, batch, truth))
+
     try:
-        batch_id = submit_batch(files, viewer, name, callback, model)
+        batch_id = submit_batch(files, viewer, name, callback, model,
+                                on_recorded=attach_truth if truth is not None else None)
         with services().db.session() as session:
             batch = queries.get_batch(session, viewer, batch_id)
             body = _with_model_notice(session, batch_json(batch))
-            if truth is not None:  # the label file that came with the upload (web/api_labels.py)
-                from web.api_labels import attach_labels
-
-                body["labels"] = attach_labels(session, batch, truth)
+            if truth is not None:
+                body["labels"] = label_report
             if key is not None:
                 idempotency.complete(session, viewer.user_id, key, batch_id, body)
     except BaseException:

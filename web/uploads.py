@@ -160,12 +160,13 @@ def _resolve_model(model: str | None) -> tuple[str | None, str | None]:
 
 
 def submit_batch(files: list[FileStorage], viewer: Viewer, name: str | None = None,
-                 callback_url: str | None = None, model: str | None = None) -> uuid.UUID:
+                 callback_url: str | None = None, model: str | None = None, on_recorded=None) -> uuid.UUID:
     """Store, record and enqueue; returns the batch id. Raises ApiError when nothing can be accepted.
     ``name`` (optional) names the batch in the history; ``callback_url`` (optional) gets a signed POST
     when the batch is finished (checked here: http(s), public addresses only); ``model`` (optional) is a
     model version or alias (shared/model/registry.py), else the 'default' alias serves it. The version is
-    resolved once, here: an alias moved while the batch runs does not split it."""
+    resolved once, here: an alias moved while the batch runs does not split it. ``on_recorded(session, batch)``
+    (optional) runs in the batch's own transaction, before anything is sent to the workers."""
     if callback_url:
         try:
             webhooks.check_url(callback_url, services().settings.webhook_allow_private)
@@ -203,6 +204,8 @@ def submit_batch(files: list[FileStorage], viewer: Viewer, name: str | None = No
             batch_id = batch.id
             queued = [job.id for job in batch.jobs if job.status == JobStatus.QUEUED.value]
             shadow = _shadow(session, queued, version) if not model else {}
+            if on_recorded is not None:
+                on_recorded(session, batch)
             audit(session, "upload", "batch", batch_id, detail={"images": len(accepted), "queued": len(queued),
                                                                 "model_version": version, "shadow": len(shadow)})
     except BaseException:
