@@ -5,12 +5,10 @@ from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
-from shared.jobs.queue import verify_model
 from shared.model import registry
 from web.admin import admins_only
-from web.audit import audit
+from web.api_models import move_alias, push_version
 from web.comparison import agreement
-from web.security import current_viewer
 from web.services import services
 
 blueprint = Blueprint("admin_models", __name__, url_prefix="/admin")
@@ -32,25 +30,15 @@ def models_page():
 @blueprint.post("/models")
 def push_model_form():
     upload = request.files.get("artifact")
-    settings = services().settings
     if upload is None or not upload.filename:
         flash("Choose the artifact folder packed as a .tar.gz (xray-model push packs it for you).", "error")
         return redirect(url_for("admin_models.models_page"), code=303)
-    data = upload.stream.read(settings.max_model_bytes + 1)
     try:
-        if len(data) > settings.max_model_bytes:
-            raise registry.RegistryError(f"the archive is larger than {settings.max_model_bytes} bytes", 413)
-        with services().db.session() as session:
-            row, created = registry.store(session, settings.storage_dir, data, current_viewer().user_id,
-                                          settings.max_model_bytes)
-            if created:
-                audit(session, "model_push", "model", row.version, detail={"size_bytes": row.size_bytes})
-            version = row.version
+        body, created = push_version(upload.stream)
     except registry.RegistryError as exc:
         flash(f"Not pushed: {exc}", "error")
         return redirect(url_for("admin_models.models_page"), code=303)
-    if created:
-        verify_model(services().celery, version)
+    version = body["version"]
     flash(f"Version {version} pushed: a worker is checking it on real X-rays (reload to see the result)."
           if created else f"Version {version} was pushed before; nothing changed.", "info")
     return redirect(url_for("admin_models.models_page"), code=303)
@@ -66,11 +54,8 @@ def move_alias_form():
         flash("The shadow share is a percentage, e.g. 10.", "error")
         return redirect(url_for("admin_models.models_page"), code=303)
     try:
-        with services().db.session() as session:
-            before, alias = registry.move_alias(session, name, version, current_viewer().user_id, share)
-            audit(session, "model_alias", "model", alias.version,
-                  detail={"alias": name, "from": before, "to": alias.version, "share": alias.share})
-            flash(f"Alias {name} now points at {alias.version} (was {before or 'unset'}).", "info")
+        before, alias = move_alias(name, version, share)
+        flash(f"Alias {name} now points at {alias['version']} (was {before or 'unset'}).", "info")
     except registry.RegistryError as exc:
         flash(f"Alias not moved: {exc}", "error")
     return redirect(url_for("admin_models.models_page"), code=303)

@@ -46,6 +46,34 @@ def alias_json(alias) -> dict:
     return {"name": alias.name, "version": alias.version, "share": alias.share, "moved_at": alias.moved_at.isoformat()}
 
 
+def push_version(stream) -> tuple[dict, bool]:
+    """Store a pushed archive (audited) and ask a worker to check it; (the version's JSON, newly stored).
+    The API and the admin page both push through here. Raises RegistryError."""
+    settings = services().settings
+    data = stream.read(settings.max_model_bytes + 1)
+    if len(data) > settings.max_model_bytes:
+        raise registry.RegistryError(f"the archive is larger than {settings.max_model_bytes} bytes "
+                                     "(XRAY_MAX_MODEL_BYTES)", 413)
+    with services().db.session() as session:
+        row, created = registry.store(session, settings.storage_dir, data, current_viewer().user_id,
+                                      settings.max_model_bytes)
+        if created:
+            audit(session, "model_push", "model", row.version, detail={"size_bytes": row.size_bytes})
+        body = version_json(row, registry.aliases(session))
+    if created:
+        verify_model(services().celery, body["version"])
+    return body, created
+
+
+def move_alias(name: str, version: str, share: float | None) -> tuple[str | None, dict]:
+    """Point an alias (audited); (the version it pointed at before, the alias's JSON). Raises RegistryError."""
+    with services().db.session() as session:
+        before, alias = registry.move_alias(session, name, version, current_viewer().user_id, share)
+        audit(session, "model_alias", "model", alias.version,
+              detail={"alias": name, "from": before, "to": alias.version, "share": alias.share})
+        return before, alias_json(alias)
+
+
 @routes.get("/models")
 @route((200, schemas.ModelRegistry), errors=(401, 429), tags=["models"])
 def list_models():
@@ -68,21 +96,10 @@ def push_model():
     upload = request.files.get("artifact")
     if upload is None:
         raise ApiError(400, "send the artifact folder as a tar archive in the 'artifact' field (xray-model push does)")
-    settings = services().settings
-    data = upload.stream.read(settings.max_model_bytes + 1)
-    if len(data) > settings.max_model_bytes:
-        raise ApiError(413, f"the archive is larger than {settings.max_model_bytes} bytes (XRAY_MAX_MODEL_BYTES)")
-    with services().db.session() as session:
-        try:
-            row, created = registry.store(session, settings.storage_dir, data, current_viewer().user_id,
-                                          settings.max_model_bytes)
-        except registry.RegistryError as exc:
-            raise _refused(exc) from None
-        if created:
-            audit(session, "model_push", "model", row.version, detail={"size_bytes": row.size_bytes})
-        body = version_json(row, registry.aliases(session))
-    if created:
-        verify_model(services().celery, row.version)
+    try:
+        body, created = push_version(upload.stream)
+    except registry.RegistryError as exc:
+        raise _refused(exc) from None
     response = jsonify(body)
     response.status_code = 202 if created else 200
     response.headers["Location"] = url_for("api.get_model", version=body["version"])
@@ -130,15 +147,11 @@ def put_alias(name: str):
     share = body.get("share")
     if share is not None and (isinstance(share, bool) or not isinstance(share, (int, float))):
         raise ApiError(400, "'share' must be a number above 0 and at most 1")
-    with services().db.session() as session:
-        try:
-            before, alias = registry.move_alias(session, name, body["version"], current_viewer().user_id,
-                                                None if share is None else float(share))
-        except registry.RegistryError as exc:
-            raise _refused(exc) from None
-        audit(session, "model_alias", "model", alias.version,
-              detail={"alias": name, "from": before, "to": alias.version, "share": alias.share})
-        return jsonify(alias_json(alias))
+    try:
+        _, moved = move_alias(name, body["version"], None if share is None else float(share))
+    except registry.RegistryError as exc:
+        raise _refused(exc) from None
+    return jsonify(moved)
 
 
 @routes.delete("/models/aliases/<name>")
