@@ -7,13 +7,14 @@ task itself only passes the job id on.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import uuid
 
 from celery.signals import (celeryd_after_setup, setup_logging, task_postrun, task_prerun, worker_init,
-                            worker_process_init)
+                            worker_process_init, worker_shutting_down)
 
 from shared.jobs.queue import ANALYSE_TASK, VERIFY_TASK, VERSION_RESULT_TASK, create_celery
 from shared.model.manifest import ArtifactError, read_manifest
@@ -62,8 +63,21 @@ def refuse_bad_model(**_):
     metrics_http.serve(settings, "worker", metrics_http.registry("worker"))
 
 
+@worker_shutting_down.connect
+def stop_claiming(**_):
+    """Warm shutdown: the pool processes finish the groups they hold and claim no more (a task would otherwise
+    go on draining the queue for up to XRAY_DRAIN_SECONDS). Celery tells only this, the main process."""
+    import billiard.process
+
+    pipeline.stop_draining()  # the solo pool runs tasks in this process
+    for child in billiard.process.active_children():
+        with contextlib.suppress(OSError):
+            os.kill(child.pid, signal.SIGUSR2)
+
+
 @worker_process_init.connect
 def load_model_in_child(**_):
+    signal.signal(signal.SIGUSR2, lambda *_: pipeline.stop_draining())  # from stop_claiming, in the parent
     try:
         context = runtime.get_context(settings)
     except Exception as exc:

@@ -12,8 +12,11 @@ claim_limit is the batch shape with the best throughput on this machine, capped 
 adds a dependency) and over one task per chunk (groups only what the web sent together, not many single
 uploads).
 
-Decoding runs on a small thread pool (OpenCV and TensorFlow release the GIL), so decoding the next
-images overlaps the forward pass. The worker draws no pictures: every class's map is stored as a few
+A task does not stop at its first group: while there are queued jobs of its version (for up to
+XRAY_DRAIN_SECONDS), it claims the next group while the current one is in the forward pass, and that group is
+decoded on a small thread pool (OpenCV and the runtimes release the GIL) meanwhile, so the forward pass never
+waits for decoding; each group's results go to Postgres in one transaction. A worker asked to stop
+(SIGTERM) claims nothing more and finishes what it holds. The worker draws no pictures: every class's map is stored as a few
 hundred bytes of data (shared/imaging/maps.py), and the browser or the web draws overlays when someone looks.
 """
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import logging
+import threading
 import time
 import uuid
 
@@ -45,6 +49,13 @@ from worker.engine import Analysis, InferenceEngine
 from worker.models import LoadedModels
 
 log = logging.getLogger(__name__)
+_stopping = threading.Event()  # set when the worker is asked to stop: claim nothing more
+
+
+def stop_draining() -> None:
+    """Called in the pool process when its worker is asked to stop (worker/main.py): the task in hand finishes
+    the groups it holds and claims no more."""
+    _stopping.set()
 
 
 @dataclasses.dataclass
@@ -85,6 +96,11 @@ class WorkerContext:
         return float(self.settings.lease)
 
     @property
+    def drain_seconds(self) -> float:
+        """How long a task goes on claiming more groups: well inside its soft time limit."""
+        return min(self.settings.drain_seconds, self.settings.task_soft_time_limit / 4)
+
+    @property
     def claim_limit(self) -> int:
         """Jobs to claim at most for one forward pass (worker/batching.py)."""
         return min(self.settings.batch_size,
@@ -107,10 +123,30 @@ class ImageWork:
     inference_ms: float = 0.0
     outcome: str | None = None
     batch_id: uuid.UUID | None = None  # for the log line of its outcome
+    decoding: concurrent.futures.Future | None = None  # its decode on the I/O threads, once started
 
     @classmethod
     def of(cls, job) -> "ImageWork":
         return cls(job.id, job.image_key, job.attempts, batch_id=job.batch_id)
+
+
+@dataclasses.dataclass
+class Drain:
+    """A task's run past its first group: ``following`` is the next group, claimed (and decoding) while the
+    current one is in the forward pass; no more is claimed after ``until`` (time.monotonic()) or once the worker
+    is asked to stop."""
+
+    version: str | None
+    until: float
+    following: list[ImageWork] = dataclasses.field(default_factory=list)
+
+    def take(self) -> list[ImageWork]:
+        group, self.following = self.following, []
+        return group
+
+    @property
+    def open(self) -> bool:
+        return time.monotonic() < self.until and not _stopping.is_set()
 
 
 def _in_transaction(ctx: WorkerContext, what: str, operation):
@@ -157,19 +193,41 @@ def process_job(ctx: WorkerContext, job_id: uuid.UUID) -> str:
             return "skipped"
         return _fail(ctx, job_id, f"model version {version} could not be loaded on this worker: {exc}")
     group = _claim_group(ctx, job_id, version)
+    drain = Drain(version, time.monotonic() + ctx.drain_seconds)
     if not group or group[0].job_id != job_id:
         log.info("job %s is not queued (already claimed or finished); skipping", job_id)
         if group:  # it was taken, but other queued work was: do that instead of idling
-            process_group(ctx, group)
+            _drain(ctx, group, drain)
         return "skipped"
-    return process_group(ctx, group)[job_id]
+    return _drain(ctx, group, drain)[job_id]
 
 
-def process_group(ctx: WorkerContext, group: list[ImageWork]) -> dict[uuid.UUID, str]:
-    """Every claimed job of the group to a final state (or back to the queue); returns each one's outcome."""
+def _drain(ctx: WorkerContext, group: list[ImageWork], drain: Drain) -> dict[uuid.UUID, str]:
+    """``group``, then each group claimed while the one before was in the forward pass; every outcome."""
+    outcomes = {}
     try:
-        _analyse_group(ctx, group)
+        while group:
+            outcomes.update(process_group(ctx, group, drain))
+            group = drain.take()
+    finally:
+        _hand_back(ctx, drain.take())  # claimed but never started (an error above): back to the queue
+    return outcomes
+
+
+def _hand_back(ctx: WorkerContext, group: list[ImageWork]) -> None:
+    for work in group:
+        work.outcome = _release(ctx, work.job_id)
+
+
+def process_group(ctx: WorkerContext, group: list[ImageWork], drain: Drain | None = None) -> dict[uuid.UUID, str]:
+    """Every claimed job of the group to a final state (or back to the queue); returns each one's outcome. With
+    ``drain``, the next group is claimed and decoded while this one is in the forward pass."""
+    try:
+        _analyse_group(ctx, group, drain)
     except SoftTimeLimitExceeded:
+        if drain is not None:  # the task is out of time: the next group goes back untouched
+            drain.until = 0.0
+            _hand_back(ctx, drain.take())
         # The time may have gone to waiting for the database rather than to the image: give unfinished
         # jobs back for another attempt, and fail only those that used their last one.
         for work in group:
@@ -199,14 +257,14 @@ def _evaluate_finished_batches(ctx: WorkerContext, group: list[ImageWork]) -> No
 
 
 def _release(ctx: WorkerContext, job_id: uuid.UUID) -> str:
-    """No waiting here: the hard time limit is near. If the database is still away, the lease runs out
+    """No waiting here: the hard time limit may be near. If the database is still away, the lease runs out
     and the recovery loop returns the job instead."""
     try:
         with ctx.db.session() as session:
             lifecycle.release(session, job_id, ctx.worker_name)
-        log.warning("job %s hit the time limit; returned to the queue for another attempt", job_id)
+        log.warning("job %s was not finished in this task; returned to the queue for another attempt", job_id)
     except Exception as exc:
-        log.warning("job %s hit the time limit; could not return it now (%s), recovery will", job_id, exc)
+        log.warning("job %s was not finished in this task; could not return it now (%s), recovery will", job_id, exc)
     return "released"
 
 
@@ -249,27 +307,51 @@ def _refused(ctx: WorkerContext, work: ImageWork) -> bool:
     return True
 
 
-def _analyse_group(ctx: WorkerContext, group: list[ImageWork]) -> None:
-    decoding = [(work, ctx.pool.submit(_decode, ctx, work)) for work in group]
+def _start_decoding(ctx: WorkerContext, group: list[ImageWork]) -> None:
+    for work in group:
+        if work.decoding is None:
+            work.decoding = ctx.pool.submit(_decode, ctx, work)
+
+
+def _claim_following(ctx: WorkerContext, drain: Drain) -> None:
+    """The next group of the drain's version, claimed now and decoding from now on, while this process runs
+    the current group's forward pass."""
+    if not drain.open or drain.following:
+        return
+    drain.following = [ImageWork.of(job) for job in _in_transaction(ctx, "claim more", lambda session: lifecycle.claim_more(
+        session, ctx.worker_name, ctx.lease_seconds, ctx.claim_limit, version=drain.version))]
+    _start_decoding(ctx, drain.following)
+
+
+def _analyse_group(ctx: WorkerContext, group: list[ImageWork], drain: Drain | None = None) -> None:
+    _start_decoding(ctx, group)
     ready = []
-    for work, future in decoding:
+    for work in group:
         try:
-            future.result()
+            work.decoding.result()
             work.grey = None  # the model input is all that is needed from here on
         except (ImageError, StorageError) as exc:
             work.outcome = _fail(ctx, work.job_id, str(exc))
             continue
+        finally:
+            work.decoding = None
         if not _refused(ctx, work):
             ready.append(work)
+    if drain is not None:
+        _claim_following(ctx, drain)
     for start in range(0, len(ready), ctx.engine.max_batch):
         chunk = ready[start:start + ctx.engine.max_batch]
         telemetry.forward_pass(len(chunk))
+        done = []
         for work, analysis in zip(chunk, _forward(ctx, chunk)):
             if analysis is not None:
                 with telemetry.maps_timer():
                     job_maps = maps.encode(analysis.heatmaps)
-                work.outcome = _succeed(ctx, work, _findings(ctx, analysis), job_maps,
-                                        lifecycle.Timings(work.decode_ms, work.inference_ms))
+                check = work.input_check
+                done.append((work, lifecycle.Result(work.job_id, _findings(ctx, analysis),
+                                                    lifecycle.Timings(work.decode_ms, work.inference_ms), job_maps,
+                                                    check.as_json() if check else None)))
+        _record(ctx, done)
 
 
 def _forward(ctx: WorkerContext, chunk: list[ImageWork]) -> list[Analysis | None]:
@@ -301,21 +383,24 @@ def _forward(ctx: WorkerContext, chunk: list[ImageWork]) -> list[Analysis | None
     return results
 
 
-def _succeed(ctx: WorkerContext, work: ImageWork, findings, job_maps: bytes, timings: lifecycle.Timings) -> str:
-    job_id, check = work.job_id, work.input_check
-    try:
-        _in_transaction(ctx, f"record result of {job_id}", lambda session: lifecycle.succeed(
-            session, job_id, ctx.worker_name, ctx.manifest.version, findings, timings, maps=job_maps,
-            runtime=ctx.engine.runtime, input_check=check.as_json() if check else None))
-    except lifecycle.InvalidTransition:
-        # The lease ran out (e.g. Postgres was away for longer) and the job was handed to another
-        # worker: that worker's result is the one recorded (results and maps go in one conditional
-        # update, so nothing of this attempt remains). Or its owner deleted it meanwhile.
-        deleted = not _in_transaction(ctx, f"look up {job_id}", lambda session: lifecycle.exists(session, job_id))
-        log.warning("job %s was %s while this worker ran it; its result is discarded", job_id,
+def _record(ctx: WorkerContext, done: list[tuple[ImageWork, lifecycle.Result]]) -> None:
+    """The chunk's results in one transaction (per-job conditional updates, one INSERT of every finding)."""
+    if not done:
+        return
+    recorded = _in_transaction(ctx, f"record {len(done)} results", lambda session: lifecycle.succeed_many(
+        session, ctx.worker_name, ctx.manifest.version, [result for _, result in done], runtime=ctx.engine.runtime))
+    for work, _ in done:
+        if work.job_id in recorded:
+            work.outcome = "succeeded"
+            continue
+        # The lease ran out (e.g. Postgres was away for longer) and the job was handed to another worker:
+        # that worker's result is the one recorded (nothing of this attempt was written). Or its owner
+        # deleted it meanwhile.
+        deleted = not _in_transaction(ctx, f"look up {work.job_id}", lambda session, job_id=work.job_id:
+                                      lifecycle.exists(session, job_id))
+        log.warning("job %s was %s while this worker ran it; its result is discarded", work.job_id,
                     "deleted" if deleted else "reassigned")
-        return "deleted" if deleted else "lost"
-    return "succeeded"
+        work.outcome = "deleted" if deleted else "lost"
 
 
 def _fail(ctx: WorkerContext, job_id: uuid.UUID, message: str, input_check: dict | None = None) -> str:

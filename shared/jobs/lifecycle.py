@@ -17,7 +17,7 @@ import datetime as dt
 import uuid
 from typing import Iterable, Sequence
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from shared.db.models import Batch, Finding, Job, JobStatus, as_utc, utcnow
@@ -250,6 +250,18 @@ def claim_more(session: Session, worker: str, lease_seconds: float, limit: int, 
                                 .execution_options(populate_existing=True)))
 
 
+@dataclasses.dataclass(frozen=True)
+class Result:
+    """One job's result as its worker records it: ``maps`` are its class activation maps
+    (shared/imaging/maps.py), ``input_check`` what the input gate said of the image (shared/model/gate.py)."""
+
+    job_id: uuid.UUID
+    findings: Sequence[FindingResult]
+    timings: Timings
+    maps: bytes | None = None
+    input_check: dict | None = None
+
+
 def succeed(
     session: Session,
     job_id: uuid.UUID,
@@ -261,42 +273,36 @@ def succeed(
     runtime: str | None = None,
     input_check: dict | None = None,
 ) -> None:
-    """running → succeeded with its findings (and its class activation maps, shared/imaging/maps.py), only while
-    this worker still holds the claim. ``runtime`` names what computed it (worker/runtimes.py), ``input_check``
-    what the input gate said of the image (shared/model/gate.py)."""
-    now = utcnow()
-    result = session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.status == JobStatus.RUNNING.value, Job.worker == worker)
-        .values(
-            status=JobStatus.SUCCEEDED.value,
-            model_version=model_version,
-            runtime=runtime,
-            finished_at=now,
-            updated_at=now,
-            maps=maps,
-            input_check=input_check,
-            lease_expires_at=None,
-            error=None,
-            decode_ms=timings.decode_ms,
-            inference_ms=timings.inference_ms,
-            overlay_ms=timings.overlay_ms,
-        )
-    )
-    if result.rowcount != 1:
+    """running → succeeded with its findings, only while this worker still holds the claim. ``runtime`` names
+    what computed it (worker/runtimes.py)."""
+    if not succeed_many(session, worker, model_version, [Result(job_id, findings, timings, maps, input_check)], runtime):
         raise InvalidTransition(f"job {job_id} is not running on {worker}; its result was not recorded")
-    session.add_all(
-        Finding(
-            job_id=job_id,
-            label=f.label,
-            probability=float(f.probability),
-            threshold=float(f.threshold),
-            positive=bool(f.positive),
-            overlay_key=f.overlay_key,
+
+
+def succeed_many(session: Session, worker: str, model_version: str, results: Sequence[Result],
+                 runtime: str | None = None) -> set[uuid.UUID]:
+    """running → succeeded for each result whose job this worker still holds, in the caller's transaction, so a
+    whole forward batch costs one commit; every recorded job's findings go in one INSERT. Returns the ids
+    recorded: the others were reassigned or deleted meanwhile, and nothing of theirs is written."""
+    now = utcnow()
+    recorded = set()
+    for result in results:
+        updated = session.execute(
+            update(Job)
+            .where(Job.id == result.job_id, Job.status == JobStatus.RUNNING.value, Job.worker == worker)
+            .values(status=JobStatus.SUCCEEDED.value, model_version=model_version, runtime=runtime, finished_at=now,
+                    updated_at=now, maps=result.maps, input_check=result.input_check, lease_expires_at=None,
+                    error=None, decode_ms=result.timings.decode_ms, inference_ms=result.timings.inference_ms,
+                    overlay_ms=result.timings.overlay_ms)
         )
-        for f in findings
-    )
-    session.flush()
+        if updated.rowcount == 1:
+            recorded.add(result.job_id)
+    rows = [{"job_id": result.job_id, "label": f.label, "probability": float(f.probability),
+             "threshold": float(f.threshold), "positive": bool(f.positive), "overlay_key": f.overlay_key}
+            for result in results if result.job_id in recorded for f in result.findings]
+    if rows:
+        session.execute(insert(Finding), rows)
+    return recorded
 
 
 def release(session: Session, job_id: uuid.UUID, worker: str) -> bool:

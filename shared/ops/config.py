@@ -82,6 +82,9 @@ class Settings:
     # Inference (worker/engine.py, worker/pipeline.py).
     batch_size: int = 16  # images per forward pass: queued jobs are claimed together up to this
     io_threads: int = 4  # decode and overlay encoding run on these, beside the forward pass
+    # A task goes on claiming queued jobs of its version for this long (at most a quarter of the soft time
+    # limit), claiming and decoding each next group while the current one is in the forward pass; 0: one group.
+    drain_seconds: float = 10.0
     tf_threads: int = 0  # TensorFlow intra-op threads per worker process; 0: TensorFlow decides
     mixed_precision: bool = False  # float16 compute on GPUs that support it (the same as runtime "float16")
     # auto: the fastest of float32 and the variants `xray-model optimize` verified, timed at start;
@@ -210,6 +213,7 @@ ENVIRONMENT = {
     "file_broker_polling_interval": "XRAY_FILE_BROKER_POLLING",
     "batch_size": "XRAY_BATCH_SIZE",
     "io_threads": "XRAY_IO_THREADS",
+    "drain_seconds": "XRAY_DRAIN_SECONDS",
     "tf_threads": "XRAY_TF_THREADS",
     "mixed_precision": "XRAY_MIXED_PRECISION",
     "runtime": "XRAY_RUNTIME",
@@ -338,3 +342,5 @@ def check_time_limits(settings: Settings) -> None:
     parse_version_queues(settings.version_queues)
     if settings.max_attempts < 1:
         raise ValueError(f"XRAY_MAX_ATTEMPTS must be at least 1, got {settings.max_attempts}")
+    if not settings.drain_seconds >= 0:
+        raise ValueError(f"XRAY_DRAIN_SECONDS must be 0 or more, got {settings.drain_seconds}")

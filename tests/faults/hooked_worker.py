@@ -54,7 +54,7 @@ def _ids(group) -> str:
     return ",".join(str(work.job_id) for work in group)
 
 
-def process_group(ctx, group):
+def process_group(ctx, group, *args, **kwargs):
     global _held
     crash = os.environ.get("XRAY_TEST_CRASH_SHA256")
     if crash and crash in _upload_hashes(ctx, group):
@@ -75,7 +75,7 @@ def process_group(ctx, group):
         while not Path(gate).exists():
             time.sleep(0.02)
         log.warning("test hook: through the gate with %s", _ids(group))
-    return _real_process_group(ctx, group)
+    return _real_process_group(ctx, group, *args, **kwargs)
 
 
 pipeline.process_group = process_group

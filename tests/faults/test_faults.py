@@ -33,7 +33,7 @@ def _images(count, seed=0, size=96):
     return out
 
 
-OUTAGE_RETRY = re.compile(r"record result of \S+: database unreachable \(\w+\); retrying")
+OUTAGE_RETRY = re.compile(r"(record \d+ results|claim more): database unreachable \(\w+\); retrying")
 # A worker held by a test hook must not be cut short by its own time limits while the test acts.
 LONG_LIMITS = {"XRAY_TASK_SOFT_TIME_LIMIT": "60", "XRAY_TASK_TIME_LIMIT": "70", "XRAY_LEASE_SECONDS": "80"}
 

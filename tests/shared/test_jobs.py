@@ -68,6 +68,31 @@ def test_only_the_claiming_worker_can_record_a_result_and_only_once(db):
         assert len(session.get(Job, job_id).findings) == 1
 
 
+def test_a_forward_batch_is_recorded_in_one_transaction_except_the_jobs_held_elsewhere(db):
+    _, ids = _batch(db, None, None, None)
+    with db.session() as session:
+        for job_id in ids[:2]:
+            lifecycle.claim(session, job_id, "worker-a", 60)
+        lifecycle.claim(session, ids[2], "worker-b", 60)  # reassigned meanwhile
+        long_ago = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
+        session.merge(ModelVersion(version="v1", name="m", architecture="a", trained=False, manifest={},
+                                   registered_at=long_ago, last_seen_at=long_ago))
+    findings = [lifecycle.FindingResult(label, 0.25, 0.5, False) for label in ("Mass", "Nodule", "No Finding")]
+    results = [lifecycle.Result(job_id, findings, lifecycle.Timings(1.0, 2.0), maps=b"m", input_check={"ok": True})
+               for job_id in ids]
+    with db.session() as session:
+        recorded = lifecycle.succeed_many(session, "worker-a", "v1", results, runtime="openvino-bf16")
+    assert recorded == set(ids[:2])
+    for job_id in ids[:2]:
+        job = _job(db, job_id)
+        assert (job.status, job.runtime, job.maps, job.input_check) == ("succeeded", "openvino-bf16", b"m", {"ok": True})
+        with db.session() as session:
+            assert sorted(f.label for f in session.get(Job, job_id).findings) == ["Mass", "No Finding", "Nodule"]
+    assert _job(db, ids[2]).status == "running" and _job(db, ids[2]).worker == "worker-b"
+    with db.session() as session:
+        assert session.get(Job, ids[2]).findings == []
+
+
 def test_fail_from_queued_or_running_and_never_twice(db):
     _, (queued, running) = _batch(db, None, None)
     with db.session() as session:

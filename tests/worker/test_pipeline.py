@@ -105,12 +105,40 @@ def test_jobs_that_arrive_together_share_a_forward_pass_up_to_the_batch_size(ctx
     # The claim size comes from timings taken at start, which a busy machine can tilt towards 8: this test is
     # about claiming together, so the largest shape is made the fastest per image (worker/batching.py).
     monkeypatch.setattr(ctx.engine, "bucket_seconds", {shape: 0.01 + shape * 0.001 for shape in ctx.engine.bucket_seconds})
+    running_at_each_pass = []
+    monkeypatch.setattr(ctx.engine, "forward", lambda batch: shapes.append(len(batch)) or running_at_each_pass.append(
+        sum(_job(ctx, i).status == "running" for i in ids)) or original(batch))
     assert _run(ctx, ids[0]) == "succeeded"
-    assert shapes == [16]  # batch_size 16: one pass for the first 16, the rest wait for their messages
-    assert sum(_job(ctx, i).status == "succeeded" for i in ids) == 16
-    # The next message names a job already done; its worker takes the 4 still queued instead of idling.
-    assert _run(ctx, ids[1]) == "skipped" and shapes == [16, 4]
-    assert all(_run(ctx, job_id) == "skipped" for job_id in ids[2:]) and shapes == [16, 4]
+    # batch_size 16: one pass for the first 16; the same task claimed the 4 left (and began decoding them) before
+    # that pass, then ran them: the next group is ready when the forward pass is free.
+    assert shapes == [16, 4] and running_at_each_pass == [20, 4]
+    assert all(_run(ctx, job_id) == "skipped" for job_id in ids[1:]) and shapes == [16, 4]  # their own messages
+    assert all(_job(ctx, i).status == "succeeded" and _job(ctx, i).attempts == 1 for i in ids)
+
+
+@pytest.mark.parametrize("why", ["drain off", "asked to stop"])
+def test_without_draining_a_task_runs_one_group_and_the_next_message_takes_the_rest(ctx, monkeypatch, why):
+    import dataclasses
+
+    from worker import pipeline
+
+    ids = _queue(ctx, [(f"{i}.png", data) for i, (_, data) in enumerate(real_xray_bytes(4) * 5)])  # 20 jobs
+    if why == "drain off":
+        ctx = dataclasses.replace(ctx, settings=dataclasses.replace(ctx.settings, drain_seconds=0))
+    else:
+        pipeline.stop_draining()  # what SIGTERM leads to (worker/main.py)
+        monkeypatch.setattr(pipeline, "_stopping", pipeline._stopping)  # cleared below
+    shapes = []
+    original = ctx.engine.forward
+    monkeypatch.setattr(ctx.engine, "forward", lambda batch: shapes.append(len(batch)) or original(batch))
+    monkeypatch.setattr(ctx.engine, "bucket_seconds", {shape: 0.01 + shape * 0.001 for shape in ctx.engine.bucket_seconds})
+    try:
+        assert _run(ctx, ids[0]) == "succeeded" and shapes == [16]
+        assert sum(_job(ctx, i).status == "queued" for i in ids) == 4  # nothing claimed that this task did not run
+        # The next message names a job already done; its worker takes the 4 still queued instead of idling.
+        assert _run(ctx, ids[1]) == "skipped" and shapes == [16, 4]
+    finally:
+        pipeline._stopping.clear()
     assert all(_job(ctx, i).status == "succeeded" and _job(ctx, i).attempts == 1 for i in ids)
 
 
