@@ -44,34 +44,42 @@ def build_context(settings: Settings, worker_name: str | None = None) -> WorkerC
 
 
 def serving_engine(settings: Settings, model, manifest, folder=None):
-    """The engine on the runtime XRAY_RUNTIME asks for; for "auto", the fastest of float32 and the variants
-    verified for this model, timed here at start (on this machine, under its current load). A variant is
-    checked again here against float32 (this machine's instructions may differ from the one `optimize` ran
-    on): one whose probabilities stray by more than VARIANT_TOLERANCE is not served."""
+    """The engine on the runtime XRAY_RUNTIME asks for (``choose_runtime``)."""
+    from worker.engine import InferenceEngine
+
+    chosen, forward, _ = choose_runtime(settings, model, manifest, folder)
+    return InferenceEngine(model, manifest, max_batch=settings.batch_size, runtime=chosen, forward=forward)
+
+
+def choose_runtime(settings: Settings, model, manifest, folder=None):
+    """(runtime, its forward pass, images/s of each runtime timed) for XRAY_RUNTIME; for "auto", the fastest of
+    float32 and the variants verified for this model, timed here at start, taking turns (on this machine, under
+    its current load: worker/runtimes.fastest). A variant is checked again here against float32 (this machine's
+    instructions may differ from the one `optimize` ran on): one whose probabilities stray by more than
+    VARIANT_TOLERANCE is not served."""
     folder = settings.model_dir if folder is None else folder
     import numpy as np
 
     from worker import backends, runtimes
-    from worker.engine import InferenceEngine
 
     setting = runtimes.FLOAT16 if settings.mixed_precision and settings.runtime == "auto" else settings.runtime
     names = runtimes.candidates(setting, manifest, gpu=backends.device_name() != "cpu")
     forwards = {name: runtimes.build_forward(name, model, manifest, folder) for name in names}
-    chosen = names[0]
-    if len(names) > 1:
-        sample = np.random.default_rng(0).uniform(-1, 1, (settings.batch_size, *manifest.input_size, 3))
-        sample = sample.astype(np.float32)
-        for name in [n for n in names if n != runtimes.FLOAT32 and runtimes.FLOAT32 in forwards]:
-            drift = float(np.max(np.abs(_probabilities(forwards[name], sample) -
-                                        _probabilities(forwards[runtimes.FLOAT32], sample))))
-            if drift > VARIANT_TOLERANCE:
-                log.warning("runtime %s of %s strays from float32 on this machine (|Δp| up to %.4f > %.2f): not "
-                            "served", name, manifest.version, drift, VARIANT_TOLERANCE)
-                forwards.pop(name)
-        chosen, speeds = runtimes.fastest(forwards, sample)
-        log.info("runtimes timed at start: %s; serving %s", ", ".join(
-            f"{name} {rate:.1f} images/s" for name, rate in speeds.items()), chosen)
-    return InferenceEngine(model, manifest, max_batch=settings.batch_size, runtime=chosen, forward=forwards[chosen])
+    if len(names) == 1:
+        return names[0], forwards[names[0]], {}
+    sample = np.random.default_rng(0).uniform(-1, 1, (settings.batch_size, *manifest.input_size, 3))
+    sample = sample.astype(np.float32)
+    for name in [n for n in names if n != runtimes.FLOAT32 and runtimes.FLOAT32 in forwards]:
+        drift = float(np.max(np.abs(_probabilities(forwards[name], sample) -
+                                    _probabilities(forwards[runtimes.FLOAT32], sample))))
+        if drift > VARIANT_TOLERANCE:
+            log.warning("runtime %s of %s strays from float32 on this machine (|Δp| up to %.4f > %.2f): not "
+                        "served", name, manifest.version, drift, VARIANT_TOLERANCE)
+            forwards.pop(name)
+    chosen, speeds = runtimes.fastest(forwards, sample)
+    log.info("runtimes timed at start, taking turns: %s; serving %s", ", ".join(
+        f"{name} {rate:.1f} images/s" for name, rate in speeds.items()), chosen)
+    return chosen, forwards[chosen], speeds
 
 
 def _probabilities(forward, batch):

@@ -187,3 +187,23 @@ def test_a_worker_records_the_runtime_of_every_result(optimized, own_pg_url, own
             assert f"<td>{name}</td>" in card and f"{figures['min_map_correlation']:.4f}" in card
     finally:
         worker.stop()
+
+
+def test_runtimes_timed_at_start_take_turns_so_a_passing_burst_of_load_falls_on_all_of_them():
+    """Two runtimes, "a" a third faster than "b"; another process takes the cores for the first 0.3 s (every call
+    then takes 4× as long). Timed one after another, the burst fell on "a" alone and "b" won; taking turns,
+    each gets its share of it and the faster one wins."""
+    import time as clock
+
+    began = clock.perf_counter()
+
+    def runtime(seconds):
+        def forward(batch):
+            slow = 4.0 if clock.perf_counter() - began < 0.3 else 1.0
+            clock.sleep(seconds * slow)
+            return batch, batch
+        return forward
+
+    batch = np.zeros((4, 2, 2, 3), np.float32)
+    chosen, speeds = runtimes.fastest({"a": runtime(0.010), "b": runtime(0.015)}, batch, seconds=0.6)
+    assert chosen == "a" and speeds["a"] > speeds["b"]
