@@ -117,7 +117,7 @@ def main() -> None:
     print(f"the worker: {serves}")
     print("| situation | samples | p50 s | p95 s | max s |")
     print("|---|---:|---:|---:|---:|")
-    for name, values in ((f"idle, one after another", idle),
+    for name, values in (("idle, one after another", idle),
                          (f"behind another owner's {args.backlog}-image backlog, one a second", busy)):
         print(f"| {name} | {len(values)} | {percentile(values, 50):.2f} | {percentile(values, 95):.2f} | "
               f"{max(values):.2f} |")
