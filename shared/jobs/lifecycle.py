@@ -294,6 +294,9 @@ def succeed_many(session: Session, worker: str, model_version: str, results: Seq
                     updated_at=now, maps=result.maps, input_check=result.input_check, lease_expires_at=None,
                     error=None, decode_ms=result.timings.decode_ms, inference_ms=result.timings.inference_ms,
                     overlay_ms=result.timings.overlay_ms)
+            # No evaluation of the WHERE clause in Python for objects of this session: a Job loaded here shows the
+            # new state once the transaction commits (every caller commits right after).
+            .execution_options(synchronize_session=False)
         )
         if updated.rowcount == 1:
             recorded.add(result.job_id)
