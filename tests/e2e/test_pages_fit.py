@@ -43,7 +43,9 @@ def test_the_remaining_pages_fit_a_phone_and_pass_axe_and_tokens_copy_and_confir
     page.click("form[action$='/account/tokens'] button[type=submit]")
     token = page.inner_text("#new-token")
     page.click("#copy-token")
-    assert page.inner_text("#copy-state") == "Copied." and page.evaluate("() => navigator.clipboard.readText()") == token
+    # The clipboard write is a promise: the page says "Copied." once it resolved (not within the click).
+    page.wait_for_function("() => document.getElementById('copy-state').innerText === 'Copied.'", timeout=10_000)
+    assert page.evaluate("() => navigator.clipboard.readText()") == token
     asked = []
     page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
     page.click("form.revoke button")
