@@ -14,8 +14,9 @@ uploads).
 
 A task does not stop at its first group: while there are queued jobs of its version (for up to
 XRAY_DRAIN_SECONDS), it claims the next group while the current one is in the forward pass, and that group is
-decoded on a small thread pool (OpenCV and the runtimes release the GIL) meanwhile, so the forward pass never
-waits for decoding; each group's results go to Postgres in one transaction. A worker asked to stop
+decoded on a small thread pool (OpenCV and the runtimes release the GIL) meanwhile, so the forward pass does
+not wait for decoding (on a GPU the two run side by side; on a CPU they share its cores, and the CPU per image
+decides: bench/worker_pipeline.py prints both); each group's results go to Postgres in one transaction. A worker asked to stop
 (SIGTERM) claims nothing more and finishes what it holds. The worker draws no pictures: every class's map is stored as a few
 hundred bytes of data (shared/imaging/maps.py), and the browser or the web draws overlays when someone looks.
 """
