@@ -73,18 +73,23 @@ def timed(function, min_seconds: float = 3.0, min_runs: int = 3) -> float:
     return (time.perf_counter() - started) / runs
 
 
-def group_cpu_seconds(pgid: int) -> float:
-    """CPU time (user + system, reaped children included) used so far by every process of a process group:
-    what a worker costs per image however busy the rest of the machine is."""
-    ticks, total = os.sysconf("SC_CLK_TCK"), 0
+def process_stats(*pgids: int):
+    """(pid, the /proc stat fields after the name) of every running process in these process groups:
+    fields[2] is the group, fields[11:15] the CPU ticks (user, system, reaped children's)."""
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:  # the process ended meanwhile
             continue
-        if int(fields[2]) == pgid:  # fields after the name: state, ppid, pgrp, ..., utime at [11]
-            total += sum(int(v) for v in fields[11:15])
-    return total / ticks
+        if int(fields[2]) in pgids:
+            yield int(stat.parent.name), fields
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """CPU time (user + system, reaped children included) used so far by every process of a process group:
+    what a worker costs per image however busy the rest of the machine is."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    return sum(sum(int(v) for v in fields[11:15]) for _, fields in process_stats(pgid)) / ticks
 
 
 PG = os.environ.get("XRAY_BENCH_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432")

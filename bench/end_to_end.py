@@ -31,7 +31,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from _common import REDIS, REPO, group_cpu_seconds, machine, optimized_xception, real_xrays, throwaway_database
+from _common import (REDIS, REPO, group_cpu_seconds, machine, optimized_xception, process_stats, real_xrays,
+                     throwaway_database)
 
 
 def post(url: str, files: list[Path], token: str) -> None:
@@ -76,12 +77,7 @@ def pin(pids, cores: set[int]) -> None:
 
 
 def group_pids(*pgids: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, IndexError):
-            if int(stat.read_text().rsplit(")", 1)[1].split()[2]) in pgids:
-                found.append(int(stat.parent.name))
-    return found
+    return [pid for pid, _ in process_stats(*pgids)]
 
 
 def named_pids(*names: str) -> list[int]:
@@ -90,7 +86,7 @@ def named_pids(*names: str) -> list[int]:
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         with contextlib.suppress(OSError):
             command = cmdline.read_bytes().split(b"\0")[0].decode(errors="replace")
-            if any(Path(command.split()[0] if command else "").name.startswith(n) or command.startswith(n) for n in names):
+            if command and Path(command.split()[0]).name.startswith(names):
                 found.append(int(cmdline.parent.name))
     return found
 

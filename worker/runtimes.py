@@ -144,12 +144,7 @@ def candidates(setting: str, manifest: Manifest, gpu: bool) -> list[str]:
 
 def images_per_second(forward: Forward, batch: np.ndarray, seconds: float = 1.0) -> float:
     """``forward`` on ``batch`` after a warm-up call, at least twice and for about ``seconds``."""
-    forward(batch)
-    runs, started = 0, time.perf_counter()
-    while runs < 2 or time.perf_counter() - started < seconds:
-        forward(batch)
-        runs += 1
-    return len(batch) * runs / (time.perf_counter() - started)
+    return fastest({"": forward}, batch, seconds, min_rounds=2)[1][""]
 
 
 def fastest(forwards: dict[str, Forward], batch: np.ndarray, seconds: float = 1.0,
