@@ -81,8 +81,11 @@ def test_10_promoting_during_a_1000_image_run_keeps_each_batch_on_its_version(ma
                                                                              own_redis, tmp_path):
     total, per_batch = 1000, 100
     stack = make_stack(own_pg_url, own_redis.url, **REGISTRY_MODE)
-    stack.start_worker()
-    stack.start_worker()
+    # Both workers hold their claimed groups at a gate until the promotion: a draining worker can otherwise
+    # finish the first half before the second is uploaded (it did once, with both cores busy).
+    gate = tmp_path / "gate"
+    stack.start_worker(XRAY_TEST_GATE=str(gate))
+    stack.start_worker(XRAY_TEST_GATE=str(gate))
     stack.start_recovery()
     before, after = _push_ready(stack, _model(tmp_path, "before")), _push_ready(stack, _model(tmp_path, "after"))
     _move_default(stack, before)
@@ -93,6 +96,7 @@ def test_10_promoting_during_a_1000_image_run_keeps_each_batch_on_its_version(ma
         if i == total // 2:
             _move_default(stack, after)  # the promotion, while the first half is still running
             running_at_promotion = stack.statuses()
+            gate.touch()
         response, _ = stack.upload(images[i:i + per_batch])
         assert response.status_code == 202
         batches.append(response.get_json())
